@@ -1,0 +1,300 @@
+"""The ``sitewatch`` command line: parses options, calls the library, prints the result.
+
+No detection, storage or geometry logic lives here.  Errors print one line and exit 1 (``--verbose``
+shows the traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import SitewatchError
+
+app = typer.Typer(
+    help="Watch places on Earth in multi-date satellite imagery: detect, date and report construction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+site_app = typer.Typer(help="Manage the watchlist of sites.", no_args_is_help=True)
+app.add_typer(site_app, name="site")
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+class _State:
+    home: Path | None = None
+    db_url: str | None = None
+    verbose: bool = False
+
+
+state = _State()
+
+
+def _settings() -> Any:
+    from .settings import get_settings
+
+    return get_settings(home=state.home, db_url=state.db_url)
+
+
+def _store() -> Any:
+    from .store import Store
+
+    return Store(_settings().database_url)
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A rich progress display; yields a callback ``(stage, done, total)``."""
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    ) as prog:
+
+        def cb(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+            prog.update(tasks[stage], completed=done, total=total)
+
+        yield cb
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"sitewatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    home: Annotated[Path | None, typer.Option(help="Home folder (store, reports); env SITEWATCH_HOME.")] = None,
+    db_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL; env SITEWATCH_DB_URL.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Options that apply to every command."""
+    state.home, state.db_url, state.verbose = home, db_url, verbose
+
+
+def _fmt_date(d: Any) -> str:
+    return d.strftime("%Y-%m-%d") if d is not None else "—"
+
+
+def _changes_table(changes: Any) -> Table:
+    t = Table(title="Detections")
+    for col in ("id", "status", "area m²", "first seen between", "last seen", "obs", "score"):
+        t.add_column(col)
+    for c in changes:
+        t.add_row(
+            c.change_id, c.status, f"{c.area_m2:,.0f}",
+            f"{_fmt_date(c.first_seen_after)} – {_fmt_date(c.first_seen_before)}",
+            _fmt_date(c.last_seen), str(c.n_observations), f"{c.score:.2f}",
+        )
+    return t
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the demo world and results.")] = Path(
+        "sitewatch-demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the demo world.")] = 7,
+    regenerate: Annotated[bool, typer.Option(help="Generate the world again even if present.")] = False,
+) -> None:
+    """Generate the demo world (or reuse it) and run the whole pipeline on the known base."""
+    from .demo import run_demo
+
+    with _progress() as cb:
+        summary = run_demo(out, seed=seed, progress=cb, regenerate=regenerate)
+    r = summary.result
+    console.print(_changes_table(r.changes))
+    console.print(
+        f"Site [bold]{r.site.name}[/]: {len(r.changes)} change(s) over {len(r.dates)} dates "
+        f"({r.dates[0]:%Y-%m-%d} to {r.dates[-1]:%Y-%m-%d}); activity: [bold]{r.activity}[/]"
+    )
+    console.print(f"Ground truth: {summary.truth}")
+    console.print(f"Detections:   {summary.detections}")
+    console.print(f"Report:       {summary.report}")
+
+
+@site_app.command("add")
+def site_add(
+    name: str,
+    geojson: Annotated[Path | None, typer.Option(help="GeoJSON file of the site's polygon (WGS84).")] = None,
+    lon: Annotated[float | None, typer.Option(help="Longitude of the site's centre.")] = None,
+    lat: Annotated[float | None, typer.Option(help="Latitude of the site's centre.")] = None,
+    radius: Annotated[float | None, typer.Option(help="Radius in metres around lon/lat.")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Another name (repeatable).")] = None,
+    notes: Annotated[str, typer.Option(help="Free notes.")] = "",
+    added_by: Annotated[str, typer.Option(help="Who adds the site.")] = "",
+    reason: Annotated[str, typer.Option(help="Why the site is watched.")] = "",
+    replace: Annotated[bool, typer.Option(help="Redefine a site of the same name.")] = False,
+) -> None:
+    """Add a site to the watchlist (a polygon from GeoJSON, or a point and radius)."""
+    from .sites import make_site
+
+    site = make_site(
+        name, geojson, lon=lon, lat=lat, radius_m=radius, aliases=alias or (), notes=notes,
+        added_by=added_by, reason=reason,
+    )
+    _store().add_site(site, replace=replace)
+    console.print(f"added site {site.name}")
+
+
+@site_app.command("list")
+def site_list() -> None:
+    """List the sites on the watchlist."""
+    t = Table(title="Watchlist")
+    for col in ("name", "aliases", "centre (lon, lat)", "notes"):
+        t.add_column(col)
+    for s in _store().list_sites():
+        c = s.geometry.centroid
+        t.add_row(s.name, ", ".join(s.aliases), f"{c.x:.5f}, {c.y:.5f}", s.notes)
+    console.print(t)
+
+
+@site_app.command("show")
+def site_show(name: str) -> None:
+    """Show one site and its detected changes."""
+    store = _store()
+    s = store.get_site(name)
+    c = s.geometry.centroid
+    console.print(f"[bold]{s.name}[/]  aliases: {', '.join(s.aliases) or '—'}")
+    console.print(f"centre: {c.x:.5f}, {c.y:.5f}   added by: {s.added_by or '—'}   reason: {s.reason or '—'}")
+    if s.notes:
+        console.print(f"notes: {s.notes}")
+    run = store.latest_run(s.name)
+    if run:
+        console.print(f"latest run: {run['method']} at {run['created_at']:%Y-%m-%dT%H:%M:%SZ}, "
+                      f"activity {run['activity']}")
+    console.print(_changes_table(store.changes(s.name)))
+
+
+@site_app.command("remove")
+def site_remove(name: str) -> None:
+    """Remove a site and its detections from the watchlist."""
+    _store().remove_site(name)
+    console.print(f"removed site {name}")
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG files or folders.")]) -> None:
+    """Record image files (GeoTIFF/COG) in the scene catalog."""
+    from .pipeline import ingest as _ingest
+
+    with _progress() as cb:
+        s = _ingest(paths, _store(), progress=cb)
+    console.print(f"{s.files} scene(s): {s.new} new, {s.existing} already in the store")
+
+
+@app.command()
+def detect(
+    site: Annotated[str | None, typer.Option(help="Site name (default: every site).")] = None,
+    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "index",
+    min_clear: Annotated[float, typer.Option(help="Skip dates less clear than this over the site.")] = 0.2,
+    no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
+) -> None:
+    """Detect, date and track changes at one site or every site."""
+    from .pipeline import detect_site
+
+    store = _store()
+    names = [site] if site else [s.name for s in store.list_sites()]
+    if not names:
+        raise SitewatchError("the watchlist is empty; add a site with `sitewatch site add`")
+    for name in names:
+        with _progress() as cb:
+            r = detect_site(store, name, method, min_clear_fraction=min_clear, coregister=not no_coregister,
+                            progress=cb)
+        console.print(_changes_table(r.changes))
+        console.print(f"{r.site.name}: {len(r.changes)} change(s); activity {r.activity}")
+
+
+@app.command()
+def methods() -> None:
+    """List the change detectors."""
+    from .detectors import describe
+
+    for name, text in describe().items():
+        console.print(f"[bold]{name}[/]: {text}")
+
+
+@app.command()
+def report(
+    name: str,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the report.")],
+) -> None:
+    """Write the HTML evidence report of a site (from its latest detection)."""
+    from .pipeline import stored_result
+    from .report import write_report
+
+    path = write_report(stored_result(_store(), name, resolution=_settings().resolution), out)
+    console.print(f"report: {path}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="geojson or gpkg (default: by suffix).")] = None,
+    site: Annotated[str | None, typer.Option(help="Only this site's detections.")] = None,
+) -> None:
+    """Export detections as GeoJSON or GeoPackage."""
+    from .export import export_changes
+
+    changes = _store().changes(site)
+    path = export_changes(changes, out, fmt)
+    console.print(f"{len(changes)} detection(s) written to {path}")
+
+
+@app.command("detect-pair")
+def detect_pair(
+    before: Annotated[Path, typer.Argument(help="Multi-band GeoTIFF, or folder of *_B02.tif ... files.")],
+    after: Annotated[Path, typer.Argument(help="Same, for the later date.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output uint8 GeoTIFF: 1 change, 0 none.")],
+    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "cva",
+    score: Annotated[Path | None, typer.Option(help="Also write the float32 change score here.")] = None,
+) -> None:
+    """Detect change between two images; write a change mask on BEFORE's finest grid."""
+    from .pair import detect_pair as _detect_pair
+
+    kwargs: dict[str, Any] = {"score_path": score} if score else {}
+    r = _detect_pair(before, after, out, method=method, **kwargs)
+    console.print(
+        f"{r.changed_pixels} changed pixel(s) ({r.changed_fraction:.2%}) by {r.method} in {r.seconds:.1f} s: {r.out}"
+    )
+
+
+def main() -> None:
+    """Entry point: run the app, turning sitewatch errors into one line and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except (SitewatchError, OSError, ValueError) as exc:
+        if state.verbose:
+            raise
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

@@ -1,0 +1,92 @@
+"""Detector registry and the pairwise detector interface.
+
+A detector compares two co-registered images on one grid and returns a :class:`~sitewatch.types.ChangeMap`.
+Images are float32 arrays ``(band, y, x)`` of surface reflectance (0..1), with the band names given
+(``B02``, ``B03``, ``B04``, ``B08``, ``B11``, ``B12``, ... Sentinel-2 naming).  ``valid`` marks the pixels
+that are clear in both images; detectors ignore the others (score 0, mask False).
+
+Register a detector with :func:`register`; look it up by name with :func:`get_detector`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import DetectorNotFound
+from ..types import ChangeMap
+
+
+class Detector(Protocol):
+    name: str
+    description: str
+
+    def detect(
+        self,
+        before: np.ndarray,
+        after: np.ndarray,
+        bands: Sequence[str],
+        valid: np.ndarray | None = None,
+    ) -> ChangeMap: ...
+
+
+_REGISTRY: dict[str, Callable[..., Detector]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
+    """Class decorator: make a detector available under ``name``."""
+
+    def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
+        if name in _REGISTRY:
+            raise ValueError(f"a detector named {name!r} is registered already")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names of the registered detectors, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe() -> dict[str, str]:
+    """Name -> one-line description of every registered detector."""
+    return {name: getattr(_REGISTRY[name], "description", "") for name in available()}
+
+
+def get_detector(name: str, **params: Any) -> Detector:
+    """Build the detector registered under ``name`` with ``params``."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise DetectorNotFound(
+            f"no change detector named {name!r}; choose one of: {', '.join(available())}"
+        ) from None
+    return factory(**params)
+
+
+def band_index(bands: Sequence[str], name: str) -> int:
+    """Index of ``name`` in ``bands``, accepting B8/B08 style aliases."""
+    norm = [_norm(b) for b in bands]
+    try:
+        return norm.index(_norm(name))
+    except ValueError:
+        raise KeyError(f"band {name} is missing (have {', '.join(bands)})") from None
+
+
+def _norm(b: str) -> str:
+    b = b.upper()
+    if b.startswith("B") and b[1:].isdigit():
+        return f"B{int(b[1:]):02d}"
+    return b
+
+
+def valid_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Pixels usable by a detector: finite in both images and inside ``valid``."""
+    ok = np.isfinite(before).all(axis=0) & np.isfinite(after).all(axis=0)
+    if valid is not None:
+        ok &= valid.astype(bool)
+    return ok

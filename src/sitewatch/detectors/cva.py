@@ -1,0 +1,166 @@
+"""Change vector analysis (CVA): the length of the per-pixel spectral difference vector.
+
+Each band of each date is standardised over the pixels valid in both images (subtract the band mean,
+divide by its standard deviation), so that a per-band gain or offset between the dates (a change of sun
+angle, of atmosphere, of sensor calibration) does not look like change.  The score is the Euclidean norm of
+the difference of the standardised spectra; the decision threshold is chosen per scene, by Otsu's method on
+the scores of the valid pixels or by a robust k-sigma rule.
+
+Reference: Malila, "Change vector analysis: an approach for detecting forest changes with Landsat", 1980.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from ..errors import AllCloudError
+from ..types import ChangeMap
+from .base import register, valid_mask
+
+__all__ = ["CVA", "check_inputs", "otsu_threshold", "robust_sigma_threshold", "standardise"]
+
+#: Fewest pixels valid in both images that a detector accepts to estimate scene statistics.
+MIN_VALID_PIXELS = 16
+
+
+@register("cva")
+@dataclass(frozen=True)
+class CVA:
+    """Change vector analysis on per-date standardised bands.
+
+    Parameters
+    ----------
+    threshold:
+        ``"otsu"`` (default) picks the threshold by Otsu's method on the magnitudes of the valid pixels;
+        a number ``k`` uses ``median + k * sigma`` with ``sigma = 1.4826 * MAD`` (a k-sigma rule that the
+        changed pixels themselves do not inflate).
+    scale:
+        ``"date"`` (default) divides each band of each date by its own standard deviation, which cancels
+        a per-band gain between the dates; ``"pooled"`` divides both dates by the band's standard deviation
+        pooled over the two dates, which keeps a change of contrast (a field that becomes textured) as change
+        but also reacts to a radiometric gain.
+    """
+
+    name: ClassVar[str] = "cva"
+    description: ClassVar[str] = (
+        "Change vector analysis: length of the difference of per-date standardised spectra, "
+        "thresholded per scene by Otsu's method (or a robust k-sigma rule)."
+    )
+
+    threshold: Literal["otsu"] | float = "otsu"
+    scale: Literal["date", "pooled"] = "date"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threshold, str):
+            if self.threshold != "otsu":
+                raise ValueError(
+                    f"cva threshold must be 'otsu' or a number k (k-sigma rule), not {self.threshold!r}"
+                )
+        elif not (isinstance(self.threshold, int | float) and np.isfinite(self.threshold)):
+            raise ValueError(f"cva threshold k must be a finite number, not {self.threshold!r}")
+        if self.scale not in ("date", "pooled"):
+            raise ValueError(f"cva scale must be 'date' or 'pooled', not {self.scale!r}")
+
+    def detect(
+        self,
+        before: np.ndarray,
+        after: np.ndarray,
+        bands: Sequence[str],
+        valid: np.ndarray | None = None,
+    ) -> ChangeMap:
+        """Score every pixel by the length of its standardised change vector and threshold it.
+
+        ``before`` and ``after`` are float arrays ``(band, y, x)`` on one grid (NaN = no data), ``valid``
+        an optional bool ``(y, x)`` mask of usable pixels.  Pixels not valid get score 0 and mask False.
+        """
+        ok = check_inputs(before, after, bands, valid)
+        x1 = before[:, ok].astype(np.float64)  # (band, n)
+        x2 = after[:, ok].astype(np.float64)
+        z1, z2 = standardise(x1, x2, pooled=self.scale == "pooled")
+        magnitude = np.sqrt(((z2 - z1) ** 2).sum(axis=0))
+        if self.threshold == "otsu":
+            thr = otsu_threshold(magnitude)
+        else:
+            thr = robust_sigma_threshold(magnitude, float(self.threshold))
+
+        score = np.zeros(ok.shape, np.float32)
+        score[ok] = magnitude
+        mask = np.zeros(ok.shape, bool)
+        mask[ok] = magnitude > thr
+        params = asdict(self) | {"bands": list(bands), "threshold_rule": _rule_name(self.threshold)}
+        return ChangeMap(score=score, mask=mask, threshold=float(thr), detector=self.name, params=params)
+
+
+def check_inputs(
+    before: np.ndarray, after: np.ndarray, bands: Sequence[str], valid: np.ndarray | None
+) -> np.ndarray:
+    """Check the shapes of a detector's inputs and return the mask of the pixels usable in both images.
+
+    Raises ``ValueError`` for arrays that do not match and :class:`~sitewatch.errors.AllCloudError` when
+    fewer than :data:`MIN_VALID_PIXELS` pixels are valid in both images.
+    """
+    if before.ndim != 3 or before.shape != after.shape:
+        raise ValueError(
+            f"before and after must be (band, y, x) arrays of one shape; got {before.shape} and "
+            f"{after.shape}: put both images on one grid with the same bands first"
+        )
+    if before.shape[0] < 2:
+        raise ValueError(f"a pairwise detector needs at least 2 bands, got {before.shape[0]}")
+    if len(bands) != before.shape[0]:
+        raise ValueError(f"{len(bands)} band names given for {before.shape[0]} bands")
+    if valid is not None and valid.shape != before.shape[1:]:
+        raise ValueError(f"valid mask has shape {valid.shape}, the images {before.shape[1:]}")
+    ok = valid_mask(before, after, valid)
+    n = int(ok.sum())
+    if n < MIN_VALID_PIXELS:
+        raise AllCloudError(
+            f"only {n} pixel(s) have data in both images (need {MIN_VALID_PIXELS}); "
+            "check that the two images overlap and are not masked out (clouds, nodata)"
+        )
+    return ok
+
+
+def standardise(x1: np.ndarray, x2: np.ndarray, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise two ``(band, n)`` samples band by band.
+
+    Subtracts each date's band mean and divides by that date's band standard deviation, or (``pooled``)
+    by the band's standard deviation pooled over the two dates.  A constant band is only centred.
+    """
+    m1 = x1.mean(axis=1, keepdims=True)
+    m2 = x2.mean(axis=1, keepdims=True)
+    s1 = x1.std(axis=1, keepdims=True)
+    s2 = x2.std(axis=1, keepdims=True)
+    if pooled:
+        s1 = s2 = np.sqrt((s1**2 + s2**2) / 2)
+    s1 = np.where(s1 > 0, s1, 1.0)
+    s2 = np.where(s2 > 0, s2, 1.0)
+    return (x1 - m1) / s1, (x2 - m2) / s2
+
+
+def otsu_threshold(values: np.ndarray, nbins: int = 256, clip_quantile: float = 0.999) -> float:
+    """Otsu's threshold of ``values`` (1-D, finite).
+
+    The values are clipped at their ``clip_quantile`` first, so that a few extreme outliers (a cloud in
+    one date, a saturated roof) do not squeeze the histogram into a handful of bins.
+    """
+    hi = float(np.quantile(values, clip_quantile))
+    lo = float(values.min())
+    if not hi > lo:
+        return float(values.max())
+    return float(threshold_otsu(np.minimum(values, hi), nbins=nbins))
+
+
+def robust_sigma_threshold(values: np.ndarray, k: float) -> float:
+    """``median + k * 1.4826 * MAD`` of ``values``: a k-sigma rule that outliers do not inflate."""
+    med = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - med)))
+    return med + k * sigma
+
+
+def _rule_name(threshold: str | float) -> str:
+    return "otsu" if threshold == "otsu" else f"median + {threshold} * robust sigma"

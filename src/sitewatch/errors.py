@@ -1,0 +1,55 @@
+"""Errors and warnings raised by sitewatch.
+
+One root, :class:`SitewatchError`, mixed with the builtin that fits, so callers can catch either
+(``except OSError`` still catches an unreadable image).  Messages say what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class SitewatchError(Exception):
+    """Root of every error that sitewatch raises on purpose."""
+
+
+class ImageryError(SitewatchError, OSError):
+    """An image file cannot be read or is not usable (corrupt, truncated, no CRS, no date...)."""
+
+
+class MissingCRSError(ImageryError):
+    """An image has no coordinate reference system, so it cannot be placed on Earth."""
+
+
+class NoOverlapError(SitewatchError, ValueError):
+    """A scene or a set of scenes does not cover the site."""
+
+
+class AllCloudError(SitewatchError, ValueError):
+    """No clear pixel is left over the site after masking clouds, shadows and snow."""
+
+
+class InvalidSite(SitewatchError, ValueError):
+    """A site definition (name, geometry, GeoJSON) is not valid."""
+
+
+class SiteNotFound(SitewatchError, LookupError):
+    """No site of that name (or alias) is in the watchlist."""
+
+
+class DetectorNotFound(SitewatchError, LookupError):
+    """No change detector is registered under that name."""
+
+
+class StoreError(SitewatchError, RuntimeError):
+    """The store could not be read or written; nothing was changed."""
+
+
+class SitewatchWarning(UserWarning):
+    """Root of the non-fatal data-quality warnings."""
+
+
+class CloudySceneWarning(SitewatchWarning):
+    """A scene was skipped over a site because too little of it is clear."""
+
+
+class PartialCoverageWarning(SitewatchWarning):
+    """A scene covers only part of a site."""

@@ -1,0 +1,171 @@
+"""The core jobs, as the faces (CLI, API) call them: ingest scenes, detect and track changes at a site.
+
+sources -> scenes -> aligned stack -> masks -> co-registration -> detector -> tracking -> changes -> store
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .catalog import read_scenes
+from .changes import PolygonParams, extract_changes, stack_dates
+from .detectors import get_detector
+from .errors import AllCloudError, NoOverlapError
+from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
+from .store import Store
+from .tracking import TrackParams, track_pixels
+from .types import Change, SiteResult
+
+__all__ = ["IngestSummary", "ingest", "detect_site", "coregister_stack", "activity_status", "stored_result",
+           "DEFAULT_METHOD"]
+
+DEFAULT_METHOD = "index"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    files: int
+    new: int
+    existing: int
+    scene_ids: tuple[str, ...] = field(default=())
+
+
+def ingest(paths: Iterable[str | Path], store: Store, progress: Progress | None = None) -> IngestSummary:
+    """Read every image under ``paths`` and record them; a bad file raises before anything is written."""
+    cb = (lambda d, t: progress("ingest", d, t)) if progress else None
+    scenes = read_scenes(list(paths), progress=cb)
+    new, old = store.add_scenes(scenes)
+    return IngestSummary(len(scenes), new, old, tuple(s.scene_id for s in scenes))
+
+
+def coregister_stack(stack: xr.Dataset, band: str = "B08", min_clear: float = 0.3) -> tuple[xr.Dataset, list]:
+    """Shift every date onto the clearest date by phase correlation on ``band``; returns (stack, shifts)."""
+    from .coreg import apply_shift, estimate_shift
+
+    refl = stack["reflectance"].values.copy()
+    clear = stack["clear"].values.copy()
+    b = list(stack["band"].values).index(band)
+    cf = clear.reshape(len(clear), -1).mean(axis=1)
+    ref_t = int(np.argmax(cf))
+    shifts: list[tuple[float, float] | None] = []
+    for t in range(len(refl)):
+        if t == ref_t or cf[t] < min_clear:
+            shifts.append((0.0, 0.0) if t == ref_t else None)
+            continue
+        both = clear[t] & clear[ref_t]
+        ref_img = np.where(both, refl[ref_t, b], np.nan)
+        mov_img = np.where(both, refl[t, b], np.nan)
+        dy, dx = estimate_shift(ref_img, mov_img, valid=both)
+        if max(abs(dy), abs(dx)) > 3:  # implausible for orthorectified products: keep the date as it is
+            shifts.append(None)
+            continue
+        refl[t] = apply_shift(refl[t], (dy, dx))
+        moved = apply_shift(clear[t].astype(np.float32), (dy, dx))
+        clear[t] = np.nan_to_num(moved, nan=0.0) > 0.99
+        shifts.append((float(dy), float(dx)))
+    out = stack.copy(data={"reflectance": refl, "clear": clear})
+    return out, shifts
+
+
+def activity_status(changes: list[Change], dates: list, window_days: int = 183) -> str:
+    """'active' when a change was first seen in the last ``window_days`` of the series, else 'dormant'."""
+    if not dates:
+        return "no data"
+    last = max(dates)
+    recent = [c for c in changes if c.first_seen_before >= last - timedelta(days=window_days)]
+    return "active" if recent else "dormant"
+
+
+def detect_site(
+    store: Store,
+    site_name: str,
+    method: str = DEFAULT_METHOD,
+    *,
+    resolution: float = 10.0,
+    min_clear_fraction: float = 0.2,
+    coregister: bool = True,
+    detector_params: dict[str, Any] | None = None,
+    track_params: TrackParams | None = None,
+    polygon_params: PolygonParams | None = None,
+    progress: Progress | None = None,
+    save: bool = True,
+) -> SiteResult:
+    """Detect, date and track the changes at one site over every stored scene that covers it."""
+    site = store.get_site(site_name)
+    scenes = store.scenes(site)
+    if not scenes:
+        raise NoOverlapError(f"no stored scene covers site {site.name!r}; run `sitewatch ingest` first")
+    crs_counts: dict[str, int] = {}
+    for s in scenes:
+        crs_counts[s.crs] = crs_counts.get(s.crs, 0) + 1
+    grid = site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
+    stack = load_stack(scenes, grid, DEFAULT_BANDS, progress=(lambda d, t: progress("load", d, t)) if progress else None)
+    inside = grid_mask(site, grid)
+    tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
+    pp = polygon_params or PolygonParams()
+    shifts: list = []
+    if coregister:
+        stack, shifts = coregister_stack(stack)
+    stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
+    cf = stack["clear"].values[:, inside].mean(axis=1) if inside.any() else np.zeros(stack.sizes["time"])
+    if not (cf >= tp.min_clear_fraction).any():
+        raise AllCloudError(
+            f"site {site.name!r}: no date has {tp.min_clear_fraction:.0%} clear pixels "
+            f"(best {cf.max():.0%}); wait for clearer scenes or lower --min-clear"
+        )
+    detector = get_detector(method, **(detector_params or {}))
+    history = track_pixels(stack, detector, tp, inside=inside,
+                           progress=(lambda d, t: progress("detect", d, t)) if progress else None)
+    dates = stack_dates(stack)
+    scene_ids = list(stack.attrs["scene_ids"])
+    params = {
+        "detector": {"name": method, **asdict(detector)} if hasattr(detector, "__dataclass_fields__") else method,
+        "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
+        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
+    }
+    provenance = {"detector": method, "sitewatch": __version__, "params": params}
+    changes = extract_changes(history, stack, site.name, method, pp, provenance)
+    px_area = resolution * resolution
+    areas = [float(((history.onset <= t) & history.changed).sum() * px_area) for t in range(len(dates))]
+    activity = activity_status(changes, [d for d, u in zip(dates, history.used, strict=True) if u])
+    params["shifts_px"] = {sid: sh for sid, sh in zip(scene_ids, shifts, strict=False)}
+    if save:
+        store.save_run(site, changes, method, params, scene_ids, list(cf), activity, __version__)
+    used_ids = set(scene_ids)
+    return SiteResult(
+        site=site, changes=tuple(changes), dates=tuple(dates), clear_fraction=tuple(float(x) for x in cf),
+        changed_area_m2=tuple(areas), scenes=tuple(s for s in scenes if s.scene_id in used_ids),
+        method=method, params=params, activity=activity, stack=stack, version=__version__,
+    )
+
+
+def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> SiteResult:
+    """Rebuild a site's latest :class:`SiteResult` from the store (changes as saved; stack re-read for chips)."""
+    site = store.get_site(site_name)
+    run = store.latest_run(site.name)
+    if run is None:
+        raise NoOverlapError(f"site {site.name!r} has no detection yet; run `sitewatch detect --site ...` first")
+    changes = store.changes(site.name, method=run["method"])
+    wanted = set(run["scene_ids"])
+    scenes = [s for s in store.scenes(site) if s.scene_id in wanted]
+    g = run["params"].get("grid", {})
+    grid = site_grid(site, resolution, crs=g.get("crs"))
+    stack = load_stack(scenes, grid, DEFAULT_BANDS)
+    stack["clear"] = stack["clear"] & xr.DataArray(grid_mask(site, grid), dims=("y", "x"))
+    dates = stack_dates(stack)
+    areas = [sum(c.area_m2 for c in changes if c.first_seen_before <= d) for d in dates]
+    return SiteResult(
+        site=site, changes=tuple(changes), dates=tuple(dates),
+        clear_fraction=tuple(run["clear_fraction"]), changed_area_m2=tuple(areas), scenes=tuple(scenes),
+        method=run["method"], params=run["params"], activity=run["activity"], stack=stack,
+        version=run["version"],
+    )
