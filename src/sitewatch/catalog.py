@@ -104,7 +104,7 @@ def read_scene(path: str | Path, source: str = "local") -> Scene:
     try:
         src_ctx = rasterio.open(path)
     except RasterioError as exc:
-        raise ImageryError(f"{path}: not a readable raster (corrupt or truncated?): {exc}") from None
+        raise ImageryError(f"{path}: not a readable raster (truncated or corrupt file?): {exc}") from None
     with src_ctx as src:
         if src.crs is None:
             raise MissingCRSError(f"{path}: has no CRS, so it cannot be placed on Earth; georeference it first")

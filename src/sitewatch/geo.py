@@ -6,7 +6,8 @@ from functools import lru_cache
 
 from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as _shp_transform
+import numpy as np
+import shapely
 
 WGS84 = "EPSG:4326"
 
@@ -20,7 +21,13 @@ def to_crs(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
     """Reproject a shapely geometry from ``src`` to ``dst`` (any pyproj input: WKT, "EPSG:n")."""
     if CRS.from_user_input(src) == CRS.from_user_input(dst):
         return geom
-    return _shp_transform(_transformer(src, dst).transform, geom)
+    tr = _transformer(src, dst)
+
+    def _xy(coords: np.ndarray) -> np.ndarray:
+        x, y = tr.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geom, _xy)
 
 
 def utm_crs_for(lon: float, lat: float) -> str:

@@ -105,7 +105,7 @@ def _read_warped(path: str, grid: Grid, indexes: list[int], resampling: Resampli
         ) as vrt:
             return vrt.read(indexes)
     except RasterioError as exc:
-        raise ImageryError(f"{path}: cannot read the site window (corrupt or truncated?): {exc}") from None
+        raise ImageryError(f"{path}: cannot read the site window (truncated or corrupt file?): {exc}") from None
 
 
 def load_stack(

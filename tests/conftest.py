@@ -1,0 +1,97 @@
+"""Shared fixtures: small real GeoTIFF scenes written by the tests, and the real-data folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+REPO = Path(__file__).resolve().parents[1]
+BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+VEG = np.array([0.03, 0.06, 0.03, 0.35, 0.18, 0.08], np.float32)
+ROOF = np.array([0.22, 0.25, 0.27, 0.30, 0.33, 0.28], np.float32)
+CRS = "EPSG:32652"
+ORIGIN = (500000.0, 4580000.0)
+
+
+def data_root() -> Path:
+    """The real-imagery folder: env SITEWATCH_DATA, default ../shared/data beside the repo."""
+    env = os.environ.get("SITEWATCH_DATA")
+    return Path(env) if env else (REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    root = data_root()
+    if not root.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"real data folder {root} is missing (CI=true requires it; set SITEWATCH_DATA)")
+        pytest.skip(f"real data folder {root} not found; set SITEWATCH_DATA to run this test")
+    return root
+
+
+def write_scene(
+    folder: Path,
+    when: datetime,
+    image: np.ndarray,
+    scl: np.ndarray | None = None,
+    origin: tuple[float, float] = ORIGIN,
+    crs: str | None = CRS,
+    name: str | None = None,
+) -> Path:
+    """Write a 6-band uint16 (x10000) tiled GeoTIFF scene, with an optional ``_SCL`` mask beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or f"S2A_MSIL2A_{when:%Y%m%dT%H%M%S}_TEST"
+    path = folder / f"{name}.tif"
+    nb, h, w = image.shape
+    profile = dict(
+        driver="GTiff", width=w, height=h, count=nb, dtype="uint16", nodata=0, tiled=True,
+        blockxsize=32, blockysize=32, compress="deflate", transform=from_origin(*origin, 10, 10),
+    )
+    if crs:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.clip(image * 10000, 1, 65535).astype("uint16"))
+        for i, b in enumerate(BANDS[:nb]):
+            dst.set_band_description(i + 1, b)
+        dst.update_tags(ACQUISITION_DATETIME=when.strftime("%Y-%m-%dT%H:%M:%SZ"), PLATFORM="sentinel-2a")
+    if scl is not None:
+        mprof = dict(profile, count=1, dtype="uint8", nodata=0)
+        with rasterio.open(folder / f"{name}_SCL.tif", "w", **mprof) as dst:
+            dst.write(scl.astype("uint8"), 1)
+    return path
+
+
+@pytest.fixture
+def make_series(tmp_path: Path) -> Callable[..., tuple[list[Path], tuple[slice, slice], list[datetime]]]:
+    """A series of small scenes: vegetation with a roof square appearing at ``change_at``."""
+
+    def make(
+        n: int = 6, change_at: int = 3, size: int = 64, cloudy: tuple[int, ...] = (), seed: int = 0,
+        folder: Path | None = None,
+    ) -> tuple[list[Path], tuple[slice, slice], list[datetime]]:
+        rng = np.random.default_rng(seed)
+        folder = folder or tmp_path / "scenes"
+        square = (slice(20, 32), slice(24, 36))
+        dates = [datetime(2023, 3, 1, 2, 15, tzinfo=UTC) + timedelta(days=30 * i) for i in range(n)]
+        paths = []
+        for i, d in enumerate(dates):
+            img = np.broadcast_to(VEG[:, None, None], (6, size, size)).copy()
+            img *= rng.uniform(0.9, 1.1, (1, size, size)).astype(np.float32)
+            if i >= change_at:
+                img[:, square[0], square[1]] = ROOF[:, None, None]
+            img += rng.normal(0, 0.004, img.shape).astype(np.float32)
+            scl = np.full((size, size), 4, np.uint8)
+            if i in cloudy:
+                scl[:] = 9
+                img[:] = 0.7
+            paths.append(write_scene(folder, d, img, scl))
+        return paths, square, dates
+
+    return make

@@ -1,0 +1,118 @@
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.shutil
+from shapely.geometry import box
+
+from sitewatch.catalog import find_scene_files, read_scene, read_scenes
+from sitewatch.errors import ImageryError, MissingCRSError, NoOverlapError
+from sitewatch.geo import to_crs
+from sitewatch.sites import make_site
+from sitewatch.stack import load_stack, site_grid
+
+from .conftest import CRS, ORIGIN, VEG, write_scene
+
+
+def _site_over(origin=ORIGIN, size_m=640.0, name="s"):
+    x0, y0 = origin
+    poly = to_crs(box(x0 + 50, y0 - size_m + 50, x0 + size_m - 50, y0 - 50), CRS, "EPSG:4326")
+    return make_site(name, poly)
+
+
+def test_read_scene_metadata(make_series):
+    paths, _, dates = make_series(n=2)
+    s = read_scene(paths[0])
+    assert s.datetime == dates[0]
+    assert s.bands == ("B02", "B03", "B04", "B08", "B11", "B12")
+    assert s.mask_path and s.mask_path.endswith("_SCL.tif")
+    assert (s.width, s.height) == (64, 64)
+    assert s.bounds == pytest.approx((ORIGIN[0], ORIGIN[1] - 640, ORIGIN[0] + 640, ORIGIN[1]))
+    assert "32652" in s.crs or "UTM zone 52N" in s.crs
+
+
+def test_folder_listing_skips_masks(make_series):
+    paths, _, _ = make_series(n=3)
+    found = find_scene_files([paths[0].parent])
+    assert found == sorted(paths)
+
+
+@pytest.mark.parametrize("driver", ["GTiff", "COG"])
+def test_truncated_tiff_is_an_imagery_error(tmp_path, driver):
+    img = np.broadcast_to(VEG[:, None, None], (6, 200, 200)).copy()
+    img += np.random.default_rng(0).normal(0, 0.01, img.shape)
+    p = write_scene(tmp_path, datetime(2023, 1, 1, tzinfo=UTC), img)
+    if driver == "COG":  # header first, pixel data after: the truncation hits the data, not the header
+        cog = tmp_path / "cog_20230101.tif"
+        with rasterio.open(p) as src:
+            rasterio.shutil.copy(src, cog, driver="COG", compress="deflate")
+        p = cog
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageryError, match="truncated or corrupt"):
+        read_scene(p)
+
+
+def test_garbage_file_is_an_imagery_error(tmp_path):
+    p = tmp_path / "junk_20230101.tif"
+    p.write_bytes(b"this is not a tiff")
+    with pytest.raises(ImageryError, match="not a readable raster"):
+        read_scene(p)
+
+
+def test_missing_crs_is_specific(tmp_path):
+    img = np.broadcast_to(VEG[:, None, None], (6, 32, 32)).copy()
+    p = write_scene(tmp_path, datetime(2023, 1, 1, tzinfo=UTC), img, crs=None)
+    with pytest.raises(MissingCRSError, match="no CRS"):
+        read_scene(p)
+
+
+def test_missing_date_is_specific(tmp_path):
+    img = np.broadcast_to(VEG[:, None, None], (6, 32, 32)).copy()
+    p = write_scene(tmp_path, datetime(2023, 1, 1, tzinfo=UTC), img, name="nodate")
+    with rasterio.open(p, "r+") as dst:
+        dst.update_tags(ACQUISITION_DATETIME="")
+    with pytest.raises(ImageryError, match="no acquisition date"):
+        read_scene(p)
+
+
+def test_read_scenes_stops_at_first_bad_file(tmp_path, make_series):
+    paths, _, _ = make_series(n=2)
+    bad = paths[0].parent / "bad_20230505.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    with pytest.raises(ImageryError, match="bad_20230505"):
+        read_scenes([paths[0].parent])
+
+
+def test_stack_aligns_on_site_grid(make_series):
+    paths, square, dates = make_series(n=4, cloudy=(1,))
+    scenes = [read_scene(p) for p in paths]
+    site = _site_over()
+    grid = site_grid(site, 10.0, crs=scenes[0].crs)
+    ds = load_stack(scenes, grid)
+    assert ds["reflectance"].shape == (4, 6, grid.height, grid.width)
+    assert list(ds["band"].values) == ["B02", "B03", "B04", "B08", "B11", "B12"]
+    assert not ds["clear"].values[1].any()  # all-cloud date
+    assert ds["clear"].values[0].mean() > 0.99
+    # pixels land on the same ground: the grid is snapped to 10 m and within the scene
+    assert grid.transform[0] == 10.0 and grid.transform[2] % 10 == 0
+    np.testing.assert_allclose(np.nanmedian(ds["reflectance"].values[0, 3]), 0.35, atol=0.03)
+
+
+def test_stack_rejects_scenes_not_overlapping(make_series):
+    paths, _, _ = make_series(n=2)
+    scenes = [read_scene(p) for p in paths]
+    far = _site_over(origin=(600000.0, 4680000.0))
+    with pytest.raises(NoOverlapError, match="overlaps"):
+        load_stack(scenes, site_grid(far, 10.0, crs=scenes[0].crs))
+
+
+def test_stack_reprojects_to_another_crs(make_series):
+    paths, _, _ = make_series(n=2)
+    scenes = [read_scene(p) for p in paths]
+    site = _site_over()
+    grid = site_grid(site, 10.0, crs="EPSG:32651")  # the neighbouring UTM zone
+    ds = load_stack(scenes, grid)
+    inner = ds["reflectance"].values[0, 3][10:-10, 10:-10]
+    assert np.isfinite(inner).mean() > 0.9
