@@ -1,0 +1,87 @@
+"""The CLI as a user runs it: a real process, real files, exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ORIGIN
+
+
+def run(*args, home, ok=True):
+    p = subprocess.run(
+        [sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if ok:
+        assert p.returncode == 0, p.stderr + p.stdout
+    return p
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def _site_geojson(tmp_path):
+    from shapely.geometry import box, mapping
+
+    from sitewatch.geo import to_crs
+
+    x0, y0 = ORIGIN
+    poly = to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), "EPSG:32652", "EPSG:4326")
+    p = tmp_path / "site.geojson"
+    p.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": mapping(poly)}))
+    return p
+
+
+def test_full_cli_flow(tmp_path, home, make_series):
+    paths, _, dates = make_series(n=6, change_at=2)
+    run("site", "add", "Base One", "--geojson", _site_geojson(tmp_path), "--alias", "B1", "--notes", "test",
+        home=home)
+    assert "Base One" in run("site", "list", home=home).stdout
+    out = run("ingest", paths[0].parent, home=home).stdout
+    assert "6 new" in out
+    assert "0 new, 6 already" in run("ingest", paths[0].parent, home=home).stdout
+    out = run("detect", "--site", "B1", home=home).stdout
+    assert "1 change(s)" in out and "confirmed" in out
+    assert "confirmed" in run("site", "show", "Base One", home=home).stdout
+    gj = tmp_path / "d.geojson"
+    run("export", "-f", "geojson", "-o", gj, home=home)
+    fc = json.loads(gj.read_text())
+    assert len(fc["features"]) == 1
+    props = fc["features"][0]["properties"]
+    assert props["first_seen_before"].startswith(dates[2].strftime("%Y-%m-%d"))
+    assert props["status"] == "confirmed" and props["area_m2"] > 0
+    gpkg = tmp_path / "d.gpkg"
+    run("export", "-f", "gpkg", "-o", gpkg, home=home)
+    assert gpkg.stat().st_size > 0
+    rep = tmp_path / "report"
+    run("report", "Base One", "-o", rep, home=home)
+    assert "Base One" in (rep / "index.html").read_text()
+    run("site", "remove", "Base One", home=home)
+    assert "Base One" not in run("site", "list", home=home).stdout
+
+
+def test_errors_are_one_line_and_nonzero(tmp_path, home):
+    p = run("site", "show", "nowhere", home=home, ok=False)
+    assert p.returncode == 1
+    assert p.stderr.strip().startswith("error:") and "nowhere" in p.stderr
+    assert "Traceback" not in p.stderr
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{oops")
+    p = run("site", "add", "x", "--geojson", bad, home=home, ok=False)
+    assert p.returncode == 1 and "not valid JSON" in p.stderr
+    p = run("detect", "--site", "x", "--method", "nope", home=home, ok=False)
+    assert p.returncode == 1
+    p = run("--verbose", "site", "show", "nowhere", home=home, ok=False)
+    assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_methods_lists_every_registered_detector(home):
+    from sitewatch.detectors import available
+
+    out = run("methods", home=home).stdout
+    for name in available():
+        assert name in out
