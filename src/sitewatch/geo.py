@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pyproj import CRS, Transformer
-from shapely.geometry.base import BaseGeometry
 import numpy as np
 import shapely
+from pyproj import CRS, Transformer
+from shapely.geometry.base import BaseGeometry
 
 WGS84 = "EPSG:4326"
 

@@ -18,6 +18,7 @@ from . import __version__
 from .catalog import read_scenes
 from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
+from .detectors.base import params_of
 from .errors import AllCloudError, NoOverlapError
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
@@ -108,7 +109,9 @@ def detect_site(
     for s in scenes:
         crs_counts[s.crs] = crs_counts.get(s.crs, 0) + 1
     grid = site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
-    stack = load_stack(scenes, grid, DEFAULT_BANDS, progress=(lambda d, t: progress("load", d, t)) if progress else None)
+    stack = load_stack(
+        scenes, grid, DEFAULT_BANDS, progress=(lambda d, t: progress("load", d, t)) if progress else None
+    )
     inside = grid_mask(site, grid)
     tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
     pp = polygon_params or PolygonParams()
@@ -128,7 +131,7 @@ def detect_site(
     dates = stack_dates(stack)
     scene_ids = list(stack.attrs["scene_ids"])
     params = {
-        "detector": {"name": method, **asdict(detector)} if hasattr(detector, "__dataclass_fields__") else method,
+        "detector": {"name": method, **params_of(detector)},
         "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
         "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
     }

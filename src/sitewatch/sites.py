@@ -118,4 +118,6 @@ def make_site(
     else:
         geom = read_geometry(geometry)
     clean_aliases = tuple(a.strip() for a in aliases if a and a.strip())
-    return Site(name=name, geometry=geom, aliases=clean_aliases, notes=notes, added_by=added_by, reason=reason)
+    return Site(
+        name=name, geometry=geom, aliases=clean_aliases, notes=notes, added_by=added_by, reason=reason
+    )

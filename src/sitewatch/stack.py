@@ -105,7 +105,9 @@ def _read_warped(path: str, grid: Grid, indexes: list[int], resampling: Resampli
         ) as vrt:
             return vrt.read(indexes)
     except RasterioError as exc:
-        raise ImageryError(f"{path}: cannot read the site window (truncated or corrupt file?): {exc}") from None
+        raise ImageryError(
+            f"{path}: cannot read the site window (truncated or corrupt file?): {exc}"
+        ) from None
 
 
 def load_stack(
@@ -165,6 +167,10 @@ def load_stack(
             "clear": (("time", "y", "x"), clear),
         },
         coords={"time": times, "band": list(bands), "y": ys, "x": xs},
-        attrs={"crs": CRS.from_user_input(grid.crs).to_wkt(), "transform": tuple(grid.transform), "scene_ids": [s.scene_id for s in ordered]},
+        attrs={
+            "crs": CRS.from_user_input(grid.crs).to_wkt(),
+            "transform": tuple(grid.transform),
+            "scene_ids": [s.scene_id for s in ordered],
+        },
     )
     return ds

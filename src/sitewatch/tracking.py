@@ -15,6 +15,7 @@ uses only its own clear observations (cloud, shadow and snow never count as hits
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,7 +95,8 @@ def track_pixels(
         img = refl[t]
         clear = clear_all[t] & np.isfinite(img).all(axis=0)
         has_ref = nbuf > 0
-        with np.errstate(all="ignore"), _quiet():
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels with no reference yet
             ref = np.nanmedian(buf, axis=0)
         cmap = detector.detect(ref, img, bands, valid=clear & has_ref)
         flag = cmap.mask & clear & has_ref
@@ -151,16 +153,3 @@ def track_pixels(
         used=used, clear_fraction=cf,
     )
 
-
-class _quiet:
-    """Silence numpy's 'All-NaN slice' RuntimeWarning inside a block."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)

@@ -10,6 +10,7 @@ Register a detector with :func:`register`; look it up by name with :func:`get_de
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -20,8 +21,11 @@ from ..types import ChangeMap
 
 
 class Detector(Protocol):
-    name: str
-    description: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
     def detect(
         self,
@@ -66,6 +70,13 @@ def get_detector(name: str, **params: Any) -> Detector:
             f"no change detector named {name!r}; choose one of: {', '.join(available())}"
         ) from None
     return factory(**params)
+
+
+def params_of(detector: Detector) -> dict[str, Any]:
+    """The parameters of a detector (its dataclass fields), for provenance."""
+    if dataclasses.is_dataclass(detector) and not isinstance(detector, type):
+        return dataclasses.asdict(detector)
+    return {}
 
 
 def band_index(bands: Sequence[str], name: str) -> int:
