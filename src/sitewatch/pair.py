@@ -1,0 +1,506 @@
+"""Detect change between two images given as files: the ``detect-pair`` use case.
+
+:func:`read_image` reads one acquisition, either a multi-band GeoTIFF or a folder of single-band
+Sentinel-2 files (``*_B02.tif``, ``*_B8A.jp2``, ...) at mixed 10/20/60 m resolutions, as float32
+reflectance.  :func:`detect_pair` puts the AFTER image onto the BEFORE image's grid, runs a registered change
+detector on the bands they share, and writes the change mask as a GeoTIFF on the BEFORE grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import RasterioError
+from rasterio.warp import Resampling, reproject, transform_bounds
+
+from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
+
+__all__ = ["MAX_SHIFT", "S2_BANDS", "Image", "PairResult", "detect_pair", "read_image"]
+
+#: Sentinel-2 MSI band names in their conventional order.
+S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+#: Largest co-registration shift (pixels) that :func:`detect_pair` applies.
+MAX_SHIFT = 3.0
+
+#: Sentinel-2 bands that measure the atmosphere (aerosols, water vapour, cirrus), not the surface.
+_S2_ATMOSPHERIC = frozenset({"B01", "B09", "B10"})
+
+_BAND_FILE = re.compile(r"_(B(?:0[1-9]|1[0-2]|8A))\.(?:tiff?|jp2)$", re.IGNORECASE)
+
+#: ``progress(step, total)`` is called after each stage of :func:`detect_pair`.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Image:
+    """One acquisition on one grid: float32 reflectance ``(band, y, x)``, NaN where there is no data."""
+
+    data: np.ndarray
+    bands: tuple[str, ...]
+    crs: str  # WKT
+    transform: Affine
+    path: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels."""
+        return int(self.data.shape[1]), int(self.data.shape[2])
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` in :attr:`crs`."""
+        h, w = self.shape
+        xs = (self.transform * (0, 0))[0], (self.transform * (w, h))[0]
+        ys = (self.transform * (0, 0))[1], (self.transform * (w, h))[1]
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """What :func:`detect_pair` wrote and found.
+
+    ``changed_fraction`` is relative to ``valid_pixels``, the pixels with data in both images.
+    ``shift`` is the ``(dy, dx)`` co-registration shift applied to AFTER (pixels), if any.
+    """
+
+    out: str
+    shape: tuple[int, int]
+    crs: str
+    changed_pixels: int
+    changed_fraction: float
+    threshold: float
+    method: str
+    seconds: float
+    valid_pixels: int = 0
+    bands: tuple[str, ...] = ()
+    score_path: str | None = None
+    shift: tuple[float, float] | None = None
+
+
+def read_image(path: str | Path) -> Image:
+    """Read a multi-band raster or a folder of single-band Sentinel-2 files as float32 reflectance.
+
+    * A file: band names come from the band descriptions when set, else ``B1..Bn``.
+    * A folder: every file named ``*_Bxx.tif`` / ``*_Bxx.jp2`` (``B01``..``B12``, ``B8A``; any prefix) is one
+      band; bands of coarser resolution are resampled (bilinear) onto the grid of the finest band.  An
+      integer band file without a nodata value uses 0 as no data (the Sentinel-2 convention).
+
+    Values: a declared scale/offset is applied; otherwise integers whose maximum is above 2 are taken as
+    reflectance x 10000 (8-bit data are divided by 255 instead: they are not reflectance), and floats are
+    kept as they are.  Nodata (value or mask) becomes NaN.
+
+    Raises :class:`ImageryError` when the path is missing, is not a readable raster (corrupt or truncated)
+    or is a folder without band files, and :class:`MissingCRSError` when a file is not georeferenced.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageryError(
+            f"{p} does not exist; give a multi-band GeoTIFF or a folder of Sentinel-2 band files "
+            "(*_B02.tif ...)"
+        )
+    if p.is_dir():
+        return _read_band_folder(p)
+    with _open(p) as src:
+        data, scaled = _read_float(src, p)
+        bands = tuple(d if d else f"B{i + 1}" for i, d in enumerate(src.descriptions))
+        if len(set(bands)) != len(bands):  # duplicate descriptions: fall back to positions
+            bands = tuple(f"B{i + 1}" for i in range(len(bands)))
+        crs, transform = src.crs.to_wkt(), src.transform
+    if not scaled:
+        data = _auto_scale(data, src.dtypes[0])
+    return Image(data=data, bands=bands, crs=crs, transform=transform, path=str(p))
+
+
+def detect_pair(
+    before: str | Path,
+    after: str | Path,
+    out: str | Path,
+    method: str = "cva",
+    progress: Progress | None = None,
+    *,
+    score_path: str | Path | None = None,
+    bands: Sequence[str] | None = None,
+    coregister: bool = False,
+    **params: Any,
+) -> PairResult:
+    """Detect change from BEFORE to AFTER and write the change mask to ``out``.
+
+    AFTER is resampled (bilinear) onto BEFORE's grid, NaN outside it.  ``bands`` selects the bands to
+    compare; by default, every band the two images share except the Sentinel-2 atmospheric bands (B01
+    aerosols, B09 water vapour, B10 cirrus: they see the air, not the ground) when the images use
+    Sentinel-2 band names and at least 2 other bands remain.  With ``coregister`` a residual sub-pixel
+    translation is measured on the overlap (:func:`sitewatch.coreg.estimate_shift`) and removed from AFTER
+    first (a shift over :data:`MAX_SHIFT` pixels is implausible for orthorectified products: it is not
+    applied and a :class:`~sitewatch.errors.SitewatchWarning` says so).  The detector ``method`` (a name
+    from :func:`sitewatch.detectors.available`) is built with ``params``.
+
+    ``out`` is a uint8 GeoTIFF (DEFLATE, tiled, no nodata value) on BEFORE's grid: 1 = change, 0 = no
+    change or no data in one of the images.  Its tags record the detector, its parameters, the threshold,
+    the input paths and the sitewatch version.  ``score_path``, if given, receives the float32 score (NaN
+    where there is no data).  ``progress(step, total)`` is called after each stage.
+
+    Raises :class:`~sitewatch.errors.DetectorNotFound` for an unknown method, :class:`ImageryError` for
+    unreadable inputs or fewer than 2 common bands, :class:`MissingCRSError` and :class:`NoOverlapError`
+    when the images do not overlap.
+    """
+    from . import __version__
+    from .coreg import apply_shift, estimate_shift
+    from .detectors import get_detector
+
+    t0 = time.perf_counter()
+    total = 6
+    step = _stepper(progress, total)
+    detector = get_detector(method, **params)  # fail on a bad name or parameter before any reading
+    img_b = read_image(before)
+    step()
+    img_a = read_image(after)
+    step()
+
+    pairs = _select_bands(_common_bands(img_b, img_a), img_b, bands)
+    _check_overlap(img_b, img_a)
+    ib = [i for i, _ in pairs]
+    ia = [j for _, j in pairs]
+    names = tuple(img_b.bands[i] for i in ib)
+    data_b = img_b.data[ib]
+    data_a = _warp(img_a.data[ia], img_a, img_b)
+    valid = np.isfinite(data_b).all(axis=0) & np.isfinite(data_a).all(axis=0)
+    if not valid.any():
+        raise NoOverlapError(
+            f"{img_a.path} and {img_b.path} overlap, but no pixel has data in both; "
+            "give two images of the same place with data in common"
+        )
+    step()
+
+    shift: tuple[float, float] | None = None
+    if coregister:
+        dy, dx = estimate_shift(data_b, data_a, valid)
+        if max(abs(dy), abs(dx)) <= MAX_SHIFT:
+            shift = (dy, dx)
+            data_a = apply_shift(data_a, shift)
+            valid &= np.isfinite(data_a).all(axis=0)
+        else:
+            warnings.warn(
+                f"co-registration measured an implausible shift of ({dy:.1f}, {dx:.1f}) pixels between "
+                f"{img_b.path} and {img_a.path}; it was not applied (check the georeferencing)",
+                SitewatchWarning,
+                stacklevel=2,
+            )
+    step()
+
+    cmap = detector.detect(data_b, data_a, names, valid)
+    mask = cmap.mask & valid
+    step()
+
+    tags = {
+        "detector": cmap.detector,
+        "params": json.dumps(cmap.params, default=str, sort_keys=True),
+        "threshold": repr(float(cmap.threshold)),
+        "before": str(Path(img_b.path).resolve()),
+        "after": str(Path(img_a.path).resolve()),
+        "bands": ",".join(names),
+        "sitewatch_version": __version__,
+    }
+    if shift is not None:
+        tags["coregistration_shift_dy_dx"] = f"{shift[0]:.3f},{shift[1]:.3f}"
+    out_p = Path(out)
+    _write_geotiff(out_p, mask.astype(np.uint8), img_b, tags, "change (1) / no change (0)")
+    score_out: str | None = None
+    if score_path is not None:
+        score = np.where(valid, cmap.score, np.nan).astype(np.float32)
+        _write_geotiff(Path(score_path), score, img_b, tags, f"{cmap.detector} change score", nodata=np.nan)
+        score_out = str(score_path)
+    step()
+
+    n_valid = int(valid.sum())
+    changed = int(mask.sum())
+    return PairResult(
+        out=str(out_p),
+        shape=img_b.shape,
+        crs=img_b.crs,
+        changed_pixels=changed,
+        changed_fraction=changed / n_valid,
+        threshold=float(cmap.threshold),
+        method=cmap.detector,
+        seconds=time.perf_counter() - t0,
+        valid_pixels=n_valid,
+        bands=names,
+        score_path=score_out,
+        shift=shift,
+    )
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _open(path: Path) -> Any:
+    try:
+        return rasterio.open(path)
+    except RasterioError as exc:
+        raise ImageryError(
+            f"{path}: not a readable raster (corrupt or truncated file?): {_detail(exc)}; "
+            "give a GeoTIFF or JPEG2000 image"
+        ) from None
+
+
+def _detail(exc: BaseException) -> str:
+    """The most specific message of a GDAL error ("Read failed" hides its cause)."""
+    cause = exc.__cause__ or exc.__context__
+    return str(cause) if cause is not None and str(cause) else str(exc)
+
+
+def _read_float(src: Any, path: Path, zero_is_nodata: bool = False) -> tuple[np.ndarray, bool]:
+    """All bands of ``src`` as float32 with NaN for nodata; and whether a declared scale was applied.
+
+    ``zero_is_nodata``: an integer band without a declared nodata value uses 0 for no data (the
+    Sentinel-2 convention).
+    """
+    if src.crs is None:
+        raise MissingCRSError(
+            f"{path}: has no coordinate reference system, so it cannot be placed on Earth; "
+            "georeference it first (e.g. gdal_edit.py -a_srs EPSG:xxxx)"
+        )
+    if src.transform.is_identity:
+        raise MissingCRSError(
+            f"{path}: has no geotransform; georeference it first (e.g. gdal_translate -a_ullr)"
+        )
+    try:
+        raw = src.read(masked=True)
+    except (RasterioError, MemoryError) as exc:
+        raise ImageryError(
+            f"{path}: image data cannot be read (truncated or corrupt file?): {_detail(exc)}; "
+            "download or export it again"
+        ) from None
+    data = raw.astype(np.float32).filled(np.nan)
+    if zero_is_nodata and src.nodata is None and np.dtype(src.dtypes[0]).kind in "iu":
+        data[data == 0] = np.nan
+    scales = np.asarray(src.scales, np.float64)
+    offsets = np.asarray(src.offsets, np.float64)
+    if np.any(scales != 1.0) or np.any(offsets != 0.0):
+        data = (data * scales[:, None, None] + offsets[:, None, None]).astype(np.float32)
+        return data, True
+    return data, False
+
+
+def _auto_scale(data: np.ndarray, dtype: str) -> np.ndarray:
+    """Integer digital numbers to reflectance: /255 for 8-bit, /10000 when the maximum is above 2."""
+    kind = np.dtype(dtype)
+    if kind.kind not in "iu":
+        return data
+    if kind.itemsize == 1:
+        return data / np.float32(255.0)
+    finite = data[np.isfinite(data)]
+    if finite.size and float(finite.max()) > 2.0:
+        return data / np.float32(10000.0)
+    return data
+
+
+def _read_band_folder(folder: Path) -> Image:
+    found: dict[str, list[Path]] = {}
+    for f in sorted(folder.iterdir()):
+        m = _BAND_FILE.search(f.name)
+        if m and f.is_file():
+            found.setdefault(m.group(1).upper(), []).append(f)
+    if not found:
+        raise ImageryError(
+            f"{folder}: no Sentinel-2 band files found (expected names ending in _B02.tif, _B8A.jp2, ...); "
+            "give a folder holding one acquisition's band files, or a multi-band GeoTIFF"
+        )
+    dupes = {b: fs for b, fs in found.items() if len(fs) > 1}
+    if dupes:
+        b, fs = next(iter(dupes.items()))
+        raise ImageryError(
+            f"{folder}: {len(fs)} files for band {b} ({', '.join(f.name for f in fs)}); "
+            "keep one acquisition per folder"
+        )
+    names = sorted(found, key=S2_BANDS.index)
+    layers: list[tuple[np.ndarray, Any, Affine, str]] = []  # data, crs, transform, dtype
+    any_scaled = False
+    for b in names:
+        path = found[b][0]
+        with _open(path) as src:
+            data, scaled = _read_float(src, path, zero_is_nodata=True)
+            any_scaled |= scaled
+            layers.append((data[0], src.crs, src.transform, src.dtypes[0]))
+    # finest band: smallest pixel area (the 10 m bands of Sentinel-2)
+    ref = min(range(len(layers)), key=lambda i: abs(layers[i][2].a * layers[i][2].e))
+    _, dst_crs, dst_transform, _ = layers[ref]
+    h, w = layers[ref][0].shape
+    out = np.full((len(layers), h, w), np.nan, np.float32)
+    for k, (arr, crs, transform, _dtype) in enumerate(layers):
+        if arr.shape == (h, w) and transform == dst_transform and crs == dst_crs:
+            out[k] = arr
+        else:
+            reproject(
+                arr,
+                out[k],
+                src_transform=transform,
+                src_crs=crs,
+                src_nodata=np.nan,
+                dst_transform=dst_transform,
+                dst_crs=dst_crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.bilinear,
+            )
+    if not any_scaled:  # one decision for the whole acquisition, not band by band
+        dtypes = {d for *_, d in layers}
+        out = _auto_scale(out, dtypes.pop()) if len(dtypes) == 1 else _auto_scale(out, "uint16")
+    crs_wkt = dst_crs.to_wkt()
+    return Image(data=out, bands=tuple(names), crs=crs_wkt, transform=dst_transform, path=str(folder))
+
+
+# ---------------------------------------------------------------------------------------------- pairing
+
+
+def _common_bands(img_b: Image, img_a: Image) -> list[tuple[int, int]]:
+    """Index pairs ``(i_before, i_after)`` of the bands both images hold, in BEFORE's order."""
+    from .detectors.base import band_index
+
+    pairs = []
+    for i, name in enumerate(img_b.bands):
+        try:
+            pairs.append((i, band_index(img_a.bands, name)))
+        except KeyError:
+            continue
+    if len(pairs) < 2:
+        raise ImageryError(
+            f"{img_b.path} (bands {', '.join(img_b.bands)}) and "
+            f"{img_a.path} (bands {', '.join(img_a.bands)}) share {len(pairs)} band(s);"
+            " change detection needs at least 2: give images with the same bands"
+        )
+    return pairs
+
+
+def _select_bands(
+    pairs: list[tuple[int, int]], img_b: Image, bands: Sequence[str] | None
+) -> list[tuple[int, int]]:
+    """Keep the common band pairs named in ``bands``, or by default drop the S2 atmospheric bands."""
+    from .detectors.base import band_index
+
+    if bands is not None:
+        chosen = []
+        for name in bands:
+            try:
+                i = band_index(img_b.bands, name)
+            except KeyError:
+                raise ImageryError(
+                    f"band {name} is not in {img_b.path} (it has {', '.join(img_b.bands)}); pick among those"
+                ) from None
+            match = [pair for pair in pairs if pair[0] == i]
+            if not match:
+                raise ImageryError(f"band {name} is not in both images; choose among the common bands")
+            chosen.extend(match)
+        if len(chosen) < 2:
+            raise ImageryError(f"{len(chosen)} band(s) chosen; change detection needs at least 2")
+        return chosen
+    names = {img_b.bands[i].upper() for i, _ in pairs}
+    if not names & {"B02", "B03", "B04", "B08", "B8A"}:  # not Sentinel-2 names (maybe positional B1..Bn)
+        return pairs
+    surface = [pair for pair in pairs if img_b.bands[pair[0]].upper() not in _S2_ATMOSPHERIC]
+    return surface if len(surface) >= 2 else pairs
+
+
+def _check_overlap(img_b: Image, img_a: Image) -> None:
+    try:
+        left, bottom, right, top = transform_bounds(img_a.crs, img_b.crs, *img_a.bounds)
+    except RasterioError as exc:
+        raise NoOverlapError(
+            f"{img_a.path} cannot be placed in the CRS of {img_b.path}: {exc}; check both CRSs"
+        ) from None
+    bl, bb, br, bt = img_b.bounds
+    if min(right, br) <= max(left, bl) or min(top, bt) <= max(bottom, bb):
+        raise NoOverlapError(
+            f"{img_a.path} does not overlap {img_b.path} (bounds {_fmt(left, bottom, right, top)} vs "
+            f"{_fmt(bl, bb, br, bt)} in the CRS of the first image); give two images of the same place"
+        )
+
+
+def _fmt(*xs: float) -> str:
+    return "(" + ", ".join(f"{x:.6g}" for x in xs) + ")"
+
+
+def _warp(data: np.ndarray, src: Image, dst: Image) -> np.ndarray:
+    """``data`` (band, y, x) on ``src``'s grid resampled (bilinear) onto ``dst``'s grid, NaN outside."""
+    out = np.full((data.shape[0], *dst.shape), np.nan, np.float32)
+    if data.shape[1:] == dst.shape and src.transform == dst.transform and src.crs == dst.crs:
+        out[:] = data
+        return out
+    reproject(
+        np.ascontiguousarray(data, np.float32),
+        out,
+        src_transform=src.transform,
+        src_crs=src.crs,
+        src_nodata=np.nan,
+        dst_transform=dst.transform,
+        dst_crs=dst.crs,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def _write_geotiff(
+    path: Path,
+    band: np.ndarray,
+    grid: Image,
+    tags: dict[str, str],
+    description: str,
+    nodata: float | None = None,
+) -> None:
+    """Write one band on ``grid`` atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = band.shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "dtype": band.dtype.name,
+        "count": 1,
+        "height": h,
+        "width": w,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "nodata": nodata,
+    }
+    if band.dtype.kind == "f":
+        profile["predictor"] = 3
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(band, 1)
+            dst.set_band_description(1, description)
+            dst.update_tags(**tags)
+        os.replace(tmp, path)
+    except RasterioError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ImageryError(f"{path}: cannot be written: {exc}; check that it is writable") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _stepper(progress: Progress | None, total: int) -> Callable[[], None]:
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    return step
