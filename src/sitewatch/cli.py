@@ -266,15 +266,37 @@ def detect_pair(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output uint8 GeoTIFF: 1 change, 0 none.")],
     method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "cva",
     score: Annotated[Path | None, typer.Option(help="Also write the float32 change score here.")] = None,
+    coregister: Annotated[bool, typer.Option(help="Co-register AFTER onto BEFORE (phase correlation).")] = False,
+    bands: Annotated[str | None, typer.Option(help="Comma-separated bands to use (default: all common).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Detector parameter KEY=VALUE (repeatable).")] = None,
 ) -> None:
     """Detect change between two images; write a change mask on BEFORE's finest grid."""
     from .pair import detect_pair as _detect_pair
 
     kwargs: dict[str, Any] = {"score_path": score} if score else {}
-    r = _detect_pair(before, after, out, method=method, **kwargs)
+    if bands:
+        kwargs["bands"] = [b.strip() for b in bands.split(",") if b.strip()]
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SitewatchError(f"--param wants KEY=VALUE, not {item!r}")
+        kwargs[key.strip()] = _parse_value(value.strip())
+    with _progress() as cb:
+        r = _detect_pair(before, after, out, method=method, coregister=coregister,
+                         progress=lambda d, t: cb("detect", d, t), **kwargs)
     console.print(
         f"{r.changed_pixels} changed pixel(s) ({r.changed_fraction:.2%}) by {r.method} in {r.seconds:.1f} s: {r.out}"
     )
+
+
+def _parse_value(text: str) -> Any:
+    """A detector parameter from the command line: JSON when it parses (numbers, true/false), else text."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def main() -> None:
