@@ -3,7 +3,7 @@
 :func:`write_report` writes ``index.html`` plus ``timeline.png`` and ``chips/*.png`` beside it.  The page
 has inline CSS, no scripts and only relative links, so it opens from ``file://`` without a network and
 can be archived or sent as a folder.  Everything needed to check it is on the page: the scenes used,
-the method and parameters, each change's provenance, and which image each chip was cut from, also
+the method and parameters, each change's provenance and the image each chip was cut from, also
 embedded as JSON (``<script type="application/json" id="provenance">``) for machines.
 
 Chips are true colour (B04, B03, B02) with one 2-98 % percentile stretch shared by the three bands and
@@ -19,7 +19,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 from PIL import Image, ImageDraw, ImageFont
+from pyproj import CRS
 from shapely.affinity import affine_transform
 from shapely.geometry.base import BaseGeometry
 
@@ -41,15 +42,15 @@ __all__ = ["describe_activity", "write_report"]
 RGB_BANDS = ("B04", "B03", "B02")
 MARGIN_M = 200.0  # context around a change, each side
 MIN_CHIP_PX = 48
-CHIP_PX = 256  # target display size of a change chip (integer nearest-neighbour upscaling)
-OVERVIEW_PX = 512
+CHIP_PX, OVERVIEW_PX = 256, 512  # target display sizes (integer nearest-neighbour upscaling)
 MAX_RENDER_PX = 1024  # larger crops are subsampled before upscaling
-MOSTLY_CLEAR = 0.8  # share of clear, valid pixels for a chip image to count as "mostly clear"
-CLEAR_DATE_MIN = 0.5  # share of the site clear for a date to count as a clear date
-RECENT_DAYS = 183  # "the last 6 months of the series"
+MOSTLY_CLEAR = 0.8  # share of a chip's observable pixels that must be clear for "mostly clear"
+MIN_CLEAR_DEFAULT = 0.2  # a date is "clear" from this share of the site (the pipeline's default)
+RECENT_DAYS = 183  # "the last 6 months of the series", as in the pipeline's activity status
 OUTLINE, HALO, SITE_LINE, NODATA = (255, 0, 255), (0, 0, 0), (0, 255, 255), (128, 128, 128)
 _TOL = timedelta(seconds=1)
 _DASH = "\u2014"
+Window = tuple[int, int, int, int]  # row0, row1, col0, col1 in the stack grid
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,24 @@ class _Grid:
     height: int
     width: int
     times: tuple[datetime, ...]
+    scene_ids: tuple[tuple[str, ...], ...]  # per time step
 
 
 @dataclass(frozen=True)
 class _Chip:
-    file: str
-    index: int
-    fraction: float
+    """One rendered image chip and where it came from (kept in the page's provenance JSON)."""
+
+    role: str  # "before", "after" or "overview"
+    file: str  # relative to index.html
+    index: int  # stack time step
+    time: str  # ISO UTC of that time step
+    clear_fraction: float  # clear share of the chip's observable pixels
+    scene_ids: tuple[str, ...]  # the scene(s) of that time step
+    window: Window
+    stretch: tuple[float, float]  # reflectance mapped to 0 and 255
     width: int
     height: int
+    change_id: str | None = None
 
 
 def _e(value: Any) -> str:
@@ -83,6 +93,10 @@ def _num(x: float | None, fmt: str) -> str:
     return _DASH if x is None or not math.isfinite(float(x)) else format(float(x), fmt)
 
 
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:60] or "change"
 
@@ -94,27 +108,39 @@ def _utc(dt: datetime) -> datetime:
 # -- activity ------------------------------------------------------------------------------------
 
 
+def _min_clear(result: SiteResult) -> float:
+    """The clear share from which a date was used: the run's tracking parameter, else the default."""
+    tracking = result.params.get("tracking") if isinstance(result.params, dict) else None
+    value = tracking.get("min_clear_fraction") if isinstance(tracking, dict) else None
+    return float(value) if isinstance(value, (int, float)) else MIN_CLEAR_DEFAULT
+
+
 def describe_activity(result: SiteResult) -> str:
-    """One sentence explaining ``result.activity`` from the dates of the changes in the series."""
-    if not result.dates:
+    """One sentence explaining ``result.activity``: changes first seen in the last 6 months of the series.
+
+    The series ends at the last date clear enough to be used (see :func:`_min_clear`), as in the pipeline.
+    """
+    dates = [_utc(d) for d in result.dates]
+    used = [d for d, f in zip(dates, result.clear_fraction, strict=False) if f >= _min_clear(result)]
+    if not dates:
         return "No observation of the site is available, so its activity cannot be assessed."
-    start, end = min(map(_utc, result.dates)), max(map(_utc, result.dates))
-    if not any(f >= CLEAR_DATE_MIN for f in result.clear_fraction) and not result.changes:
-        return "No date has most of the site clear of cloud, so its activity cannot be assessed."
+    if not used and not result.changes:
+        share = f"{_min_clear(result):.0%} of the site"
+        return f"None of the {len(dates)} dates has {share} clear, so activity cannot be assessed."
     if not result.changes:
-        return f"No change was detected between {start.date()} and {end.date()}."
-    since = end - timedelta(days=RECENT_DAYS)
+        return f"No change was detected between {min(dates).date()} and {max(dates).date()}."
+    since = max(used or dates) - timedelta(days=RECENT_DAYS)
     n = len(result.changes)
     recent = sum(_utc(c.first_seen_before) >= since for c in result.changes)
-    last = max(_utc(c.first_seen_before) for c in result.changes)
-    share = f"{recent} of the {n} detected changes" if n > 1 else ("The" if recent else "The only")
-    verb = "were" if n > 1 else "was" if recent else "was not"
     if n == 1:
-        share += " detected change"
-    if recent == 0 and n > 1:
-        share, verb = f"None of the {n} detected changes", "was"
+        subject, verb = "The only detected change", "was" if recent else "was not"
+    elif recent == 0:
+        subject, verb = f"None of the {n} detected changes", "was"
+    else:
+        subject, verb = f"{recent} of the {n} detected changes", "were" if recent > 1 else "was"
+    last = max(_utc(c.first_seen_before) for c in result.changes)
     return (
-        f"{share} {verb} first seen in the last 6 months of the series (since {since.date()}); "
+        f"{subject} {verb} first seen in the last 6 months of the series (since {since.date()}); "
         f"the most recent was first seen on {last.date()}."
     )
 
@@ -122,30 +148,32 @@ def describe_activity(result: SiteResult) -> str:
 # -- stack access --------------------------------------------------------------------------------
 
 
-def _grid(stack: Any) -> tuple[_Grid | None, str]:
+def _scene_ids(scenes: tuple[Scene, ...], when: datetime) -> tuple[str, ...]:
+    """Scenes acquired at ``when`` (to the second), else on the same UTC day."""
+    exact = [s.scene_id for s in scenes if abs(_utc(s.datetime) - when) <= _TOL]
+    return tuple(exact or [s.scene_id for s in scenes if _utc(s.datetime).date() == when.date()])
+
+
+def _grid(stack: Any, scenes: tuple[Scene, ...]) -> tuple[_Grid | None, str]:
     """The stack's grid, or None and the reason it cannot be used for image chips."""
     if stack is None:
         return None, "No image stack was kept with this result, so no image chips are shown."
     try:
-        bands = [str(b) for b in stack["band"].values]
-        missing = [b for b in RGB_BANDS if b not in bands]
+        missing = [b for b in RGB_BANDS if b not in {str(b) for b in stack["band"].values}]
         if missing:
-            return None, f"The image stack has no band {', '.join(missing)}, so no true-colour chips are shown."
-        times = tuple(
-            datetime.fromtimestamp(int(t) / 1e9, UTC)
-            for t in stack["time"].values.astype("datetime64[ns]").astype("int64")
-        )
-        grid = _Grid(
-            stack,
-            Affine(*stack.attrs["transform"][:6]),
-            str(stack.attrs["crs"]),
-            int(stack.sizes["y"]),
-            int(stack.sizes["x"]),
-            times,
-        )
-    except (KeyError, AttributeError, TypeError, ValueError) as exc:
-        return None, f"The image stack cannot be read ({exc}), so no image chips are shown."
-    if not times or grid.height == 0 or grid.width == 0:
+            return None, f"The image stack has no band {', '.join(missing)}: no true-colour chips."
+        times = tuple(t.item().replace(tzinfo=UTC) for t in stack["time"].values.astype("datetime64[us]"))
+        ids = stack.attrs.get("scene_ids")  # one per time step, as sitewatch.stack writes them
+        if ids is not None and len(ids) == len(times) and all(isinstance(i, str) for i in ids):
+            per_time: tuple[tuple[str, ...], ...] = tuple((i,) for i in ids)
+        else:
+            per_time = tuple(_scene_ids(scenes, t) for t in times)
+        crs = CRS.from_user_input(stack.attrs["crs"]).to_wkt()
+        shape = (int(stack.sizes["y"]), int(stack.sizes["x"]))
+        grid = _Grid(stack, Affine(*stack.attrs["transform"][:6]), crs, *shape, times, per_time)
+    except Exception as exc:  # noqa: BLE001 - an unusable stack costs the chips, not the report
+        return None, f"The image stack cannot be used ({exc}), so no image chips are shown."
+    if not times or 0 in shape:
         return None, "The image stack is empty, so no image chips are shown."
     return grid, ""
 
@@ -156,54 +184,58 @@ def _to_pixels(geom: BaseGeometry, grid: _Grid) -> BaseGeometry:
     return affine_transform(to_crs(geom, WGS84, grid.crs), [inv.a, inv.b, inv.d, inv.e, inv.c, inv.f])
 
 
-def _window(pix: BaseGeometry, grid: _Grid) -> tuple[int, int, int, int] | None:
-    """(row0, row1, col0, col1) around a pixel-space geometry with the margin, clipped to the grid."""
+def _window(pix: BaseGeometry, grid: _Grid) -> Window | None:
+    """The window around a pixel-space geometry with the margin and minimum size, clipped to the grid."""
     if pix.is_empty:
         return None
-    res = math.sqrt(abs(grid.transform.determinant)) or 1.0
-    pad = math.ceil(MARGIN_M / res)
+    pad = math.ceil(MARGIN_M / (math.sqrt(abs(grid.transform.determinant)) or 1.0))
     c0, r0, c1, r1 = pix.bounds
     c0, r0, c1, r1 = math.floor(c0) - pad, math.floor(r0) - pad, math.ceil(c1) + pad, math.ceil(r1) + pad
     grow_c, grow_r = max(0, MIN_CHIP_PX - (c1 - c0)), max(0, MIN_CHIP_PX - (r1 - r0))
-    c0, c1 = c0 - grow_c // 2, c1 + grow_c - grow_c // 2
-    r0, r1 = r0 - grow_r // 2, r1 + grow_r - grow_r // 2
+    c0, c1, r0, r1 = c0 - grow_c // 2, c1 + grow_c - grow_c // 2, r0 - grow_r // 2, r1 + grow_r - grow_r // 2
     r0, r1, c0, c1 = max(r0, 0), min(r1, grid.height), max(c0, 0), min(c1, grid.width)
     return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
-def _read(grid: _Grid, index: int, win: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (3, h, w) float32 and usable (clear and finite) mask (h, w) at one time step."""
-    r0, r1, c0, c1 = win
-    sel = {"time": index, "y": slice(r0, r1), "x": slice(c0, c1)}
+def _read(grid: _Grid, index: int, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (3, h, w) float32 and the usable (clear and finite) mask (h, w) at one time step."""
+    sel = {"time": index, "y": slice(win[0], win[1]), "x": slice(win[2], win[3])}
     refl = grid.stack["reflectance"].sel(band=list(RGB_BANDS)).isel(sel).transpose("band", "y", "x")
     rgb = np.asarray(refl.values, dtype=np.float32)
-    ok = np.isfinite(rgb).all(axis=0)
+    ok: np.ndarray = np.asarray(np.isfinite(rgb).all(axis=0))
     if "clear" in grid.stack:
         ok &= np.asarray(grid.stack["clear"].isel(sel).transpose("y", "x").values, dtype=bool)
     return rgb, ok
 
 
-def _fractions(grid: _Grid, win: tuple[int, int, int, int]) -> list[float]:
-    """Share of usable pixels in the window, per time step (read one step at a time)."""
-    return [float(_read(grid, i, win)[1].mean()) for i in range(len(grid.times))]
+def _fractions(grid: _Grid, win: Window) -> list[float]:
+    """Per time step, the usable share of the window's observable pixels (usable at any time).
+
+    Pixels never usable (outside the site mask, off the scenes) do not count against a date.
+    """
+    union, counts = np.zeros((win[1] - win[0], win[3] - win[2]), dtype=bool), []
+    for i in range(len(grid.times)):  # one step at a time: bounded memory on long series
+        ok = _read(grid, i, win)[1]
+        union |= ok
+        counts.append(int(ok.sum()))
+    total = int(union.sum())
+    return [c / total if total else 0.0 for c in counts]
 
 
 def _pick(times: tuple[datetime, ...], fracs: list[float], cands: list[int], target: datetime) -> int | None:
     """The mostly-clear candidate nearest ``target``; else the clearest (nearest on ties); None if none."""
     usable = [i for i in cands if fracs[i] > 0]
-    if not usable:
-        return None
     good = [i for i in usable if fracs[i] >= MOSTLY_CLEAR]
     if good:
         return min(good, key=lambda i: abs(times[i] - target))
-    return min(usable, key=lambda i: (-fracs[i], abs(times[i] - target)))
+    return min(usable, key=lambda i: (-fracs[i], abs(times[i] - target))) if usable else None
 
 
 def _stretch(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
     """One 2-98 % stretch over all bands of all images (over usable pixels when there are enough)."""
     vals = np.concatenate([rgb[:, ok].ravel() for rgb, ok in pairs]) if pairs else np.empty(0)
-    if vals.size < 30:
-        vals = np.concatenate([rgb[np.isfinite(rgb)] for rgb, _ in pairs]) if pairs else vals
+    if vals.size < 30 and pairs:
+        vals = np.concatenate([rgb[np.isfinite(rgb)] for rgb, _ in pairs])
     if vals.size == 0:
         return 0.0, 0.3
     lo, hi = (float(v) for v in np.percentile(vals, [2, 98]))
@@ -211,11 +243,11 @@ def _stretch(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
 
 
 def _image(rgb: np.ndarray, lo: float, hi: float, target: int) -> tuple[Image.Image, float]:
-    """A stretched, nearest-neighbour-resized RGB image and its pixel scale factor."""
+    """A stretched RGB image resized with nearest neighbour to about ``target`` px, and its scale."""
     step = max(1, math.ceil(max(rgb.shape[1:]) / MAX_RENDER_PX))
     rgb = rgb[:, ::step, ::step]
-    scaled = np.clip((rgb - lo) / (hi - lo), 0.0, 1.0) * 255.0
-    arr = np.nan_to_num(scaled).round().astype(np.uint8).transpose(1, 2, 0).copy()
+    scaled = np.nan_to_num(np.clip((rgb - lo) / (hi - lo), 0.0, 1.0) * 255.0)
+    arr = scaled.round().astype(np.uint8).transpose(1, 2, 0).copy()
     arr[~np.isfinite(rgb).all(axis=0)] = NODATA
     up = max(1, round(target / max(arr.shape[:2])))
     img = Image.fromarray(arr, "RGB")
@@ -232,11 +264,11 @@ def _rings(geom: BaseGeometry) -> list[list[tuple[float, float]]]:
     return [list(geom.coords)]
 
 
-def _draw(img: Image.Image, pix: BaseGeometry, win: tuple[int, ...], scale: float, color: tuple, width: int) -> None:
-    """Outline a pixel-space geometry on a chip cut at ``win`` and scaled by ``scale``."""
+def _draw(img: Image.Image, pix: BaseGeometry, win: Window, scale: float, color: tuple, width: int) -> None:
+    """Outline a pixel-space geometry (dark halo under a bright line) on a chip cut at ``win``."""
     draw = ImageDraw.Draw(img)
     for ring in _rings(pix):
-        pts = [((x - win[2]) * scale, (y - win[0]) * scale) for x, y in ring]
+        pts = [(round((x - win[2]) * scale), round((y - win[0]) * scale)) for x, y in ring]
         if len(pts) == 1:
             (x, y), r = pts[0], 2 * width
             draw.ellipse((x - r, y - r, x + r, y + r), outline=color, width=width)
@@ -248,64 +280,59 @@ def _draw(img: Image.Image, pix: BaseGeometry, win: tuple[int, ...], scale: floa
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
-    except (TypeError, OSError):
+    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: the small bitmap font
         return ImageFont.load_default()
 
 
-def _save(img: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", optimize=True)
+def _save(img: Image.Image, out: Path, name: str) -> None:
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    img.save(out / name, format="PNG", optimize=True)
 
 
-# -- rendering -----------------------------------------------------------------------------------
+# -- images --------------------------------------------------------------------------------------
 
 
-def _change_chips(grid: _Grid, change: Change, n: int, out: Path) -> tuple[dict[str, _Chip], str, list[dict]]:
-    """Before/after chips of one change: chip info by role, a note, and provenance records."""
+def _change_chips(grid: _Grid, change: Change, n: int, out: Path) -> tuple[list[_Chip], str]:
+    """Render the before/after chips of one change; return them and a note on what is missing."""
     pix = _to_pixels(change.geometry, grid)
     win = _window(pix, grid)
     if win is None:
-        return {}, "The change lies outside the image stack, so no chips are shown.", []
-    fracs, times = _fractions(grid, win), grid.times
-    fsb = _utc(change.first_seen_before)
-    after_c = [i for i, t in enumerate(times) if t >= fsb - _TOL]
-    within = [i for i in after_c if times[i] <= _utc(change.last_seen) + _TOL]
+        return [], "The change lies outside the image stack, so no chips are shown."
+    fracs, times, fsb = _fractions(grid, win), grid.times, _utc(change.first_seen_before)
+    before = [i for i, t in enumerate(times) if t < fsb - _TOL]
+    after = [i for i, t in enumerate(times) if t >= fsb - _TOL]
+    within = [i for i in after if times[i] <= _utc(change.last_seen) + _TOL]  # prefer while it is seen
     picks = {
-        "before": _pick(times, fracs, [i for i, t in enumerate(times) if t < fsb - _TOL],
-                        _utc(change.first_seen_after or fsb)),
-        "after": _pick(times, fracs, within or after_c, fsb),
+        "before": _pick(times, fracs, before, _utc(change.first_seen_after or fsb)),
+        "after": _pick(times, fracs, within or after, fsb),
     }
-    data = {role: _read(grid, i, win) for role, i in picks.items() if i is not None}
-    lo, hi = _stretch(list(data.values()))
-    chips, records = {}, []
-    for role, (rgb, _) in data.items():
+    data = {role: (i, _read(grid, i, win)) for role, i in picks.items() if i is not None}
+    lo, hi = _stretch([pair for _, pair in data.values()])
+    chips = []
+    for role, (i, (rgb, _)) in data.items():
         img, scale = _image(rgb, lo, hi, CHIP_PX)
         _draw(img, pix, win, scale, OUTLINE, 2)
         name = f"chips/{n:02d}-{_safe(change.change_id)}-{role}.png"
-        _save(img, out / name)
-        i = picks[role]
-        assert i is not None
-        chips[role] = _Chip(name, i, fracs[i], img.width, img.height)
-        records.append({"change_id": change.change_id, "role": role, "file": name, "time": iso_utc(times[i]),
-                        "clear_fraction": round(fracs[i], 4), "window_rows_cols": list(win),
-                        "bands": list(RGB_BANDS), "stretch": [lo, hi]})
+        _save(img, out, name)
+        t, f, ids = iso_utc(times[i]) or "", round(fracs[i], 4), grid.scene_ids[i]
+        chips.append(_Chip(role, name, i, t, f, ids, win, (lo, hi), img.width, img.height, change.change_id))
     notes = []
     if picks["before"] is None:
-        notes.append("no usable image before the change" if change.first_seen_after else
-                     "the change was present from the first observation, so there is no 'before' image")
+        notes.append("there is no usable image before it" if before else "it is in the first image")
     if picks["after"] is None:
-        notes.append("no usable image with the change")
-    return chips, "; ".join(notes).capitalize() + ("." if notes else ""), records
+        notes.append("there is no usable image with it")
+    missing = "/".join(role for role, i in picks.items() if i is None)
+    return chips, f"No {missing} chip: {'; '.join(notes)}." if notes else ""
 
 
-def _overview(grid: _Grid, result: SiteResult, changes: list[Change], out: Path) -> tuple[_Chip | None, dict]:
-    """The whole stack at the last mostly-clear date, with the site and every change outlined."""
+def _overview(grid: _Grid, result: SiteResult, changes: list[Change], out: Path) -> _Chip | None:
+    """The whole stack at the last mostly-clear date, with the site and the numbered changes outlined."""
     win = (0, grid.height, 0, grid.width)
     fracs = _fractions(grid, win)
     good = [i for i, f in enumerate(fracs) if f >= MOSTLY_CLEAR]
     index = good[-1] if good else _pick(grid.times, fracs, list(range(len(fracs))), grid.times[-1])
     if index is None:
-        return None, {}
+        return None
     rgb, ok = _read(grid, index, win)
     lo, hi = _stretch([(rgb, ok)])
     img, scale = _image(rgb, lo, hi, OVERVIEW_PX)
@@ -316,12 +343,11 @@ def _overview(grid: _Grid, result: SiteResult, changes: list[Change], out: Path)
         _draw(img, pix, win, scale, OUTLINE, 2)
         if not pix.is_empty:
             p = pix.representative_point()
-            draw.text((p.x * scale, p.y * scale), str(n), fill=(255, 255, 255), font=font, anchor="mm",
-                      stroke_width=2, stroke_fill=HALO)
-    _save(img, out / "chips/overview.png")
-    rec = {"role": "overview", "file": "chips/overview.png", "time": iso_utc(grid.times[index]),
-           "clear_fraction": round(fracs[index], 4), "bands": list(RGB_BANDS), "stretch": [lo, hi]}
-    return _Chip("chips/overview.png", index, fracs[index], img.width, img.height), rec
+            xy = (p.x * scale, p.y * scale)
+            draw.text(xy, str(n), "white", font, "mm", stroke_width=2, stroke_fill=HALO)
+    name, t, f = "chips/overview.png", iso_utc(grid.times[index]) or "", round(fracs[index], 4)
+    _save(img, out, name)
+    return _Chip("overview", name, index, t, f, grid.scene_ids[index], win, (lo, hi), img.width, img.height)
 
 
 def _timeline(result: SiteResult, changes: list[Change], path: Path) -> bool:
@@ -330,31 +356,30 @@ def _timeline(result: SiteResult, changes: list[Change], path: Path) -> bool:
     if n == 0:
         return False
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
     from matplotlib.figure import Figure
 
-    dates = [_utc(d).replace(tzinfo=None) for d in result.dates[:n]]
+    def num(d: datetime) -> float:
+        return float(date2num(_utc(d).replace(tzinfo=None)))
+
+    x, area, red = [num(d) for d in result.dates[:n]], result.changed_area_m2[:n], "#b3261e"
     fig = Figure(figsize=(9, 3.2), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.step(dates, result.changed_area_m2[:n], where="post", color="#b3261e", lw=2, label="changed area")
-    ax.plot(dates, result.changed_area_m2[:n], "o", color="#b3261e", ms=3)
+    ax.step(x, area, where="post", color=red, lw=2, label="changed area (tracked changes seen by then)")
+    ax.plot(x, area, "o", color=red, ms=3)
     for c in changes:
-        ax.axvline(_utc(c.first_seen_before).replace(tzinfo=None), color="#ff00ff", lw=0.8, ls="--")
-    ax.set_ylabel("changed area (m²)")
+        ax.axvline(num(c.first_seen_before), color="#ff00ff", lw=0.8, ls="--")
+    ax.set(ylabel="changed area (m²)", xlabel="acquisition date (UTC); dashed: a change first seen")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
-    ax2.plot(dates, result.clear_fraction[:n], "s", color="#1f6fb4", ms=4, alpha=0.7, label="clear fraction")
-    ax2.set_ylim(0, 1.05)
-    ax2.set_ylabel("clear fraction of site")
+    ax2.plot(x, result.clear_fraction[:n], "s", color="#1f6fb4", ms=4, alpha=0.7, label="clear fraction")
+    ax2.set(ylim=(0, 1.05), ylabel="clear fraction of the site")
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_xlabel("acquisition date (UTC); dashed: first seen")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
+    fig.legend(loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     fig.savefig(path, format="png", metadata={"Software": None})
     return True
 
@@ -362,170 +387,179 @@ def _timeline(result: SiteResult, changes: list[Change], path: Path) -> bool:
 # -- HTML ----------------------------------------------------------------------------------------
 
 
-def _table(head: list[str], rows: list[list[tuple[str, str]]]) -> str:
-    """An HTML table; cells are (escaped html, css class)."""
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f'<td class="{c}">{v}</td>' for v, c in row) + "</tr>\n" for row in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>\n{body}</tbody></table>"
+def _table(head: str, rows: list[list[str]], classes: str = "") -> str:
+    """An HTML table; ``head`` is " | "-separated, ``classes`` space-separated ("-": none), cells HTML."""
+    names = head.split(" | ")
+    attrs = [f' class="{c}"' if c != "-" else "" for c in classes.split()] if classes else [""] * len(names)
+    th = "".join(f"<th>{_e(h)}</th>" for h in names)
+    tds = ("".join(f"<td{a}>{v}</td>" for v, a in zip(r, attrs, strict=True)) for r in rows)
+    body = "\n".join(f"<tr>{cells}</tr>" for cells in tds)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
 
-def _scene_ids(scenes: tuple[Scene, ...], when: datetime) -> list[str]:
-    """Scenes acquired at ``when`` (to the second), else on the same UTC day."""
-    exact = [s.scene_id for s in scenes if abs(_utc(s.datetime) - when) <= _TOL]
-    return exact or [s.scene_id for s in scenes if _utc(s.datetime).date() == when.date()]
-
-
-def _figure(chip: _Chip, grid: _Grid, scenes: tuple[Scene, ...], title: str, note: str = "") -> str:
-    when = grid.times[chip.index]
-    ids = ", ".join(_scene_ids(scenes, when)) or "unknown"
-    return (f'<figure><img src="{_e(chip.file)}" width="{chip.width}" height="{chip.height}" '
-            f'alt="{_e(title)} image, {_e(iso_utc(when))}"><figcaption><strong>{_e(title)}</strong> '
-            f"{_e(iso_utc(when))}<br>scene {_e(ids)} &middot; {chip.fraction:.0%} clear{_e(note)}"
-            "</figcaption></figure>")
+def _figure(chip: _Chip, title: str, note: str = "") -> str:
+    return (
+        f'<figure><img src="{_e(chip.file)}" width="{chip.width}" height="{chip.height}" '
+        f'alt="{_e(title)}, {_e(chip.time)}"><figcaption><strong>{_e(title)}</strong> {_e(chip.time)}<br>'
+        f"scene {_e(', '.join(chip.scene_ids) or 'unknown')} &middot; {chip.clear_fraction:.0%} clear"
+        f"{_e(note)}</figcaption></figure>"
+    )
 
 
 def _header(result: SiteResult) -> str:
-    site, status = result.site, result.activity or "no data"
+    site, status, min_clear = result.site, result.activity or "no data", _min_clear(result)
     dates = sorted(map(_utc, result.dates))
-    span = f"{_t(dates[0])} &ndash; {_t(dates[-1])}" if dates else _DASH
-    n_clear = sum(f >= CLEAR_DATE_MIN for f in result.clear_fraction)
-    parts = [f"<h1>{_e(site.name)}</h1>"]
-    if site.aliases:
-        parts.append(f'<p class="aliases">also known as {_e(", ".join(site.aliases))}</p>')
-    parts.append(f'<div class="summary"><p><span class="badge {_e(_safe(status).replace("_", "-"))}">'
-                 f"{_e(status)}</span> {_e(describe_activity(result))}</p><dl class=\"facts\">")
-    facts = [("Observed", span), ("Dates", f"{len(result.dates)} ({n_clear} clear: at least "
-             f"{CLEAR_DATE_MIN:.0%} of the site clear)"), ("Scenes", str(len(result.scenes))),
-             ("Changes", str(len(result.changes))), ("Method", _e(result.method))]
-    if site.notes:
-        facts.append(("Notes", _e(site.notes)))
-    if site.reason or site.added_by:
-        facts.append(("Watched", _e(" ".join(filter(None, [site.reason, f"(added by {site.added_by})"
-                                                             if site.added_by else ""])))))
-    parts += [f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts]
-    return "\n".join(parts) + "</dl></div>"
+    n_clear = sum(f >= min_clear for f in result.clear_fraction)
+    facts = {
+        "Observed": f"{_t(dates[0])} &ndash; {_t(dates[-1])}" if dates else _DASH,
+        "Dates": f"{len(dates)}, {n_clear} of them clear (at least {min_clear:.0%} of the site clear)",
+        "Scenes": str(len(result.scenes)), "Changes": str(len(result.changes)), "Method": _e(result.method),
+        "Notes": _e(site.notes), "Reason": _e(site.reason), "Added by": _e(site.added_by),
+    }
+    aliases = f'<p class="aliases">also known as {_e(", ".join(site.aliases))}</p>' if site.aliases else ""
+    dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts.items() if v)
+    badge = f'<span class="badge {_e(_safe(status).replace("_", "-"))}">{_e(status)}</span>'
+    return (
+        f'<h1>{_e(site.name)}</h1>{aliases}\n<div class="summary"><p>{badge} {_e(describe_activity(result))}'
+        f'</p>\n<dl class="facts">{dl}</dl></div>'
+    )
 
 
-def _change_row(n: int, c: Change) -> list[tuple[str, str]]:
-    return [(str(n), "num"), (f'<a href="#change-{n}">{_e(c.change_id)}</a>', ""), (_e(c.status), ""),
-            (_num(c.area_m2, ",.0f"), "num"), (f"{_t(c.first_seen_after)} &ndash; {_t(c.first_seen_before)}",
-            "time"), (_t(c.last_seen), "time"), (str(c.n_observations), "num"), (_num(c.score, ".3g"), "num"),
-            (_num(c.confidence, ".2f"), "num")]
+def _change_html(n: int, c: Change, grid: _Grid | None, why: str, out: Path) -> tuple[str, list[_Chip]]:
+    """The section of one change (facts, before/after chips) and the chips rendered for it."""
+    obs = f"{c.n_observations} observation{'' if c.n_observations == 1 else 's'}"
+    parts = [
+        f'<article class="change" id="change-{n}"><h3>#{n} &middot; {_e(c.change_id)} <span class="muted">'
+        f"&middot; {_e(c.status)} &middot; {_num(c.area_m2, ',.0f')} m²</span></h3>\n<p>First seen between "
+        f"<code>{_t(c.first_seen_after)}</code> and <code>{_t(c.first_seen_before)}</code>; last seen "
+        f"<code>{_t(c.last_seen)}</code>; {obs}; score {_num(c.score, '.3g')}; "
+        f"confidence {_num(c.confidence, '.2f')}.</p>"
+    ]
+    if grid is None:
+        return "".join(parts) + _note(why) + "</article>", []
+    chips, note = _change_chips(grid, c, n, out)
+    targets = {"before": c.first_seen_after, "after": c.first_seen_before}
+    figs = []
+    for chip in chips:
+        want = targets[chip.role]
+        off = want is not None and abs(grid.times[chip.index] - _utc(want)) > _TOL
+        extra = f" · nearest usable image to {_t(want)}" if off else ""
+        figs.append(_figure(chip, chip.role.capitalize(), extra))
+    parts += [f'<div class="pair">{"".join(figs)}</div>', _note(note) if note else ""]
+    return "".join(parts) + "</article>", chips
+
+
+def _change_row(n: int, c: Change) -> list[str]:
+    first = f"{_t(c.first_seen_after)} &ndash; {_t(c.first_seen_before)}"
+    cells = [str(n), f'<a href="#change-{n}">{_e(c.change_id)}</a>', _e(c.status), _num(c.area_m2, ",.0f")]
+    last = [_t(c.last_seen), str(c.n_observations), _num(c.score, ".3g"), _num(c.confidence, ".2f")]
+    return [*cells, first, *last]
+
+
+def _scene_record(s: Scene) -> dict[str, Any]:
+    keys = ("scene_id", "datetime", "platform", "source", "path", "mask_path", "cloud_cover")
+    return {k: iso_utc(s.datetime) if k == "datetime" else getattr(s, k) for k in keys}
+
+
+def _pretty(value: Any, indent: int | None = 1) -> str:
+    return _e(json.dumps(to_jsonable(value), ensure_ascii=False, indent=indent, sort_keys=True))
+
+
+def _provenance_html(result: SiteResult, changes: list[Change], scenes: list[dict[str, Any]]) -> str:
+    """Version, method, parameters, the scenes table and each change's provenance as a table."""
+    keys = ("scene_id", "datetime", "platform", "source")
+    rows = [[_e(s[k] or _DASH) for k in keys] + [f"<code>{_e(s['path'])}</code>"] for s in scenes]
+    parts = [
+        f'<dl class="facts"><dt>sitewatch</dt><dd>{_e(result.version or "unknown")}</dd><dt>Method</dt>'
+        f"<dd>{_e(result.method)}</dd></dl>\n<h3>Parameters</h3><pre>{_pretty(result.params)}</pre>",
+        f"<h3>Scenes used ({len(scenes)})</h3>",
+        _table("Scene | Acquired (UTC) | Platform | Source | Path", rows, "- time - - -") if scenes else "",
+    ]
+    for n, c in enumerate(changes, 1):
+        items = sorted(c.provenance.items(), key=lambda kv: str(kv[0]))
+        kv = [[f"<code>{_e(k)}</code>", f"<code>{_pretty(v, None)}</code>"] for k, v in items]
+        table = _table("Key | Value", kv) if kv else _note("No provenance recorded.")
+        parts.append(f'<h3 id="provenance-{n}">#{n} &middot; {_e(c.change_id)}</h3>{table}')
+    return "\n".join(parts)
 
 
 def _json_block(obj: Any) -> str:
-    """JSON safe inside a <script> element: <, > and & escaped as JSON unicode escapes."""
+    """JSON safe inside a <script> element: <, > and & written as JSON unicode escapes."""
     text = json.dumps(to_jsonable(obj), ensure_ascii=False, indent=1, allow_nan=False, sort_keys=True)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _pretty(value: Any) -> str:
-    return _e(json.dumps(to_jsonable(value), ensure_ascii=False, indent=1, sort_keys=True))
+def _payload(
+    result: SiteResult, changes: list[Change], scenes: list[dict], grid: _Grid | None, chips: list[_Chip]
+) -> dict[str, Any]:
+    """The machine-readable provenance embedded in the page."""
+    site, stack = result.site, None
+    if grid is not None:
+        shape = [len(grid.times), grid.height, grid.width]
+        stack = {"crs": grid.crs, "transform": list(grid.transform)[:6], "shape": shape}
+    site_info = {k: getattr(site, k) for k in ("name", "aliases", "notes", "reason", "added_by")}
+    return {
+        "sitewatch_version": result.version, "method": result.method, "params": result.params,
+        "activity": result.activity, "activity_explanation": describe_activity(result),
+        "site": {**site_info, "geometry": geometry_to_geojson(site.geometry)},
+        "dates": [iso_utc(d) for d in result.dates], "clear_fraction": list(result.clear_fraction),
+        "changed_area_m2": list(result.changed_area_m2), "scenes": scenes,
+        "changes": feature_collection(changes), "chips": [asdict(c) for c in chips], "stack": stack,
+    }
 
 
-def _crs_label(crs: str) -> str:
-    from pyproj import CRS
-
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file beside ``path``, then rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        epsg = CRS.from_user_input(crs).to_epsg()
-    except Exception:  # noqa: BLE001 - an unreadable CRS is still shown verbatim
-        epsg = None
-    return f"EPSG:{epsg}" if epsg else crs
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_report(result: SiteResult, out_dir: str | Path) -> Path:
-    """Write the evidence report of ``result`` to ``out_dir/index.html`` (with its images); return its path."""
+    """Write the evidence report of ``result`` to ``out_dir/index.html`` (plus images); return that path.
+
+    Images go to ``out_dir/timeline.png`` and ``out_dir/chips/``; files of the same names are replaced.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     changes = sorted(result.changes, key=lambda c: (_utc(c.first_seen_before), c.change_id))
-    grid, why = _grid(result.stack)
-    chip_records: list[dict] = []
-
+    scenes = [_scene_record(s) for s in sorted(result.scenes, key=lambda s: (_utc(s.datetime), s.scene_id))]
+    grid, why = _grid(result.stack, result.scenes)
+    chips: list[_Chip] = []
+    overview = _note(why)
     if grid is not None:
-        ov, rec = _overview(grid, result, changes, out)
-        chip_records += [rec] if rec else []
-        overview = (_figure(ov, grid, result.scenes, "Site", " · cyan: site · magenta: changes, numbered as below")
-                    if ov else '<p class="note">No usable image of the whole site.</p>')
-    else:
-        overview = f'<p class="note">{_e(why)}</p>'
-
+        ov = _overview(grid, result, changes, out)
+        chips += [ov] if ov else []
+        legend = " · cyan: site · magenta: changes, numbered as below"
+        overview = _figure(ov, "Latest clear image", legend) if ov else _note("No usable image of the site.")
     sections = []
     for n, c in enumerate(changes, 1):
-        head = (f'<article class="change" id="change-{n}"><h3>#{n} &middot; {_e(c.change_id)} '
-                f'<span class="muted">&middot; {_e(c.status)} &middot; {_num(c.area_m2, ",.0f")} m²</span></h3>'
-                f"<p>First seen between <code>{_t(c.first_seen_after)}</code> and <code>{_t(c.first_seen_before)}"
-                f"</code>; last seen <code>{_t(c.last_seen)}</code>; {c.n_observations} observations; "
-                f"score {_num(c.score, '.3g')}; confidence {_num(c.confidence, '.2f')}.</p>")
-        body = ""
-        if grid is None:
-            body = f'<p class="note">{_e(why)}</p>'
-        else:
-            chips, note, recs = _change_chips(grid, c, n, out)
-            chip_records += recs
-            targets = {"before": c.first_seen_after, "after": c.first_seen_before}
-            figs = []
-            for role, chip in chips.items():
-                want = targets[role]
-                off = want is not None and abs(grid.times[chip.index] - _utc(want)) > _TOL
-                extra = f" · nearest usable image to {_t(want)}" if off else ""
-                figs.append(_figure(chip, grid, result.scenes, role.capitalize(), extra))
-            body = f'<div class="pair">{"".join(figs)}</div>' + (f'<p class="note">{_e(note)}</p>' if note else "")
-        sections.append(head + body + "</article>")
-    changes_html = "\n".join(sections) if sections else '<p class="note"><strong>No change detected.</strong></p>'
-
-    has_timeline = _timeline(result, changes, out / "timeline.png")
-    timeline_html = ('<img src="timeline.png" alt="changed area and clear fraction per date">' if has_timeline
-                     else '<p class="note">No dates to plot.</p>')
-    head = ["#", "ID", "Status", "Area (m²)", "First seen (after – before)", "Last seen", "Obs.", "Score",
-            "Confidence"]
-    table = (_table(head, [_change_row(n, c) for n, c in enumerate(changes, 1)]) if changes
-             else '<p class="note">No change detected.</p>')
-
-    scenes = sorted(result.scenes, key=lambda s: (_utc(s.datetime), s.scene_id))
-    scene_rows = [[(_e(s.scene_id), ""), (_t(s.datetime), "time"), (_e(s.platform), ""), (_e(s.source), ""),
-                   (f"<code>{_e(s.path)}</code>", "")] for s in scenes]
-    prov = [f"<dl class=\"facts\"><dt>sitewatch</dt><dd>{_e(result.version or 'unknown')}</dd>"
-            f"<dt>Method</dt><dd>{_e(result.method)}</dd></dl><h3>Parameters</h3><pre>{_pretty(result.params)}</pre>",
-            f"<h3>Scenes used ({len(scenes)})</h3>",
-            _table(["Scene", "Acquired (UTC)", "Platform", "Source", "Path"], scene_rows) if scenes else
-            '<p class="note">No scenes.</p>']
-    for n, c in enumerate(changes, 1):
-        rows = [[(f"<code>{_e(k)}</code>", ""), (f"<code>{_e(json.dumps(to_jsonable(v), ensure_ascii=False))}"
-                 "</code>", "")] for k, v in sorted(c.provenance.items(), key=lambda kv: str(kv[0]))]
-        prov.append(f"<h3>#{n} &middot; {_e(c.change_id)}</h3>" + (_table(["Key", "Value"], rows) if rows else
-                    '<p class="note">No provenance recorded.</p>'))
-    prov.append('<p class="note">All of this, with the chips\' source dates and stretches, is embedded in this '
-                'page as JSON (<code>script#provenance</code>).</p>')
-
-    stack_info = None
-    if grid is not None:
-        stack_info = {"crs": _crs_label(grid.crs), "transform": list(grid.transform)[:6],
-                      "shape": [len(grid.times), grid.height, grid.width]}
-    payload = {
-        "sitewatch_version": result.version, "method": result.method, "params": result.params,
-        "activity": result.activity, "activity_explanation": describe_activity(result),
-        "site": {"name": result.site.name, "aliases": list(result.site.aliases), "notes": result.site.notes,
-                 "geometry": geometry_to_geojson(result.site.geometry)},
-        "dates": [iso_utc(d) for d in result.dates], "clear_fraction": list(result.clear_fraction),
-        "changed_area_m2": list(result.changed_area_m2),
-        "scenes": [{"scene_id": s.scene_id, "datetime": iso_utc(s.datetime), "platform": s.platform,
-                    "source": s.source, "path": s.path, "mask_path": s.mask_path, "cloud_cover": s.cloud_cover}
-                   for s in scenes],
-        "changes": feature_collection(changes), "chips": chip_records, "stack": stack_info,
-    }
-    footer = (f"Generated by sitewatch {_e(result.version or 'unknown')} on {_t(datetime.now(UTC))}. "
-              "All times are UTC (ISO 8601). Chips: true colour (B04, B03, B02), one 2&ndash;98&nbsp;% stretch per "
-              "pair, nearest-neighbour upscaling, grey = no data; <span class=\"swatch\"></span> change outline.")
-    page = Template(resources.files("sitewatch").joinpath("templates/report.html").read_text("utf-8")).substitute(
-        title=_e(f"{result.site.name} – sitewatch report"), version=_e(result.version), header=_header(result),
-        overview=overview, changes=changes_html, timeline=timeline_html, table=table, provenance="\n".join(prov),
-        footer=footer, json=_json_block(payload))
+        section, change_chips = _change_html(n, c, grid, why, out)
+        sections.append(section)
+        chips += change_chips
+    timeline = _note("No dates to plot.")
+    if _timeline(result, changes, out / "timeline.png"):
+        timeline = '<img src="timeline.png" alt="changed area and clear fraction per date">'
+    head = "# | ID | Status | Area (m²) | First seen (after – before) | Last seen | Obs. | Score | Confidence"
+    rows = [_change_row(n, c) for n, c in enumerate(changes, 1)]
+    template = resources.files("sitewatch").joinpath("templates/report.html").read_text("utf-8")
+    page = Template(template).substitute(
+        title=_e(f"{result.site.name} – sitewatch report"),
+        version=_e(result.version or "unknown"),
+        generated=_t(datetime.now(UTC)),
+        header=_header(result),
+        overview=overview,
+        changes="\n".join(sections) or '<p class="note"><strong>No change detected.</strong></p>',
+        timeline=timeline,
+        table=_table(head, rows, "num - - num time time num num num") if rows else _note("None."),
+        provenance=_provenance_html(result, changes, scenes),
+        json=_json_block(_payload(result, changes, scenes, grid, chips)),
+    )
     index = out / "index.html"
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html.tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(page)
-        os.replace(tmp, index)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_text(index, page)
     return index

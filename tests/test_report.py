@@ -1,0 +1,347 @@
+"""Tests for the static HTML report (sitewatch.report), on a small synthetic stack with known changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+from PIL import Image
+from pyproj import CRS
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from sitewatch.geo import WGS84, to_crs
+from sitewatch.report import describe_activity, write_report
+from sitewatch.types import Change, Scene, Site, SiteResult
+
+CRS_WKT = CRS.from_epsg(32652).to_wkt()
+X0, Y0, RES, SIZE = 300_000.0, 4_200_000.0, 10.0, 100
+TRANSFORM = tuple(from_origin(X0, Y0, RES, RES))[:6]
+BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+DATES = tuple(datetime(2023, m, 10, 2, 15, 31, tzinfo=UTC) for m in (1, 3, 5, 7))
+SQUARE = (40, 60, 40, 60)  # rows, cols of change 1: bright from DATES[2]
+SMALL = (10, 20, 10, 25)  # rows, cols of change 2: bright from DATES[3]; DATES[2] is cloudy over it
+CLOUD = (0, 40, 0, 40)
+
+
+def pixel_box_wgs84(r0: int, r1: int, c0: int, c1: int) -> Any:
+    """The WGS84 polygon of a block of pixels of the test grid."""
+    return to_crs(box(X0 + c0 * RES, Y0 - r1 * RES, X0 + c1 * RES, Y0 - r0 * RES), CRS_WKT, WGS84)
+
+
+def make_stack() -> xr.Dataset:
+    rng = np.random.default_rng(0)
+    refl = rng.uniform(0.04, 0.10, size=(len(DATES), len(BANDS), SIZE, SIZE)).astype(np.float32)
+    clear = np.ones((len(DATES), SIZE, SIZE), dtype=bool)
+    r0, r1, c0, c1 = SQUARE
+    refl[2:, :, r0:r1, c0:c1] = 0.35
+    r0, r1, c0, c1 = SMALL
+    refl[3:, :, r0:r1, c0:c1] = 0.40
+    r0, r1, c0, c1 = CLOUD
+    refl[2, :, r0:r1, c0:c1] = 0.8
+    clear[2, r0:r1, c0:c1] = False
+    refl[1, :, 90:, 90:] = np.nan  # a no-data corner
+    clear[1, 90:, 90:] = False
+    times = np.array([np.datetime64(d.replace(tzinfo=None), "ns") for d in DATES])
+    return xr.Dataset(
+        {
+            "reflectance": (("time", "band", "y", "x"), refl),
+            "clear": (("time", "y", "x"), clear),
+        },
+        coords={
+            "time": times,
+            "band": list(BANDS),
+            "y": Y0 - RES * (np.arange(SIZE) + 0.5),
+            "x": X0 + RES * (np.arange(SIZE) + 0.5),
+        },
+        attrs={"crs": CRS_WKT, "transform": TRANSFORM},
+    )
+
+
+def make_scenes() -> tuple[Scene, ...]:
+    bounds = (X0, Y0 - SIZE * RES, X0 + SIZE * RES, Y0)
+    return tuple(
+        Scene(
+            scene_id=f"S2B_MSIL2A_{d:%Y%m%dT%H%M%S}_T52SCG",
+            path=f"/data/s2/S2B_{d:%Y%m%d}.tif",
+            datetime=d,
+            crs=CRS_WKT,
+            transform=TRANSFORM,
+            width=SIZE,
+            height=SIZE,
+            bounds=bounds,
+            bands=BANDS,
+            platform="sentinel-2b",
+            source="local",
+        )
+        for d in DATES
+    )
+
+
+def make_change(change_id: str, pixels: tuple[int, int, int, int], after: int | None, before: int) -> Change:
+    r0, r1, c0, c1 = pixels
+    return Change(
+        change_id=change_id,
+        site="Test Yard",
+        geometry=pixel_box_wgs84(*pixels),
+        area_m2=(r1 - r0) * (c1 - c0) * RES * RES,
+        first_seen_after=DATES[after] if after is not None else None,
+        first_seen_before=DATES[before],
+        last_seen=DATES[-1],
+        status="confirmed",
+        n_observations=len(DATES) - before,
+        score=0.93,
+        confidence=0.8,
+        method="pairwise:ndbi",
+        provenance={
+            "scenes": [f"S2B_MSIL2A_{d:%Y%m%dT%H%M%S}_T52SCG" for d in DATES[before:]],
+            "dates": list(DATES[before:]),
+            "detector": "ndbi",
+            "params": {"threshold": np.float32(0.25)},
+        },
+    )
+
+
+def make_result(changes: tuple[Change, ...] | None = None, stack: Any = "default", **kw: Any) -> SiteResult:
+    if changes is None:
+        changes = (make_change("chg-0002", SMALL, 2, 3), make_change("chg-0001", SQUARE, 1, 2))
+    area = [sum(c.area_m2 for c in changes if c.first_seen_before <= d) for d in DATES]
+    fields: dict[str, Any] = dict(
+        site=Site(
+            name="Test Yard",
+            geometry=pixel_box_wgs84(5, 95, 5, 95),
+            aliases=("Yard 7", "Objekt <B>"),
+            notes="Dry dock & slipway, watched since 2022.",
+            added_by="analyst1",
+        ),
+        changes=changes,
+        dates=DATES,
+        clear_fraction=(1.0, 0.99, 0.84, 1.0),
+        changed_area_m2=tuple(area),
+        scenes=make_scenes(),
+        method="pairwise:ndbi",
+        params={"threshold": 0.25, "min_area_m2": 200},
+        activity="active",
+        stack=make_stack() if isinstance(stack, str) else stack,
+        version="0.1.0",
+    )
+    fields.update(kw)
+    return SiteResult(**fields)
+
+
+def provenance_json(page: str) -> dict[str, Any]:
+    m = re.search(r'<script type="application/json" id="provenance">(.*?)</script>', page, re.S)
+    assert m, "no provenance JSON block"
+    return json.loads(m.group(1))
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [v or "" for k, v in attrs if k in ("src", "href")]
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("report")
+    index = write_report(make_result(), out)
+    page = index.read_text("utf-8")
+    return out, page, provenance_json(page)
+
+
+def test_index_written_with_summary(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, page, _ = rendered
+    assert (out / "index.html").is_file()
+    assert "<h1>Test Yard</h1>" in page
+    assert "Yard 7" in page and "Objekt &lt;B&gt;" in page and "<B>" not in page
+    assert "Dry dock &amp; slipway" in page
+    assert "active" in page and "first seen in the last 6 months" in page
+    assert "2023-01-10T02:15:31Z" in page and "2023-07-10T02:15:31Z" in page  # date range, ISO UTC
+
+
+def test_each_change_listed_in_first_seen_order(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    _, page, _ = rendered
+    assert page.index("chg-0001") < page.index("chg-0002")  # sorted by first_seen_before
+    assert "40,000" in page and "15,000" in page  # areas in m²
+    assert "2023-03-10T02:15:31Z &ndash; 2023-05-10T02:15:31Z" in page  # chg-0001 first-seen interval
+    assert "2023-05-10T02:15:31Z &ndash; 2023-07-10T02:15:31Z" in page  # chg-0002
+
+
+def test_provenance_json_block(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    _, _, prov = rendered
+    assert prov["sitewatch_version"] == "0.1.0"
+    assert prov["method"] == "pairwise:ndbi" and prov["params"]["threshold"] == 0.25
+    ids = [s["scene_id"] for s in prov["scenes"]]
+    assert ids == [s.scene_id for s in make_scenes()]
+    assert prov["scenes"][0]["datetime"] == "2023-01-10T02:15:31Z"
+    assert prov["scenes"][0]["path"] == "/data/s2/S2B_20230110.tif"
+    feats = prov["changes"]["features"]
+    assert [f["id"] for f in feats] == ["chg-0001", "chg-0002"]
+    assert feats[0]["properties"]["provenance"]["detector"] == "ndbi"
+    assert feats[0]["properties"]["provenance"]["params"]["threshold"] == 0.25
+    assert feats[0]["properties"]["first_seen_after"] == "2023-03-10T02:15:31Z"
+    assert prov["site"]["aliases"] == ["Yard 7", "Objekt <B>"]
+
+
+def test_provenance_rendered_as_tables(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    _, page, _ = rendered
+    section = page[page.index('id="provenance-section"') :]
+    for scene in make_scenes():
+        assert scene.scene_id in section and scene.path in section
+    assert "sentinel-2b" in section and "&quot;ndbi&quot;" in section and "min_area_m2" in section
+
+
+def test_links_are_local_and_exist(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, page, _ = rendered
+    assert not re.search(r"https?://", page), "the page must not reference the network"
+    parser = _Collector()
+    parser.feed(page)
+    images = [link for link in parser.links if link.endswith(".png")]
+    assert "timeline.png" in images and "chips/overview.png" in images
+    for link in parser.links:
+        assert link.startswith("#") or (out / link).is_file(), link
+
+
+def test_chips_show_the_change(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, _, prov = rendered
+    chips = {(c["change_id"], c["role"]): c for c in prov["chips"]}
+    assert {
+        ("chg-0001", "before"),
+        ("chg-0001", "after"),
+        ("chg-0002", "before"),
+        ("chg-0002", "after"),
+    } <= set(chips)
+    before, after = chips["chg-0001", "before"], chips["chg-0001", "after"]
+    assert before["time"] == "2023-03-10T02:15:31Z" and after["time"] == "2023-05-10T02:15:31Z"
+    assert before["stretch"] == after["stretch"]  # one stretch for the pair
+    imgs = {}
+    for role, chip in (("before", before), ("after", after)):
+        with Image.open(out / chip["file"]) as im:
+            assert im.format == "PNG" and im.mode == "RGB"
+            assert min(im.size) >= 200  # upscaled to ~256 px
+            imgs[role] = np.asarray(im).astype(int)
+    r0, r1, c0, c1 = before["window"]
+    assert r1 - r0 >= 48 and c1 - c0 >= 48
+    assert r0 <= SQUARE[0] - 20 and r1 >= SQUARE[1] + 20  # a margin of >= 200 m
+    scale = imgs["before"].shape[1] / (c1 - c0)
+    inner = np.s_[
+        int((SQUARE[0] - r0 + 3) * scale) : int((SQUARE[1] - r0 - 3) * scale),
+        int((SQUARE[2] - c0 + 3) * scale) : int((SQUARE[3] - c0 - 3) * scale),
+    ]
+    assert imgs["after"][inner].mean() > imgs["before"][inner].mean() + 80
+    magenta = (imgs["after"] == (255, 0, 255)).all(axis=-1)
+    assert magenta.sum() > 100  # the outline is drawn
+    ys, xs = np.nonzero(magenta)  # ... around the square
+    assert abs(xs.min() / scale + c0 - SQUARE[2]) < 1.5 and abs(ys.max() / scale + r0 - SQUARE[1]) < 1.5
+
+
+def test_before_chip_falls_back_to_nearest_clear_image(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    _, page, prov = rendered
+    chips = {(c["change_id"], c["role"]): c for c in prov["chips"]}
+    # chg-0002 is dated after DATES[2], but DATES[2] is cloudy over it: use DATES[1], and say so.
+    assert chips["chg-0002", "before"]["time"] == "2023-03-10T02:15:31Z"
+    assert chips["chg-0002", "after"]["time"] == "2023-07-10T02:15:31Z"
+    assert "nearest usable image to 2023-05-10T02:15:31Z" in page
+
+
+def test_overview_and_timeline(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, _, prov = rendered
+    overview = next(c for c in prov["chips"] if c["role"] == "overview")
+    assert overview["time"] == "2023-07-10T02:15:31Z"  # the last clear date
+    with Image.open(out / "chips/overview.png") as im:
+        assert max(im.size) >= 400
+        assert ((np.asarray(im) == (255, 0, 255)).all(axis=-1)).sum() > 100
+    with Image.open(out / "timeline.png") as im:
+        assert im.format == "PNG" and im.size[0] > 400
+
+
+def test_no_changes(tmp_path: Path) -> None:
+    result = make_result(changes=(), activity="dormant")
+    page = write_report(result, tmp_path).read_text("utf-8")
+    assert "No change detected" in page
+    assert provenance_json(page)["changes"]["features"] == []
+    assert "No change was detected between 2023-01-10 and 2023-07-10." in page
+    assert (tmp_path / "chips/overview.png").is_file() and (tmp_path / "timeline.png").is_file()
+
+
+def test_without_stack(tmp_path: Path) -> None:
+    page = write_report(make_result(stack=None), tmp_path / "nested" / "out").read_text("utf-8")
+    assert "No image stack" in page
+    assert "chg-0001" in page and "chg-0002" in page
+    assert not (tmp_path / "nested/out/chips").exists()
+    assert provenance_json(page)["chips"] == [] and provenance_json(page)["stack"] is None
+
+
+def test_no_dates_and_no_data(tmp_path: Path) -> None:
+    result = make_result(
+        changes=(), stack=None, dates=(), clear_fraction=(), changed_area_m2=(), scenes=(), activity="no data"
+    )
+    page = write_report(result, tmp_path).read_text("utf-8")
+    assert "no data" in page and "cannot be assessed" in page and "No dates to plot" in page
+
+
+def test_change_outside_stack_and_no_before_image(tmp_path: Path) -> None:
+    far = dataclasses.replace(
+        make_change("far-away", SQUARE, 1, 2), geometry=pixel_box_wgs84(500, 520, 0, 20)
+    )
+    first = make_change("from-start", SQUARE, None, 0)
+    page = write_report(make_result(changes=(far, first)), tmp_path).read_text("utf-8")
+    assert "outside the image stack" in page
+    assert "No before chip: it is in the first image." in page
+    assert (tmp_path / "chips/01-from-start-after.png").is_file()
+
+
+def test_text_is_escaped(tmp_path: Path) -> None:
+    evil = '<img src=x onerror="alert(1)"> & </script>'
+    base = make_result()
+    change = dataclasses.replace(base.changes[1], change_id=evil, provenance={"note": evil})
+    result = dataclasses.replace(base, site=dataclasses.replace(base.site, name=evil), changes=(change,))
+    page = write_report(result, tmp_path).read_text("utf-8")
+    assert evil not in page and "<img src=x" not in page
+    assert page.count("</script>") == 1
+    prov = provenance_json(page)
+    assert (
+        prov["site"]["name"] == evil
+        and prov["changes"]["features"][0]["properties"]["provenance"]["note"] == evil
+    )
+    assert all(Path(tmp_path, c["file"]).is_file() for c in prov["chips"])
+
+
+def test_describe_activity() -> None:
+    one = make_result(changes=(make_change("a", SQUARE, 1, 2),))
+    assert describe_activity(one).startswith("The only detected change was first seen in the last 6 months")
+    old = (make_change("a", SQUARE, None, 0), make_change("b", SMALL, None, 0))
+    later = DATES + (datetime(2024, 6, 1, tzinfo=UTC),)
+    text = describe_activity(make_result(changes=old, dates=later, clear_fraction=(1.0,) * 5))
+    assert text.startswith(
+        "None of the 2 detected changes was first seen in the last 6 months of the series (since 2023-12-01)"
+    )
+    # as in the pipeline, the series ends at its last clear-enough date: a cloudy last date does not count
+    text = describe_activity(make_result(changes=old, dates=later, clear_fraction=(1.0,) * 4 + (0.05,)))
+    assert text.startswith("2 of the 2 detected changes were first seen")
+    assert "the most recent was first seen on 2023-01-10" in text
+
+
+def test_overview_ignores_pixels_outside_the_site_mask(tmp_path: Path) -> None:
+    stack = make_stack()
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    inside = (yy - 49.5) ** 2 + (xx - 49.5) ** 2 <= 50**2  # a round site: 78 % of its bounding square
+    stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
+    page = write_report(make_result(stack=stack), tmp_path).read_text("utf-8")
+    overview = next(c for c in provenance_json(page)["chips"] if c["role"] == "overview")
+    assert overview["time"] == "2023-07-10T02:15:31Z" and overview["clear_fraction"] == 1.0
