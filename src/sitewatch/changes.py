@@ -1,10 +1,10 @@
 """From per-pixel histories to dated change polygons.
 
-Connected components (4-connected) of the pixels whose change is still open at the end of the series
-become polygons (holes filled, smaller than ``min_area_m2`` dropped).  Each polygon is dated by the first
-date on which at least ``min_onset_px`` of its pixels were flagged (``first_seen_before``) and the last
-clear observation of those pixels before it (``first_seen_after``).  It is *confirmed* when most of its
-pixels were flagged again on a later clear date, else *probable*.
+Connected components (4-connected, one-pixel gaps bridged) of the pixels whose change is still open at
+the end of the series become polygons (holes filled, smaller than ``min_area_m2`` dropped).  Each polygon
+is dated by the first date on which at least ``min_onset_px`` of its pixels were flagged
+(``first_seen_before``) and the last clear observation of those pixels before it (``first_seen_after``).
+It is *confirmed* when most of its pixels were flagged again on a later clear date, else *probable*.
 """
 
 from __future__ import annotations
@@ -62,12 +62,15 @@ def extract_changes(
     px_area = abs(transform.a * transform.e)
     dates = stack_dates(stack)
     scene_ids = list(stack.attrs.get("scene_ids", []))
-    labels, n = ndimage.label(history.changed)
+    # bridge one-pixel gaps (a road whose mixed edge pixels flicker, a roof split by a pixel of shade)
+    joined = history.changed | ndimage.binary_closing(history.changed, structure=np.ones((3, 3), bool))
+    labels, n = ndimage.label(joined)
     out: list[Change] = []
     min_px = max(1, int(np.ceil(params.min_area_m2 / px_area)))
     for lab in range(1, n + 1):
-        comp = labels == lab
-        size = int(comp.sum())
+        region = labels == lab
+        comp = region & history.changed
+        size = int(region.sum())
         if size < min_px:
             continue
         onsets = history.onset[comp]
@@ -83,7 +86,7 @@ def extract_changes(
         confirmed = float((hits >= 2).mean()) >= 0.5
         persistence = float((hits / np.maximum(hits + misses, 1)).mean())
         score = float(history.onset_score[comp].mean())
-        filled = ndimage.binary_fill_holes(comp)
+        filled = ndimage.binary_fill_holes(region)
         polys = [shape(g) for g, v in shapes(filled.astype(np.uint8), mask=filled, transform=transform) if v]
         geom_native = unary_union(polys)
         geom = to_crs(geom_native, crs, WGS84)

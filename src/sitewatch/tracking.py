@@ -1,13 +1,21 @@
 """Time-series tracking: when did each pixel change, and does the change last?
 
 The pairwise detector is run once per date, comparing the date with a *reference*: for each pixel, the
-median of its last ``ref_depth`` clear observations while it is unchanged.  When a pixel is first flagged
-(its *onset*), its reference is frozen, so the following clear observations test whether the change
-persists (a *hit*: still different from before) or has gone (a *miss*).  After ``max_misses`` misses in a
-row the pixel is *reverted*: the change was transient (a flood, a harvested field greening again, a
-spurious flag), its reference restarts from the present, and if it had lasted (two hits or more) its
-season is remembered: an onset within ``season_days`` of the same day of year, a year later, is seasonal
-land use (the field harvested again), not new construction.
+median of its last ``ref_depth`` clear observations while it is unchanged.
+
+* *Onset*: the pixel is flagged against its reference **and** against the *seasonal reference* (the
+  reference as the whole site's unchanged pixels say it should look on this date, see
+  :func:`seasonal_reference`), so autumn browning or spring snowmelt, which every meadow shares, is not a
+  change, while a meadow turned to gravel is.
+* *Persistence*: from the onset on, the pixel's reference is frozen, and each later clear observation is a
+  *hit* (still unlike the pre-change reference) or a *miss*.  After ``max_misses`` misses in a row the pixel
+  is *reverted*: the change was transient (a flood, a harvested field greening again), its reference
+  restarts from the present, and if it had lasted (two hits or more) its season is remembered: an onset
+  within ``season_days`` of that day of year, a year or more later, is that land's cycle (the field
+  harvested again), not new construction.
+* *Cycles*: with a detector that rates each image on its own (``membership``, as ``index`` does), a pixel
+  that went from a bare look to a green one within the last ``cycle_days`` is in a land-use cycle (a field
+  ploughed in spring, green in summer, harvested in autumn): its next bare look is not an onset.
 
 Dates with less than ``min_clear_fraction`` clear pixels over the site are skipped; otherwise each pixel
 uses only its own clear observations (cloud, shadow and snow never count as hits or misses).
@@ -17,14 +25,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import xarray as xr
 
 from .detectors.base import Detector
 
-__all__ = ["TrackParams", "PixelHistory", "track_pixels"]
+__all__ = ["TrackParams", "PixelHistory", "track_pixels", "seasonal_reference"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class TrackParams:
     max_misses: int = 2
     season_days: int = 60
     min_clear_fraction: float = 0.2
+    seasonal: bool = True
+    cycle_days: int = 400
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,52 @@ def _doy_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(d, 365.25 - d)
 
 
+def _doy_of(days: np.ndarray, days_all: np.ndarray, doys: np.ndarray) -> np.ndarray:
+    """Day of year of ``days`` (days since the first date); NaN stays NaN."""
+    return np.where(np.isfinite(days), (doys[0] + np.nan_to_num(days) - 1) % 365.25 + 1, np.nan)
+
+
+def _quadratic_features(x: np.ndarray) -> np.ndarray:
+    """[1, x_i, x_i * x_j (i <= j)] for rows of ``x`` (n, b)."""
+    n, b = x.shape
+    iu, ju = np.triu_indices(b)
+    return np.hstack([np.ones((n, 1), x.dtype), x, x[:, iu] * x[:, ju]])
+
+
+def seasonal_reference(
+    ref: np.ndarray, img: np.ndarray, fit_mask: np.ndarray, max_samples: int = 20000, seed: int = 0
+) -> np.ndarray | None:
+    """Predict each pixel's spectrum on ``img``'s date from its reference spectrum.
+
+    A quadratic regression from reference bands to current bands is fitted (least squares, refitted once
+    without its 5 % worst residuals) on a sample of the ``fit_mask`` pixels: unchanged, clear pixels, so
+    the fit learns what the season, the sun and the atmosphere did to each kind of surface (forest, grass,
+    field, rock) between the two dates, not what construction did to a few of them.  Returns ``None`` when
+    too few pixels are available to fit (then only the plain reference is used).
+    """
+    nb = ref.shape[0]
+    ys, xs = np.nonzero(fit_mask)
+    nfeat = 1 + nb + nb * (nb + 1) // 2
+    if ys.size < max(200, 10 * nfeat):
+        return None
+    rng = np.random.default_rng(seed)
+    if ys.size > max_samples:
+        pick = rng.choice(ys.size, max_samples, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    x = ref[:, ys, xs].T.astype(np.float64)
+    y = img[:, ys, xs].T.astype(np.float64)
+    feats = _quadratic_features(x)
+    coef, *_ = np.linalg.lstsq(feats, y, rcond=None)
+    resid = np.abs(feats @ coef - y).sum(axis=1)
+    keep = resid <= np.quantile(resid, 0.95)
+    coef, *_ = np.linalg.lstsq(feats[keep], y[keep], rcond=None)
+    flat = ref.reshape(nb, -1).T
+    ok = np.isfinite(flat).all(axis=1)
+    out = np.full(flat.shape, np.nan, dtype=np.float32)
+    out[ok] = np.clip(_quadratic_features(flat[ok].astype(np.float64)) @ coef, 0.0, 1.5)
+    return out.T.reshape(ref.shape)
+
+
 def track_pixels(
     stack: xr.Dataset,
     detector: Detector,
@@ -67,6 +123,7 @@ def track_pixels(
     clear_all = stack["clear"].values
     bands = [str(b) for b in stack["band"].values]
     doys = stack["time"].dt.dayofyear.values.astype(float)
+    days_all = (stack["time"].values - stack["time"].values[0]) / np.timedelta64(1, "D")
     nt, nb, h, w = refl.shape
     k = params.ref_depth
     site = np.ones((h, w), bool) if inside is None else inside
@@ -85,7 +142,9 @@ def track_pixels(
     misses = np.zeros((h, w), np.int32)
     consec = np.zeros((h, w), np.int32)
     onset_score = np.zeros((h, w), np.float32)
-    season = np.full((h, w), np.nan)
+    last_art = np.full((h, w), np.nan)  # days of the last clear look like an artificial surface
+    regrown = np.full((h, w), np.nan)  # days of the last green look that followed a bare one
+    season = np.full((h, w), np.nan)  # days (since the first date) of a past transient change's onset
 
     for t in range(nt):
         if not used[t]:
@@ -98,12 +157,40 @@ def track_pixels(
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels with no reference yet
             ref = np.nanmedian(buf, axis=0)
-        cmap = detector.detect(ref, img, bands, valid=clear & has_ref)
-        flag = cmap.mask & clear & has_ref
+        valid = clear & has_ref
+        raw = detector.detect(ref, img, bands, valid=valid)
+        onset_map = raw
+        if params.seasonal:
+            # the reference as it would look on this date had nothing changed (see seasonal_reference):
+            # a new change must be one against both, so phenology that the whole site shares is not one
+            adj = seasonal_reference(ref, img, valid & ~state, seed=t)
+            if adj is not None:
+                seasonal_map = detector.detect(adj, img, bands, valid=valid)
+                onset_map = replace(
+                    raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
+                )
+        flag = onset_map.mask & valid
+        still = raw.mask & valid  # persistence: still unlike the frozen pre-change reference
 
         new = flag & ~state
-        seasonal = np.isfinite(season) & (_doy_distance(doys[t], season) <= params.season_days)
+        # an onset in the season of an earlier transient change, a year or more later, is that land's cycle
+        days = days_all[t]
+        seasonal = (
+            np.isfinite(season)
+            & (days - season >= 300)
+            & (_doy_distance(doys[t], _doy_of(season, days_all, doys)) <= params.season_days)
+        )
         new &= ~seasonal
+        member = getattr(detector, "membership", None)
+        if member is not None and params.cycle_days > 0:
+            # land that looked like this within the cycle and grew green again since (a ploughed or
+            # harvested field, a gravel bar) is in its cycle, not newly built
+            m_now = member(img, bands)
+            new &= ~(days - regrown <= params.cycle_days)  # NaN compares False
+            seen = clear
+            regrow = seen & (m_now < 0.02) & np.isfinite(last_art)
+            regrown[regrow] = days
+            last_art[seen & (m_now > 0.08)] = days
         state |= new
         onset[new] = t
         prev_clear[new] = last_clear[new]
@@ -111,21 +198,21 @@ def track_pixels(
         hits[new] = 1
         misses[new] = 0
         consec[new] = 0
-        onset_score[new] = cmap.score[new]
+        onset_score[new] = onset_map.score[new]
 
         cont = state & clear & ~new
-        hit = cont & flag
+        hit = cont & still
         hits[hit] += 1
         consec[hit] = 0
         last_hit[hit] = t
-        miss = cont & ~flag
+        miss = cont & ~still
         misses[miss] += 1
         consec[miss] += 1
 
         revert = state & (consec >= params.max_misses)
         if revert.any():
             lasting = revert & (hits >= 2)
-            season[lasting] = doys[onset[lasting]]
+            season[lasting] = days_all[onset[lasting]]
             state[revert] = False
             onset[revert] = -1
             hits[revert] = 0

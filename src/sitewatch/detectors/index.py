@@ -4,12 +4,20 @@ Per pixel and date, an *artificiality* membership in 0..1 is built from ratio in
 sun elevation (multiplicative) leave unchanged:
 
 * bare or built: NDVI = (B08 - B04)/(B08 + B04) low (roofs, concrete, gravel, soil, rock);
-* painted or camouflaged: NDVI vegetation-like but NDMI = (B08 - B11)/(B08 + B11) below zero, which live
-  vegetation never shows (leaf water absorbs SWIR) — a roof painted green is dry in SWIR;
-* never water or snow: (B03 - B11)/(B03 + B11) > 0 (MNDWI/NDSI) means water, snow or cloud, not ground.
+* painted or camouflaged: NDVI vegetation-like (> ``camo_ndvi``) but NDMI = (B08 - B11)/(B08 + B11) far
+  below it (NDVI - NDMI > ``camo_gap``), which live vegetation never shows (leaf water absorbs SWIR): a
+  roof painted green is dry in SWIR;
+* never water or snow: (B03 - B11)/(B03 + B11) > 0 (MNDWI/NDSI) means water, snow or cloud, not ground;
+* never dry plant matter: NDTI = (B11 - B12)/(B11 + B12) above ``residue_ndti`` is the cellulose and lignin
+  absorption near 2.1 um of dormant grass, stubble and litter; soil, rock, gravel, concrete and metal lie
+  below it;
+* never in deep shade: ratios of very dark pixels (NIR and SWIR mean below ``dark``) are noise.
 
-The change score is the rise of that membership from BEFORE to AFTER (-1..1); change where it exceeds
-``threshold`` (default 0.5, a physical threshold, not tuned per scene).  Vegetation turning brown
+The change score is the larger of the rise of that membership from BEFORE to AFTER and the *cleared
+share*: the NDVI lost, scaled by what a fully bare pixel (NDVI ``bare_floor``) would have lost, where the
+AFTER surface passes the same water/snow, shade and plant-matter gates (so a 20 m road, which fills no 10 m
+pixel, still counts).  Change where the score exceeds ``threshold`` (0.5: half a pixel turned to mineral
+ground; a physical threshold, not tuned per scene).  Vegetation turning brown
 (senescence, dormancy) keeps NDVI above the bare threshold and NDMI near zero, so it is not a change;
 seasonal bare soil (ploughed fields) is — time-series tracking drops it when it reverts.
 """
@@ -43,29 +51,43 @@ class IndexDetector:
     name: ClassVar[str] = "index"
     description: ClassVar[str] = (
         "spectral indices: new bare/built surfaces (NDVI drop), dry painted roofs (NDMI < 0 under "
-        "green), never water or snow; needs B03, B04, B08, B11"
+        "green), never water or snow; needs B03, B04, B08, B11, B12"
     )
     threshold: float = 0.5
     bare_ndvi: float = 0.22
-    camo_ndvi: float = 0.45
-    dry_ndmi: float = 0.0
+    camo_ndvi: float = 0.6
+    camo_gap: float = 0.7
+    residue_ndti: float = 0.18
+    bare_floor: float = 0.1
+    dark: float = 0.08
     softness: float = 0.04
 
-    def membership(self, image: np.ndarray, bands: Sequence[str]) -> np.ndarray:
-        """Artificial-surface membership 0..1 of one image (band, y, x)."""
+    def _indices(self, image: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
         g = image[band_index(bands, "B03")]
         r = image[band_index(bands, "B04")]
         n = image[band_index(bands, "B08")]
         s = image[band_index(bands, "B11")]
-        ndvi = _nd(n, r)
-        ndmi = _nd(n, s)
-        mndwi = _nd(g, s)
+        s2 = image[band_index(bands, "B12")]
         k = self.softness
-        bare = _sigmoid((self.bare_ndvi - ndvi) / k)
-        camo = _sigmoid((ndvi - self.camo_ndvi) / k) * _sigmoid((self.dry_ndmi - ndmi) / (k * 0.75))
-        ground = _sigmoid((0.0 - mndwi) / (k * 0.75))
-        m = np.maximum(bare, camo) * ground
-        return np.nan_to_num(m, nan=0.0).astype(np.float32)
+        return {
+            "ndvi": _nd(n, r),
+            "ndmi": _nd(n, s),
+            # ground: not water, snow or cloud, and lit: not deep shade
+            "gate": _sigmoid((0.0 - _nd(g, s)) / (k * 0.75)) * _sigmoid(((n + s) / 2 - self.dark) / (k * 0.5)),
+            # mineral: not dry plant matter
+            "mineral": _sigmoid((self.residue_ndti - _nd(s, s2)) / (k * 0.5)),
+        }
+
+    def membership(self, image: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+        """Artificial-surface membership 0..1 of one image (band, y, x)."""
+        return np.nan_to_num(self._membership(self._indices(image, bands)), nan=0.0).astype(np.float32)
+
+    def _membership(self, ix: dict[str, np.ndarray]) -> np.ndarray:
+        k = self.softness
+        bare = _sigmoid((self.bare_ndvi - ix["ndvi"]) / k) * ix["mineral"]
+        dryness = ix["ndvi"] - ix["ndmi"]  # dry for its greenness: live leaves hold water, paint does not
+        camo = _sigmoid((ix["ndvi"] - self.camo_ndvi) / k) * _sigmoid((dryness - self.camo_gap) / (k * 0.75))
+        return np.maximum(bare, camo) * ix["gate"]
 
     def detect(
         self,
@@ -75,7 +97,14 @@ class IndexDetector:
         valid: np.ndarray | None = None,
     ) -> ChangeMap:
         ok = valid_mask(before, after, valid)
-        score = self.membership(after, bands) - self.membership(before, bands)
+        ib, ia = self._indices(before, bands), self._indices(after, bands)
+        rise = self._membership(ia) - self._membership(ib)
+        # the share of a pixel's vegetation replaced by a mineral surface: NDVI lost, scaled by what a fully
+        # bare pixel would have lost.  A 20 m road fills no 10 m pixel entirely, yet halves its greenness.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lost = (ib["ndvi"] - ia["ndvi"]) / np.maximum(ib["ndvi"] - self.bare_floor, 0.2)
+        cleared = np.clip(lost, 0.0, 1.0) * ia["gate"] * ia["mineral"]
+        score = np.nan_to_num(np.maximum(rise, cleared), nan=0.0)
         score = np.where(ok, score, 0.0).astype(np.float32)
         return ChangeMap(
             score=score, mask=score > self.threshold, threshold=self.threshold, detector=self.name,
