@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,3 +96,13 @@ def make_series(tmp_path: Path) -> Callable[..., tuple[list[Path], tuple[slice, 
         return paths, square, dates
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[tuple[str, int, int]]]:
+    """`run_demo` once per test session (generates the demo world: about a minute)."""
+    from sitewatch.demo import run_demo
+
+    calls: list[tuple[str, int, int]] = []
+    summary = run_demo(tmp_path_factory.mktemp("demo"), progress=lambda s, d, t: calls.append((s, d, t)))
+    return summary, calls

@@ -40,13 +40,12 @@ GEOD = Geod(ellps="WGS84")
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> WorldInfo:
-    calls: list[tuple[int, int]] = []
-    info = generate_world(
-        tmp_path_factory.mktemp("demo_world"), seed=7, progress=lambda d, n: calls.append((d, n))
-    )
-    assert calls and calls[-1][0] == calls[-1][1] == len(info.scene_paths)
-    assert [d for d, _ in calls] == list(range(1, len(info.scene_paths) + 1))
+def world(demo_run) -> WorldInfo:
+    summary, calls = demo_run
+    info = load_world(summary.world)
+    steps = [(d, n) for stage, d, n in calls if stage == "world"]
+    assert steps and steps[-1][0] == steps[-1][1] == len(info.scene_paths)
+    assert [d for d, _ in steps] == list(range(1, len(info.scene_paths) + 1))
     return info
 
 

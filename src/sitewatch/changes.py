@@ -3,7 +3,8 @@
 Connected components (4-connected, one-pixel gaps bridged) of the pixels whose change is still open at
 the end of the series become polygons (holes filled, smaller than ``min_area_m2`` dropped).  Each polygon
 is dated by the first date on which at least ``min_onset_px`` of its pixels were flagged
-(``first_seen_before``) and the last clear observation of those pixels before it (``first_seen_after``).
+(``first_seen_before``) and the last clear observation of all those pixels before it
+(``first_seen_after``; none when one of them had no clear look before).
 It is *confirmed* when most of its pixels were flagged again on a later clear date, else *probable*.
 """
 
@@ -80,7 +81,9 @@ def extract_changes(
         first_px = comp & (history.onset == t_first)
         prev = history.prev_clear[first_px]
         prev = prev[prev >= 0]
-        t_after = int(np.bincount(prev).argmax()) if prev.size else -1
+        # the last date on which *all* of the first-seen pixels were seen clear and unchanged: where cloud hid
+        # part of it on a later date, that part may have changed then already
+        t_after = int(prev.min()) if prev.size and (history.prev_clear[first_px] >= 0).all() else -1
         hits = history.hits[comp]
         misses = history.misses[comp]
         confirmed = float((hits >= 2).mean()) >= 0.5

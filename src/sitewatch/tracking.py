@@ -17,6 +17,9 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
   that went from a bare look to a green one within the last ``cycle_days`` is in a land-use cycle (a field
   ploughed in spring, green in summer, harvested in autumn): its next bare look is not an onset.
 
+Flags are grown by hysteresis: pixels scoring over ``hysteresis`` x the detector's threshold join a flagged
+neighbour, so the mixed pixels along a road or a roof's edge come with it.
+
 Dates with less than ``min_clear_fraction`` clear pixels over the site are skipped; otherwise each pixel
 uses only its own clear observations (cloud, shadow and snow never count as hits or misses).
 """
@@ -29,8 +32,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from .detectors.base import Detector
+from .types import ChangeMap
 
 __all__ = ["TrackParams", "PixelHistory", "track_pixels", "seasonal_reference"]
 
@@ -43,6 +48,7 @@ class TrackParams:
     min_clear_fraction: float = 0.2
     seasonal: bool = True
     cycle_days: int = 400
+    hysteresis: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,16 @@ class PixelHistory:
 def _doy_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = np.abs(a - b) % 365.25
     return np.minimum(d, 365.25 - d)
+
+
+def _grow(cmap: ChangeMap, valid: np.ndarray, low: float) -> np.ndarray:
+    """The detector's mask grown by hysteresis: pixels scoring over ``low`` x threshold that touch a pixel
+    over the threshold join it (the mixed edge pixels of a road or a roof)."""
+    mask = cmap.mask & valid
+    if low >= 1.0 or not mask.any():
+        return mask
+    weak = valid & (cmap.score > low * cmap.threshold)
+    return ndimage.binary_propagation(mask, mask=weak | mask)
 
 
 def _doy_of(days: np.ndarray, days_all: np.ndarray, doys: np.ndarray) -> np.ndarray:
@@ -169,8 +185,8 @@ def track_pixels(
                 onset_map = replace(
                     raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
                 )
-        flag = onset_map.mask & valid
-        still = raw.mask & valid  # persistence: still unlike the frozen pre-change reference
+        flag = _grow(onset_map, valid, params.hysteresis)
+        still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
 
         new = flag & ~state
         # an onset in the season of an earlier transient change, a year or more later, is that land's cycle

@@ -47,11 +47,13 @@ class SkyPlan:
     height: float  # cloud base height above ground, m
 
 
-def plan_skies(seed: int, dates: list[datetime], protect: set[int]) -> list[SkyPlan]:
+def plan_skies(
+    seed: int, dates: list[datetime], protect: set[int], force_clear: frozenset[int] = frozenset()
+) -> list[SkyPlan]:
     """Choose overcast (3), partial (>= 1/3 of the dates + 2) and clear dates deterministically.
 
     ``protect``ed dates (e.g. flood dates) get at most light cloud; no overcast in December-February
-    (so the snow is seen).
+    (so the snow is seen).  ``force_clear`` dates (the flood's) are cloud-free.
     """
     rng = rng_for(seed, 51)
     n = len(dates)
@@ -63,7 +65,7 @@ def plan_skies(seed: int, dates: list[datetime], protect: set[int]) -> list[SkyP
             overcast.append(int(i))
         if len(overcast) == 3:
             break
-    rest = [i for i in idx if i not in overcast]
+    rest = [i for i in idx if i not in overcast and i not in force_clear]
     n_partial = math.ceil(n / 3) + 2
     partial = {int(i) for i in rng.permutation(rest)[:n_partial]}
     plans = []

@@ -100,7 +100,8 @@ def build_world(seed: int, base_lonlat: tuple[float, float], hidden_lonlat: tupl
             before = [i for i, d in enumerate(dates) if d.date() < e.start]
             if before:
                 protect.add(before[-1])
-    skies = plan_skies(seed, dates, protect)
+    flood_dates = frozenset(i for i, d in enumerate(dates) if flood.components(d.date()))
+    skies = plan_skies(seed, dates, protect, force_clear=flood_dates)
     suns = [sp.sun_position(d, *base_lonlat) for d in dates]
     shifts, gains = [], []
     for i in range(len(dates)):
