@@ -61,10 +61,14 @@ def test_at_most_one_false_detection_and_none_for_distractors(evaluation, result
     assert len(result.changes) >= len([e for e in truth if e.kind == "known"])
 
 
-def test_no_detection_is_raised_by_cloud_or_snow(result):
-    # a change is only ever first seen on a clear look at its footprint, never through cloud or snow
+def test_no_detection_is_raised_by_cloud_or_snow(result, evaluation):
+    # a change is first seen on a clear look at its footprint, never through cloud or snow (a growing change's
+    # final footprint may be partly clouded on the day its first part is seen); anything that matches no
+    # construction event must have been seen in the clear
+    _, ev = evaluation
     for c in result.changes:
-        assert _clear_share(result, c.geometry, c.first_seen_before) >= 0.9, c.change_id
+        need = 0.9 if c.change_id in ev.false_detections else 0.5
+        assert _clear_share(result, c.geometry, c.first_seen_before) >= need, c.change_id
 
 
 def test_events_are_dated_within_one_revisit(evaluation, result):

@@ -19,6 +19,14 @@ class MissingCRSError(ImageryError):
     """An image has no coordinate reference system, so it cannot be placed on Earth."""
 
 
+class SourceError(ImageryError):
+    """An imagery source (a STAC catalog or API, a file server) cannot be searched or read."""
+
+
+class SourceNotFound(SitewatchError, LookupError):
+    """No imagery source is registered under that name."""
+
+
 class NoOverlapError(SitewatchError, ValueError):
     """A scene or a set of scenes does not cover the site."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from .store import Store
 from .tracking import TrackParams, track_pixels
 from .types import Change, SiteResult
 
-__all__ = ["IngestSummary", "ingest", "detect_site", "coregister_stack", "activity_status", "stored_result",
-           "DEFAULT_METHOD"]
+__all__ = [
+    "IngestSummary", "ingest", "ingest_source", "detect_site", "coregister_stack", "activity_status",
+    "stored_result", "DEFAULT_METHOD",
+]
 
 DEFAULT_METHOD = "index"
 Progress = Callable[[str, int, int], None]
@@ -46,6 +48,23 @@ def ingest(paths: Iterable[str | Path], store: Store, progress: Progress | None 
     scenes = read_scenes(list(paths), progress=cb)
     new, old = store.add_scenes(scenes)
     return IngestSummary(len(scenes), new, old, tuple(s.scene_id for s in scenes))
+
+
+def ingest_source(
+    source: Any, store: Store, site_names: Iterable[str] | None = None,
+    start: datetime | None = None, end: datetime | None = None,
+) -> IngestSummary:
+    """Search an imagery source (see :mod:`sitewatch.sources`) over sites and record the scenes found.
+
+    Scenes already in the store are refreshed, not duplicated, so a second run only adds what is new.
+    """
+    names = list(site_names) if site_names is not None else [s.name for s in store.list_sites()]
+    found: dict[str, Any] = {}
+    for name in names:
+        for sc in source.search(store.get_site(name).geometry, start, end):
+            found.setdefault(sc.scene_id, sc)
+    new, old = store.add_scenes(found.values())
+    return IngestSummary(len(found), new, old, tuple(found))
 
 
 def coregister_stack(stack: xr.Dataset, band: str = "B08", min_clear: float = 0.3) -> tuple[xr.Dataset, list]:

@@ -19,20 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import rasterio
 import xarray as xr
 from affine import Affine
 from pyproj import CRS
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
-from .detectors.base import band_index
-from .errors import ImageryError, NoOverlapError, PartialCoverageWarning
+from .errors import NoOverlapError, PartialCoverageWarning
 from .geo import WGS84, to_crs, utm_crs_for
-from .masks import clear_from_scl, spectral_clear
+from .sources.read import read_scene_window
 from .types import Scene, Site
 
 __all__ = ["Grid", "site_grid", "load_stack", "DEFAULT_BANDS", "grid_mask"]
@@ -90,26 +85,6 @@ def _overlaps(scene: Scene, grid: Grid) -> float:
     return box(*sb).intersection(g).area / g.area if g.area else 0.0
 
 
-def _read_warped(path: str, grid: Grid, indexes: list[int], resampling: Resampling, dtype: str) -> np.ndarray:
-    try:
-        with rasterio.open(path) as src, WarpedVRT(
-            src,
-            crs=grid.crs,
-            transform=grid.affine,
-            width=grid.width,
-            height=grid.height,
-            resampling=resampling,
-            src_nodata=src.nodata if src.nodata is not None else 0,
-            nodata=0,
-            dtype=dtype,
-        ) as vrt:
-            return vrt.read(indexes)
-    except RasterioError as exc:
-        raise ImageryError(
-            f"{path}: cannot read the site window (truncated or corrupt file?): {exc}"
-        ) from None
-
-
 def load_stack(
     scenes: Sequence[Scene],
     grid: Grid,
@@ -145,16 +120,7 @@ def load_stack(
     refl = np.full((n, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     clear = np.zeros((n, grid.height, grid.width), dtype=bool)
     for i, s in enumerate(ordered):
-        idx = [band_index(s.bands, b) + 1 for b in bands]
-        raw = _read_warped(s.path, grid, idx, Resampling.bilinear, "float32")
-        data = raw > 0
-        img = np.where(data, raw * scale, np.nan).astype(np.float32)
-        refl[i] = img
-        if s.mask_path:
-            scl = _read_warped(s.mask_path, grid, [1], Resampling.nearest, "uint8")[0]
-            clear[i] = clear_from_scl(scl) & data.all(axis=0)
-        else:
-            clear[i] = spectral_clear(img, bands)
+        refl[i], clear[i] = read_scene_window(s, bands, grid, default_scale=scale)
         if progress:
             progress(i + 1, n)
     a = grid.affine

@@ -1,0 +1,277 @@
+"""Read a window of a scene's bands onto a site grid, wherever the scene lives.
+
+A :class:`~sitewatch.types.Scene` tells where its pixels are:
+
+* one multi-band raster (``scene.path``, band *i* is ``scene.bands[i]``): local files, the demo world, a
+  STAC item with one multi-band asset;
+* or one raster per band: ``scene.properties["band_hrefs"] = {"B02": href, ...}`` (STAC items of Sentinel-2
+  and Landsat have an asset per band), ``scene.path`` then being the STAC item's own href, for citation.
+
+Further keys of ``scene.properties`` used here, all optional: ``band_scale`` (band -> ``[scale, offset]``:
+reflectance = DN x scale + offset), ``mask_kind`` (``"scl"``, the default, or ``"qa_pixel"``), ``mask_nodata``
+and ``signer`` (the name of a registered URL signer, see :func:`sitewatch.sources.register_signer`).
+
+Hrefs may be paths or ``http(s)://``/``s3://`` URLs; remote rasters are read through GDAL's ``/vsicurl/`` with
+range requests, so only the blocks under the site travel.  Reads go through a GDAL warped VRT onto the grid;
+failures become :class:`~sitewatch.sources.SourceError` (an :class:`~sitewatch.errors.ImageryError`) naming
+the URL.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+
+from ..detectors.base import band_index
+from ..errors import ImageryError
+from ..masks import clear_from_scl, spectral_clear
+from ..types import Scene
+from ._http import gdal_env, gdal_path, is_remote, redact, sign_href
+from .base import SourceError
+from .presets import qa_pixel_to_scl
+
+__all__ = ["GridLike", "band_sources", "read_band_window", "read_bands_window", "read_reflectance_window",
+           "read_scene_window", "read_scl_window", "read_warped"]
+
+
+_QUERY = re.compile(r"(\w+://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+class GridLike(Protocol):
+    """What the readers need of a grid (:class:`sitewatch.stack.Grid` is one)."""
+
+    @property
+    def crs(self) -> str: ...
+
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+
+def band_sources(scene: Scene, bands: Sequence[str]) -> list[tuple[str, list[int], list[int]]]:
+    """Group ``bands`` by the raster holding them: ``[(href, 1-based band indexes, positions in bands)]``."""
+    hrefs: Mapping[str, str] | None = scene.properties.get("band_hrefs")
+    groups: dict[str, tuple[list[int], list[int]]] = {}
+    for pos, band in enumerate(bands):
+        if hrefs:
+            key = next((k for k in hrefs if _same_band(k, band)), None)
+            if key is None:
+                raise KeyError(f"band {band} is missing from scene {scene.scene_id} (have {', '.join(hrefs)})")
+            href, index = hrefs[key], 1
+        else:
+            href, index = scene.path, band_index(scene.bands, band) + 1
+        idx, where = groups.setdefault(href, ([], []))
+        idx.append(index)
+        where.append(pos)
+    return [(href, idx, where) for href, (idx, where) in groups.items()]
+
+
+def _same_band(a: str, b: str) -> bool:
+    try:
+        return band_index([a], b) == 0
+    except KeyError:
+        return False
+
+
+def read_warped(
+    href: str,
+    grid: GridLike,
+    indexes: Sequence[int],
+    *,
+    resampling: Resampling = Resampling.bilinear,
+    dtype: str = "float32",
+    src_nodata: float | None = None,
+    nodata: float = 0,
+    signer: str | None = None,
+    options: Mapping[str, str] | None = None,
+    what: str = "",
+) -> np.ndarray:
+    """Read ``indexes`` of the raster at ``href`` resampled onto ``grid`` -> ``(len(indexes), h, w)``.
+
+    ``src_nodata`` defaults to the raster's own nodata, else 0; pixels without data become ``nodata``.
+    """
+    signed = sign_href(href, signer)
+    path = gdal_path(signed)
+    query = urlsplit(signed).query
+    with gdal_env(options) as env:
+        retries = int(float(env.get("GDAL_HTTP_MAX_RETRY", "0")))
+        delay = float(env.get("GDAL_HTTP_RETRY_DELAY", "1"))
+        attempt = 0
+        while True:
+            try:
+                # a retry must not see what the failed attempt left in GDAL's /vsicurl/ cache
+                retry_env = {"CPL_VSIL_CURL_NON_CACHED": path} if attempt else {}
+                with rasterio.Env(**retry_env), rasterio.open(path) as src:
+                    vrt_nodata = src_nodata if src_nodata is not None else (src.nodata if src.nodata is not None else 0)
+                    with WarpedVRT(
+                        src,
+                        crs=grid.crs,
+                        transform=Affine(*grid.transform),
+                        width=grid.width,
+                        height=grid.height,
+                        resampling=resampling,
+                        src_nodata=vrt_nodata,
+                        nodata=nodata,
+                        dtype=dtype,
+                    ) as vrt:
+                        return vrt.read(list(indexes))
+            except (RasterioError, OSError) as exc:
+                if isinstance(exc, ImageryError):
+                    raise
+                message = _short(exc, query)
+                label = f" ({what})" if what else ""
+                if not is_remote(href):
+                    raise ImageryError(
+                        f"{href}: cannot read the site window{label} (truncated or corrupt file?): {message}"
+                    ) from None
+                # GDAL retries HTTP 429/5xx answers and timeouts itself; short reads (a body cut off, a reset
+                # connection) it does not, so those are retried here, as many times.
+                if attempt < retries and not any(t in message for t in ("HTTP response code", "timed out")):
+                    attempt += 1
+                    time.sleep(delay * attempt)
+                    continue
+                raise SourceError(
+                    f"cannot read the site window{label} from {redact(href)} (retried up to {retries} times): "
+                    f"{message}; check the URL, the network, the server or the credentials "
+                    "(GDAL_HTTP_HEADERS, AWS_*), or raise GDAL_HTTP_MAX_RETRY / GDAL_HTTP_TIMEOUT"
+                ) from None
+
+
+def _short(exc: BaseException, query: str = "") -> str:
+    """The first and the deepest message of an error's chain, on one line, without URL query strings."""
+    texts: list[str] = []
+    e: BaseException | None = exc
+    while e is not None and len(texts) < 8:
+        t = " ".join(str(e).split())
+        if t and "See previous exception" not in t and t not in texts:
+            texts.append(t)
+        e = e.__cause__ or e.__context__
+    text = "; ".join(dict.fromkeys([texts[0], texts[-1]])) if texts else type(exc).__name__
+    if query:
+        text = text.replace("?" + query, "").replace(query, "")
+    return _QUERY.sub(r"\1", text)[:400]
+
+
+def read_bands_window(
+    scene: Scene,
+    bands: Sequence[str],
+    grid: GridLike,
+    *,
+    resampling: Resampling = Resampling.bilinear,
+    dtype: str = "float32",
+    options: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """Raw values (DN) of ``bands`` of ``scene`` on ``grid`` -> ``(band, y, x)``, 0 where there is no data.
+
+    Bands in one raster are read in one pass; bands at coarser resolution (20 m SWIR) are resampled.
+    """
+    out = np.zeros((len(bands), grid.height, grid.width), dtype=dtype)
+    signer = scene.properties.get("signer")
+    for href, idx, where in band_sources(scene, bands):
+        names = ", ".join(bands[i] for i in where)
+        out[where] = read_warped(
+            href, grid, idx, resampling=resampling, dtype=dtype, signer=signer, options=options,
+            what=f"scene {scene.scene_id} band(s) {names}",
+        )
+    return out
+
+
+def read_band_window(
+    scene: Scene,
+    band: str,
+    grid: GridLike,
+    *,
+    resampling: Resampling = Resampling.bilinear,
+    dtype: str = "float32",
+    options: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """Raw values (DN) of one band of ``scene`` on ``grid`` -> ``(y, x)``, 0 where there is no data."""
+    return read_bands_window(scene, [band], grid, resampling=resampling, dtype=dtype, options=options)[0]
+
+
+def band_scale(scene: Scene, band: str, default_scale: float = 1e-4) -> tuple[float, float]:
+    """``(scale, offset)`` turning the DN of ``band`` into reflectance."""
+    table: Mapping[str, Any] = scene.properties.get("band_scale") or {}
+    for key, value in table.items():
+        if _same_band(key, band):
+            return float(value[0]), float(value[1])
+    return default_scale, 0.0
+
+
+def read_reflectance_window(
+    scene: Scene,
+    bands: Sequence[str],
+    grid: GridLike,
+    *,
+    default_scale: float = 1e-4,
+    options: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """Surface reflectance of ``bands`` on ``grid`` -> float32 ``(band, y, x)``, NaN where there is no data."""
+    raw = read_bands_window(scene, bands, grid, options=options)
+    out = np.full(raw.shape, np.nan, np.float32)
+    for i, b in enumerate(bands):
+        scale, offset = band_scale(scene, b, default_scale)
+        ok = raw[i] > 0
+        out[i][ok] = raw[i][ok] * scale + offset
+    return out
+
+
+def read_scl_window(
+    scene: Scene, grid: GridLike, *, options: Mapping[str, str] | None = None
+) -> np.ndarray | None:
+    """The scene's cloud mask on ``grid`` as Sentinel-2 SCL codes (uint8, 0 = no data); None without a mask.
+
+    ``mask_kind`` ``"qa_pixel"`` masks (Landsat) are converted with
+    :func:`~sitewatch.sources.presets.qa_pixel_to_scl`.
+    """
+    if not scene.mask_path:
+        return None
+    kind = scene.properties.get("mask_kind", "scl")
+    signer = scene.properties.get("signer")
+    what = f"scene {scene.scene_id} {kind} mask"
+    if kind == "qa_pixel":
+        fill = int(scene.properties.get("mask_nodata", 1))
+        qa = read_warped(
+            scene.mask_path, grid, [1], resampling=Resampling.nearest, dtype="uint16", src_nodata=fill,
+            nodata=fill, signer=signer, options=options, what=what,
+        )[0]
+        return qa_pixel_to_scl(qa)
+    if kind != "scl":
+        raise ImageryError(f"scene {scene.scene_id}: unknown mask kind {kind!r} (expected 'scl' or 'qa_pixel')")
+    nod = scene.properties.get("mask_nodata")
+    return read_warped(
+        scene.mask_path, grid, [1], resampling=Resampling.nearest, dtype="uint8",
+        src_nodata=float(nod) if nod is not None else None, signer=signer, options=options, what=what,
+    )[0]
+
+
+def read_scene_window(
+    scene: Scene,
+    bands: Sequence[str],
+    grid: GridLike,
+    *,
+    default_scale: float = 1e-4,
+    options: Mapping[str, str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a stack needs of one scene: reflectance ``(band, y, x)`` float32 (NaN = no data) and ``clear``
+    ``(y, x)`` bool, from the scene's SCL or QA_PIXEL mask when it has one, else from the spectral test."""
+    img = read_reflectance_window(scene, bands, grid, default_scale=default_scale, options=options)
+    scl = read_scl_window(scene, grid, options=options)
+    if scl is None:
+        return img, spectral_clear(img, bands)
+    return img, clear_from_scl(scl) & np.isfinite(img).all(axis=0)
