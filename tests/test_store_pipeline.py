@@ -107,3 +107,14 @@ def test_no_overlap_and_all_cloud_leave_store_unchanged(store, make_series, tmp_
     with pytest.raises(AllCloudError, match="clear"):
         detect_site(store, "base")
     assert store.counts() == before
+
+
+def test_invalid_site_geojson_leaves_store_unchanged(store, tmp_path):
+    store.add_site(_site())
+    before = store.counts()
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}')
+    with pytest.raises(InvalidSite, match="invalid polygon"):
+        store.add_site(make_site("bowtie", bad))
+    assert store.counts() == before
+    assert [s.name for s in store.list_sites()] == ["base"]
