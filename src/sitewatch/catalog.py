@@ -17,9 +17,10 @@ from .types import Scene
 __all__ = ["read_scene", "find_scene_files", "read_scenes", "MASK_SUFFIXES"]
 
 RASTER_SUFFIXES = (".tif", ".tiff")
-MASK_SUFFIXES = ("_SCL", "_MASK", "_QA_PIXEL")
+MASK_SUFFIXES = ("_SCL", "_QA_PIXEL")  # Sentinel-2 scene classification; Landsat QA_PIXEL bits
 _DATE_RE = re.compile(r"(?<!\d)(20\d{2}|19\d{2})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2}))?(?!\d)")
-_DATE_TAGS = ("ACQUISITION_DATETIME", "DATETIME_ACQUIRED", "datetime", "ACQUISITION_DATE", "TIFFTAG_DATETIME")
+# acquisition time only: TIFFTAG_DATETIME is when the file was made, not when the image was taken
+_DATE_TAGS = ("ACQUISITION_DATETIME", "DATETIME_ACQUIRED", "ACQUISITION_DATE")
 
 
 def _is_mask(path: Path) -> bool:
@@ -35,7 +36,8 @@ def find_scene_files(paths: Iterable[str | Path]) -> list[Path]:
                 f for f in sorted(p.rglob("*")) if f.suffix.lower() in RASTER_SUFFIXES and not _is_mask(f)
             )
         elif p.exists():
-            found.append(p)
+            if not _is_mask(p):  # a shell glob names the masks too; they go with their image
+                found.append(p)
         else:
             raise ImageryError(f"{p} does not exist")
     return found
@@ -112,7 +114,8 @@ def read_scene(path: str | Path, source: str = "local") -> Scene:
             raise MissingCRSError(f"{path}: has no geotransform; georeference it first")
         _check_readable(src, path)
         tags = src.tags()
-        bands = tuple(d or f"B{i + 1}" for i, d in enumerate(src.descriptions))
+        # undescribed bands get neutral names: guessing Sentinel-2 order would silently swap bands
+        bands = tuple(d or f"band{i + 1}" for i, d in enumerate(src.descriptions))
         mask = _find_mask(path)
         if mask is not None:
             try:
@@ -123,6 +126,14 @@ def read_scene(path: str | Path, source: str = "local") -> Scene:
             except RasterioError as exc:
                 raise ImageryError(f"{mask}: mask cannot be read: {exc}") from None
         cloud = tags.get("CLOUD_COVER")
+        try:
+            cloud_cover = float(cloud) if cloud not in (None, "") else None
+        except ValueError:
+            raise ImageryError(f"{path}: tag CLOUD_COVER={cloud!r} is not a number") from None
+        keep = ("SUN_ELEVATION", "SUN_AZIMUTH", "PRODUCT_TYPE")
+        props: dict[str, object] = {k: v for k, v in tags.items() if k in keep}
+        if mask is not None and mask.stem.upper().endswith("_QA_PIXEL"):
+            props["mask_kind"] = "qa_pixel"
         return Scene(
             scene_id=tags.get("SCENE_ID", path.stem),
             path=str(path.resolve()),
@@ -136,8 +147,8 @@ def read_scene(path: str | Path, source: str = "local") -> Scene:
             mask_path=str(mask.resolve()) if mask else None,
             platform=tags.get("PLATFORM", ""),
             source=source,
-            cloud_cover=float(cloud) if cloud not in (None, "") else None,
-            properties={k: v for k, v in tags.items() if k in ("SUN_ELEVATION", "SUN_AZIMUTH", "PRODUCT_TYPE")},
+            cloud_cover=cloud_cover,
+            properties=props,
         )
 
 
@@ -148,9 +159,17 @@ def read_scenes(
     files = find_scene_files(paths)
     if not files:
         raise ImageryError("no GeoTIFF files found in " + ", ".join(map(str, paths)))
-    scenes = []
+    scenes: list[Scene] = []
+    by_id: dict[str, Scene] = {}
     for i, f in enumerate(files):
-        scenes.append(read_scene(f))
+        sc = read_scene(f)
+        if sc.scene_id in by_id and by_id[sc.scene_id].path != sc.path:
+            raise ImageryError(
+                f"two files share the scene id {sc.scene_id!r}: {by_id[sc.scene_id].path} and {sc.path}; "
+                "rename one or set its SCENE_ID tag"
+            )
+        by_id[sc.scene_id] = sc
+        scenes.append(sc)
         if progress:
             progress(i + 1, len(files))
     return scenes

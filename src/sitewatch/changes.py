@@ -1,7 +1,7 @@
 """From per-pixel histories to dated change polygons.
 
 Connected components (4-connected, one-pixel gaps bridged) of the pixels whose change is still open at
-the end of the series become polygons (holes filled, smaller than ``min_area_m2`` dropped).  Each polygon
+the end of the series become polygons (holes and parts smaller than ``min_area_m2`` filled or dropped).  Each polygon
 is dated by the first date on which at least ``min_onset_px`` of its pixels were flagged
 (``first_seen_before``) and the last clear observation of all those pixels before it
 (``first_seen_after``; none when one of them had no clear look before).
@@ -43,6 +43,18 @@ def stack_dates(stack: xr.Dataset) -> list[datetime]:
         datetime.fromisoformat(str(np.datetime_as_string(t, unit="s"))).replace(tzinfo=UTC)
         for t in stack["time"].values
     ]
+
+
+def _fill_small_holes(region: np.ndarray, max_px: int) -> np.ndarray:
+    """``region`` with its holes of fewer than ``max_px`` pixels filled (a ring road keeps its inside)."""
+    holes = ndimage.binary_fill_holes(region) & ~region
+    lab, n = ndimage.label(holes)
+    if n == 0:
+        return region
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    small = sizes < max_px
+    small[0] = False
+    return region | small[lab]
 
 
 def _slug(name: str) -> str:
@@ -89,13 +101,13 @@ def extract_changes(
         confirmed = float((hits >= 2).mean()) >= 0.5
         persistence = float((hits / np.maximum(hits + misses, 1)).mean())
         score = float(history.onset_score[comp].mean())
-        filled = ndimage.binary_fill_holes(region)
+        filled = _fill_small_holes(region, min_px)
         polys = [shape(g) for g, v in shapes(filled.astype(np.uint8), mask=filled, transform=transform) if v]
         geom_native = unary_union(polys)
         geom = to_crs(geom_native, crs, WGS84)
         t_last = int(history.last_hit[comp].max())
         obs_dates = sorted({int(t) for t in history.onset[comp]} | {t_last})
-        key = f"{site_name}|{method}|{dates[t_first]:%Y%m%d}|{geom_native.centroid.x:.0f}|{geom_native.centroid.y:.0f}"
+        key = f"{site_name}|{method}|{dates[t_first]:%Y%m%d}|{geom_native.wkt}"
         cid = f"{_slug(site_name)}-{dates[t_first]:%Y%m%d}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
         prov = dict(provenance or {})
         prov.update(

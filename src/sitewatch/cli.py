@@ -205,22 +205,38 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG files o
 def detect(
     site: Annotated[str | None, typer.Option(help="Site name (default: every site).")] = None,
     method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "index",
-    min_clear: Annotated[float, typer.Option(help="Skip dates less clear than this over the site.")] = 0.2,
+    min_clear: Annotated[
+        float | None, typer.Option(help="Skip dates less clear than this over the site (default: setting).")
+    ] = None,
     no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
     from .pipeline import detect_site
 
+    settings = _settings()
     store = _store()
     names = [site] if site else [s.name for s in store.list_sites()]
     if not names:
         raise SitewatchError("the watchlist is empty; add a site with `sitewatch site add`")
+    failed = []
     for name in names:
-        with _progress() as cb:
-            r = detect_site(store, name, method, min_clear_fraction=min_clear, coregister=not no_coregister,
-                            progress=cb)
+        try:
+            with _progress() as cb:
+                r = detect_site(
+                    store, name, method, resolution=settings.resolution,
+                    min_clear_fraction=settings.min_clear_fraction if min_clear is None else min_clear,
+                    coregister=not no_coregister, progress=cb,
+                )
+        except SitewatchError as exc:
+            if site or state.verbose:
+                raise
+            err.print(f"[red]error:[/] {name}: {exc}", highlight=False)
+            failed.append(name)
+            continue
         console.print(_changes_table(r.changes))
         console.print(f"{r.site.name}: {len(r.changes)} change(s); activity {r.activity}")
+    if failed:
+        raise SitewatchError(f"detection failed for {len(failed)} of {len(names)} site(s): {', '.join(failed)}")
 
 
 @app.command()

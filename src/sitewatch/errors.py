@@ -27,6 +27,13 @@ class SourceNotFound(SitewatchError, LookupError):
     """No imagery source is registered under that name."""
 
 
+class MissingBandError(SitewatchError, KeyError):
+    """An image lacks a band that a detector or stage needs."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class NoOverlapError(SitewatchError, ValueError):
     """A scene or a set of scenes does not cover the site."""
 

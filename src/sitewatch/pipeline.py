@@ -84,7 +84,11 @@ def coregister_stack(stack: xr.Dataset, band: str = "B08", min_clear: float = 0.
         both = clear[t] & clear[ref_t]
         ref_img = np.where(both, refl[ref_t, b], np.nan)
         mov_img = np.where(both, refl[t, b], np.nan)
-        dy, dx = estimate_shift(ref_img, mov_img, valid=both)
+        try:
+            dy, dx = estimate_shift(ref_img, mov_img, valid=both)
+        except ValueError:  # too small a site, or no clear pixel shared with the reference date
+            shifts.append(None)
+            continue
         if max(abs(dy), abs(dx)) > 3:  # implausible for orthorectified products: keep the date as it is
             shifts.append(None)
             continue
@@ -180,7 +184,7 @@ def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> Sit
     wanted = set(run["scene_ids"])
     scenes = [s for s in store.scenes(site) if s.scene_id in wanted]
     g = run["params"].get("grid", {})
-    grid = site_grid(site, resolution, crs=g.get("crs"))
+    grid = site_grid(site, float(run["params"].get("resolution", resolution)), crs=g.get("crs"))
     stack = load_stack(scenes, grid, DEFAULT_BANDS)
     stack["clear"] = stack["clear"] & xr.DataArray(grid_mask(site, grid), dims=("y", "x"))
     dates = stack_dates(stack)

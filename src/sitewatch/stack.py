@@ -56,9 +56,11 @@ class Grid:
 
 
 def site_grid(site: Site, resolution: float = 10.0, crs: str | None = None) -> Grid:
-    """The grid that covers ``site``: in ``crs`` (default the site's UTM zone), snapped to ``resolution``."""
+    """The grid that covers ``site``: in ``crs`` (default, or when ``crs`` is geographic: the site's UTM zone),
+    snapped to ``resolution`` metres."""
     c = site.geometry.centroid
-    crs = crs or utm_crs_for(c.x, c.y)
+    if crs is None or not CRS.from_user_input(crs).is_projected:  # metres, not degrees
+        crs = utm_crs_for(c.x, c.y)
     minx, miny, maxx, maxy = to_crs(site.geometry, WGS84, crs).bounds
     left = math.floor(minx / resolution) * resolution
     top = math.ceil(maxy / resolution) * resolution
@@ -95,7 +97,7 @@ def load_stack(
     """Resample ``scenes`` onto ``grid`` (bilinear for reflectance, nearest for masks), sorted by time.
 
     Scenes that do not overlap the grid are left out; if none does, :class:`NoOverlapError`.
-    Scenes of the same acquisition time are kept once (the first given).
+    Scenes of the same acquisition time (adjacent tiles of one pass) are mosaicked into one time step.
     """
     usable = []
     for s in scenes:
@@ -110,17 +112,21 @@ def load_stack(
         raise NoOverlapError(
             f"none of the {len(scenes)} scene(s) overlaps the site grid {grid.bounds} ({grid.crs[:40]}...)"
         )
-    seen: set = set()
-    ordered = []
+    groups: dict[object, list[Scene]] = {}
     for s in sorted(usable, key=lambda s: (s.datetime, s.scene_id)):
-        if s.datetime not in seen:
-            seen.add(s.datetime)
-            ordered.append(s)
+        groups.setdefault(s.datetime, []).append(s)
+    ordered = [g[0] for g in groups.values()]
     n = len(ordered)
     refl = np.full((n, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     clear = np.zeros((n, grid.height, grid.width), dtype=bool)
-    for i, s in enumerate(ordered):
-        refl[i], clear[i] = read_scene_window(s, bands, grid, default_scale=scale)
+    for i, group in enumerate(groups.values()):
+        # scenes of one acquisition time (adjacent tiles of one pass) are mosaicked: each fills what the
+        # ones before it left without data
+        for s in group:
+            r, c = read_scene_window(s, bands, grid, default_scale=scale)
+            empty = ~np.isfinite(refl[i]).all(axis=0)
+            refl[i][:, empty] = r[:, empty]
+            clear[i] |= c & empty
         if progress:
             progress(i + 1, n)
     a = grid.affine
@@ -137,6 +143,7 @@ def load_stack(
             "crs": CRS.from_user_input(grid.crs).to_wkt(),
             "transform": tuple(grid.transform),
             "scene_ids": [s.scene_id for s in ordered],
+            "mosaics": {g[0].scene_id: [s.scene_id for s in g[1:]] for g in groups.values() if len(g) > 1},
         },
     )
     return ds

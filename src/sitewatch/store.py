@@ -197,6 +197,12 @@ class Store:
         with self._session() as s, s.begin():
             for sc in scenes:
                 row = s.get(SceneRow, sc.scene_id)
+                if row is not None and row.datetime != sc.datetime:
+                    raise StoreError(
+                        f"scene id {sc.scene_id!r} is stored already for {row.datetime:%Y-%m-%dT%H:%M:%SZ} "
+                        f"({row.path}); {sc.path} is of {sc.datetime:%Y-%m-%dT%H:%M:%SZ}: rename one or set "
+                        "its SCENE_ID tag"
+                    )
                 if row is None:
                     row = SceneRow(scene_id=sc.scene_id)
                     s.add(row)
@@ -227,10 +233,9 @@ class Store:
         """Replace the site's changes of ``method`` by ``changes`` (one transaction); returns the run id."""
         with self._session() as s, s.begin():
             srow = self._site_row(s, site.name)
-            for old in s.scalars(
-                select(ChangeRow).where(ChangeRow.site_id == srow.id, ChangeRow.method == method)
-            ):
-                s.delete(old)
+            for model in (ChangeRow, RunRow):  # a re-run replaces the last run of this method
+                for old in s.scalars(select(model).where(model.site_id == srow.id, model.method == method)):
+                    s.delete(old)
             s.flush()
             run = RunRow(
                 site_id=srow.id, method=method, params=json.loads(json.dumps(params, default=str)),

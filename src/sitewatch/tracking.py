@@ -81,7 +81,7 @@ def _grow(cmap: ChangeMap, valid: np.ndarray, low: float) -> np.ndarray:
     return ndimage.binary_propagation(mask, mask=weak | mask)
 
 
-def _doy_of(days: np.ndarray, days_all: np.ndarray, doys: np.ndarray) -> np.ndarray:
+def _doy_of(days: np.ndarray, doys: np.ndarray) -> np.ndarray:
     """Day of year of ``days`` (days since the first date); NaN stays NaN."""
     return np.where(np.isfinite(days), (doys[0] + np.nan_to_num(days) - 1) % 365.25 + 1, np.nan)
 
@@ -121,9 +121,12 @@ def seasonal_reference(
     keep = resid <= np.quantile(resid, 0.95)
     coef, *_ = np.linalg.lstsq(feats[keep], y[keep], rcond=None)
     flat = ref.reshape(nb, -1).T
-    ok = np.isfinite(flat).all(axis=1)
+    ok = np.flatnonzero(np.isfinite(flat).all(axis=1))
     out = np.full(flat.shape, np.nan, dtype=np.float32)
-    out[ok] = np.clip(_quadratic_features(flat[ok].astype(np.float64)) @ coef, 0.0, 1.5)
+    coef32 = coef.astype(np.float32)
+    for i in range(0, ok.size, 65536):  # in chunks: the feature matrix is 28 values a pixel
+        idx = ok[i : i + 65536]
+        out[idx] = np.clip(_quadratic_features(flat[idx].astype(np.float32)) @ coef32, 0.0, 1.5)
     return out.T.reshape(ref.shape)
 
 
@@ -189,12 +192,13 @@ def track_pixels(
         still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
 
         new = flag & ~state
+        candidates = new.copy()
         # an onset in the season of an earlier transient change, a year or more later, is that land's cycle
         days = days_all[t]
         seasonal = (
             np.isfinite(season)
             & (days - season >= 300)
-            & (_doy_distance(doys[t], _doy_of(season, days_all, doys)) <= params.season_days)
+            & (_doy_distance(doys[t], _doy_of(season, doys)) <= params.season_days)
         )
         new &= ~seasonal
         member = getattr(detector, "membership", None)
@@ -238,7 +242,9 @@ def track_pixels(
             pos[revert] = 0
             buf[:, :, revert] = np.nan  # slots not written since stay NaN: nanmedian ignores them
 
-        upd = clear & ~state
+        # a look flagged but held back (a season, a cycle) stays out of the reference: were it let in, a
+        # lasting change on such land would become its own reference and never be seen
+        upd = clear & ~state & ~(candidates & ~new)
         ys, xs = np.nonzero(upd)
         p = pos[ys, xs]
         buf[p, :, ys, xs] = img[:, ys, xs].T

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import DetectorNotFound
+from ..errors import DetectorNotFound, MissingBandError
 from ..types import ChangeMap
 
 
@@ -85,7 +85,10 @@ def band_index(bands: Sequence[str], name: str) -> int:
     try:
         return norm.index(_norm(name))
     except ValueError:
-        raise KeyError(f"band {name} is missing (have {', '.join(bands)})") from None
+        raise MissingBandError(
+            f"band {name} is missing (have {', '.join(bands)}); name the bands of a GeoTIFF in its band "
+            "descriptions (B02, B03, B04, B08, B11, B12, ...)"
+        ) from None
 
 
 def _norm(b: str) -> str:
