@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .._registry import Registry
 from ..errors import DetectorNotFound, MissingBandError
 from ..types import ChangeMap
 
@@ -36,24 +37,17 @@ class Detector(Protocol):
     ) -> ChangeMap: ...
 
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
+_REGISTRY: Registry[Callable[..., Detector]] = Registry("change detector", DetectorNotFound)
 
 
 def register(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
     """Class decorator: make a detector available under ``name``."""
-
-    def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        if name in _REGISTRY:
-            raise ValueError(f"a detector named {name!r} is registered already")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def available() -> list[str]:
     """Names of the registered detectors, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def describe() -> dict[str, str]:
@@ -63,13 +57,7 @@ def describe() -> dict[str, str]:
 
 def get_detector(name: str, **params: Any) -> Detector:
     """Build the detector registered under ``name`` with ``params``."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise DetectorNotFound(
-            f"no change detector named {name!r}; choose one of: {', '.join(available())}"
-        ) from None
-    return factory(**params)
+    return _REGISTRY[name](**params)
 
 
 def params_of(detector: Detector) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
+from .._registry import Registry
 from ..errors import SourceError, SourceNotFound
 from ..types import Scene
 
@@ -45,24 +46,17 @@ class Source(Protocol):
     ) -> list[Scene]: ...
 
 
-_REGISTRY: dict[str, Callable[..., Source]] = {}
+_REGISTRY: Registry[Callable[..., Source]] = Registry("imagery source", SourceNotFound)
 
 
 def register_source(name: str) -> Callable[[Callable[..., Source]], Callable[..., Source]]:
     """Class decorator: make an imagery source available under ``name``."""
-
-    def deco(factory: Callable[..., Source]) -> Callable[..., Source]:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"an imagery source named {name!r} is registered already")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def available_sources() -> list[str]:
     """Names of the registered imagery sources, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def describe_sources() -> dict[str, str]:
@@ -72,13 +66,7 @@ def describe_sources() -> dict[str, str]:
 
 def get_source(name: str, **options: Any) -> Source:
     """Build the imagery source registered under ``name`` with ``options``."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise SourceNotFound(
-            f"no imagery source named {name!r}; choose one of: {', '.join(available_sources())}"
-        ) from None
-    return factory(**options)
+    return _REGISTRY[name](**options)
 
 
 def as_geometry(value: Any) -> BaseGeometry:
