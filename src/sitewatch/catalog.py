@@ -11,6 +11,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from ._time import as_utc
 from .errors import ImageryError, MissingCRSError
 from .types import Scene
 
@@ -51,10 +52,9 @@ def _parse_datetime(value: str) -> datetime | None:
         except ValueError:
             pass
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
         return None
-    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _scene_datetime(path: Path, tags: dict[str, str]) -> datetime:

@@ -10,13 +10,14 @@ Register a source with :func:`register_source`; build one by name with :func:`ge
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from .._registry import Registry
+from .._time import as_utc
 from ..errors import SourceError, SourceNotFound
 from ..types import Scene
 
@@ -84,15 +85,8 @@ def as_geometry(value: Any) -> BaseGeometry:
     raise ValueError(f"not a geometry: {value!r} (give a shapely geometry, GeoJSON or a lon/lat bbox)")
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """``value`` as an aware UTC datetime (naive values are taken as UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def in_range(when: datetime, start: datetime | None, end: datetime | None) -> bool:
     """``start <= when <= end`` with open ends; all compared in UTC."""
-    when = as_utc(when)  # type: ignore[assignment]
+    when = as_utc(when)
     s, e = as_utc(start), as_utc(end)
     return (s is None or when >= s) and (e is None or when <= e)

@@ -208,7 +208,7 @@ def item_to_scene(
     return Scene(
         scene_id=item.id,
         path=path,
-        datetime=as_utc(when),  # type: ignore[arg-type]
+        datetime=as_utc(when),
         crs=crs,
         transform=tuple(tr)[:6],  # type: ignore[arg-type]
         width=width,
@@ -224,7 +224,7 @@ def item_to_scene(
 
 
 def _iso(d: datetime | None) -> str:
-    return ".." if d is None else as_utc(d).strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[union-attr]
+    return ".." if d is None else as_utc(d).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @register_source("stac")
