@@ -30,6 +30,11 @@ DATES = tuple(datetime(2023, m, 10, 2, 15, 31, tzinfo=UTC) for m in (1, 3, 5, 7)
 SQUARE = (40, 60, 40, 60)  # rows, cols of change 1: bright from DATES[2]
 SMALL = (10, 20, 10, 25)  # rows, cols of change 2: bright from DATES[3]; DATES[2] is cloudy over it
 CLOUD = (0, 40, 0, 40)
+ROLES = ("before", "first", "latest")
+
+
+def iso(d: datetime) -> str:
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pixel_box_wgs84(r0: int, r1: int, c0: int, c1: int) -> Any:
@@ -143,6 +148,28 @@ def provenance_json(page: str) -> dict[str, Any]:
     return json.loads(m.group(1))
 
 
+def chip_index(prov: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The change chips of a page by (change id, composite, role)."""
+    return {(c["change_id"], c["composite"], c["role"]): c for c in prov["chips"] if c["role"] != "overview"}
+
+
+def load(out: Path, chip: dict[str, Any]) -> np.ndarray:
+    with Image.open(out / chip["file"]) as im:
+        assert im.format == "PNG" and im.mode == "RGB"
+        return np.asarray(im).astype(int)
+
+
+def inside(chip: dict[str, Any], img: np.ndarray, pixels: tuple[int, int, int, int], inset: int = 3) -> Any:
+    """The slice of a chip image inside a block of stack pixels (minus ``inset`` pixels each side)."""
+    r0, _, c0, c1 = chip["window"]
+    scale = img.shape[1] / (c1 - c0)
+    pr0, pr1, pc0, pc1 = pixels
+    return np.s_[
+        int((pr0 - r0 + inset) * scale) : int((pr1 - r0 - inset) * scale),
+        int((pc0 - c0 + inset) * scale) : int((pc1 - c0 - inset) * scale),
+    ]
+
+
 class _Collector(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -219,43 +246,175 @@ def test_links_are_local_and_exist(rendered: tuple[Path, str, dict[str, Any]]) -
 
 def test_chips_show_the_change(rendered: tuple[Path, str, dict[str, Any]]) -> None:
     out, _, prov = rendered
-    chips = {(c["change_id"], c["role"]): c for c in prov["chips"]}
-    assert {
-        ("chg-0001", "before"),
-        ("chg-0001", "after"),
-        ("chg-0002", "before"),
-        ("chg-0002", "after"),
-    } <= set(chips)
-    before, after = chips["chg-0001", "before"], chips["chg-0001", "after"]
-    assert before["time"] == "2023-03-10T02:15:31Z" and after["time"] == "2023-05-10T02:15:31Z"
-    assert before["stretch"] == after["stretch"]  # one stretch for the pair
-    imgs = {}
-    for role, chip in (("before", before), ("after", after)):
-        with Image.open(out / chip["file"]) as im:
-            assert im.format == "PNG" and im.mode == "RGB"
-            assert min(im.size) >= 200  # upscaled to ~256 px
-            imgs[role] = np.asarray(im).astype(int)
+    chips = chip_index(prov)
+    before, first = chips["chg-0001", "true-colour", "before"], chips["chg-0001", "true-colour", "first"]
+    assert before["time"] == "2023-03-10T02:15:31Z" and first["time"] == "2023-05-10T02:15:31Z"
+    assert before["stretch"] == first["stretch"]  # one stretch for the looks at a change
+    assert len(set(map(tuple, before["stretch"].values()))) == 1  # ... and for the three bands
+    imgs = {role: load(out, chip) for role, chip in (("before", before), ("first", first))}
+    assert min(imgs["before"].shape[:2]) >= 200  # upscaled to ~256 px
     r0, r1, c0, c1 = before["window"]
     assert r1 - r0 >= 48 and c1 - c0 >= 48
     assert r0 <= SQUARE[0] - 20 and r1 >= SQUARE[1] + 20  # a margin of >= 200 m
     scale = imgs["before"].shape[1] / (c1 - c0)
-    inner = np.s_[
-        int((SQUARE[0] - r0 + 3) * scale) : int((SQUARE[1] - r0 - 3) * scale),
-        int((SQUARE[2] - c0 + 3) * scale) : int((SQUARE[3] - c0 - 3) * scale),
-    ]
-    assert imgs["after"][inner].mean() > imgs["before"][inner].mean() + 80
-    magenta = (imgs["after"] == (255, 0, 255)).all(axis=-1)
+    inner = inside(before, imgs["before"], SQUARE)
+    assert imgs["first"][inner].mean() > imgs["before"][inner].mean() + 80
+    magenta = (imgs["first"] == (255, 0, 255)).all(axis=-1)
     assert magenta.sum() > 100  # the outline is drawn
     ys, xs = np.nonzero(magenta)  # ... around the square
     assert abs(xs.min() / scale + c0 - SQUARE[2]) < 1.5 and abs(ys.max() / scale + r0 - SQUARE[1]) < 1.5
 
 
+def test_three_looks_per_change(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, page, prov = rendered
+    chips = chip_index(prov)
+    # chg-0001: first seen DATES[2]; the latest mostly clear look is the last date
+    looks = [chips["chg-0001", "true-colour", role] for role in ROLES]
+    assert [c["time"] for c in looks] == ["2023-03-10T02:15:31Z", "2023-05-10T02:15:31Z", "2023-07-10T02:15:31Z"]
+    assert [c["file"] for c in looks] == [f"chips/01-chg-0001-{r}.png" for r in ROLES]
+    assert looks[2]["scene_ids"] == ["S2B_MSIL2A_20230710T021531_T52SCG"]
+    assert len({json.dumps(c["stretch"]) for c in looks}) == 1  # one stretch for the three dates
+    for change in make_result().changes:  # before < first == first_seen_before <= latest
+        got = {r: chips.get((change.change_id, "true-colour", r)) for r in ROLES}
+        times = {r: datetime.fromisoformat(c["time"]) for r, c in got.items() if c}
+        assert times["before"] < times["first"] == change.first_seen_before
+        assert times.get("latest", times["first"]) >= times["first"]
+    # chg-0002 is first seen on the last date: no later look, and the page says why
+    assert ("chg-0002", "true-colour", "latest") not in chips
+    assert "No latest image: there is no image after the first-seen one, which is the latest look." in page
+    before, latest = looks[0], looks[2]
+    img_before, img_latest = load(out, before), load(out, latest)
+    inner = inside(before, img_before, SQUARE)
+    assert np.abs(img_latest[inner] - img_before[inner]).mean() > 80  # the latest look shows the change
+    section = page[page.index('id="change-1"') : page.index('id="change-2"')]
+    figures = re.findall(r'<img src="(chips/[^"]+)"', section)
+    expected = [f"chips/01-chg-0001-{r}.png" for r in ROLES] + [f"chips/01-chg-0001-swir-{r}.png" for r in ROLES]
+    assert figures == expected  # true colour then SWIR, each before | first seen | latest
+    assert "<strong>Latest</strong> 2023-07-10T02:15:31Z<br>scene S2B_MSIL2A_20230710T021531_T52SCG" in section
+
+
+def test_latest_look_of_a_growing_change(tmp_path: Path) -> None:
+    """A pile that starts small and grows to its outline: the latest look shows what the first one hides."""
+    stack = make_stack()
+    r0, r1, c0, c1 = SQUARE
+    refl = stack["reflectance"].values
+    refl[:, :, r0:r1, c0:c1] = np.random.default_rng(1).uniform(0.04, 0.10, size=(4, len(BANDS), 20, 20))
+    refl[1:, :, r0 + 8 : r0 + 12, c0 + 8 : c0 + 12] = 0.35  # 4 x 4 px at DATES[1] ...
+    refl[2:, :, r0 + 5 : r0 + 15, c0 + 5 : c0 + 15] = 0.35  # ... 10 x 10 px at DATES[2] ...
+    refl[3:, :, r0:r1, c0:c1] = 0.35  # ... and the whole outline at DATES[3]
+    pile = make_change("pile", SQUARE, 0, 1)
+    page = write_report(make_result(changes=(pile,), stack=stack), tmp_path).read_text("utf-8")
+    chips = chip_index(provenance_json(page))
+    before, first, latest = (chips["pile", "true-colour", r] for r in ROLES)
+    assert (before["time"], first["time"], latest["time"]) == tuple(iso(DATES[i]) for i in (0, 1, 3))
+    imgs = [load(tmp_path, c) for c in (before, first, latest)]
+    area = inside(before, imgs[0], (r0, r1, c0, c1), inset=2)  # inside the outline ...
+    core = inside(before, imgs[0], (r0 + 7, r1 - 7, c0 + 7, c1 - 7), inset=0)  # ... and the centre
+    changed = [np.abs(img[area] - imgs[0][area]).mean() for img in imgs[1:]]
+    assert changed[0] < 40 < 80 < changed[1]  # the first look hardly differs, the latest clearly does
+    assert np.abs(imgs[1][core] - imgs[0][core]).mean() > 80  # the first look does show the small start
+
+    # a cloudy last date over the pile: the latest look is the last mostly clear one, and it says so
+    stack["clear"].values[3, 20:80, 20:80] = False
+    stack["reflectance"].values[3, :, 20:80, 20:80] = 0.8
+    page = write_report(make_result(changes=(pile,), stack=stack), tmp_path / "cloudy").read_text("utf-8")
+    chips = chip_index(provenance_json(page))
+    assert chips["pile", "true-colour", "latest"]["time"] == iso(DATES[2])
+    assert f"latest mostly clear image; last seen {iso(DATES[3])}" in page
+
+
+def test_swir_row(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, page, prov = rendered
+    chips = chip_index(prov)
+    for cid, roles in (("chg-0001", ROLES), ("chg-0002", ROLES[:2])):
+        swir = [chips[cid, "swir", r] for r in roles]
+        true = [chips[cid, "true-colour", r] for r in roles]
+        assert [c["time"] for c in swir] == [c["time"] for c in true]  # the same dates as true colour
+        assert all(c["bands"] == ["B12", "B08", "B04"] for c in swir)
+        assert all(set(c["stretch"]) == {"B12", "B08", "B04"} for c in swir)
+        assert len({json.dumps(c["stretch"]) for c in swir}) == 1  # one stretch per band, shared by the dates
+        assert all("one range per band" in c["stretch_method"] for c in swir)
+        n = "01" if cid == "chg-0001" else "02"
+        assert [c["file"] for c in swir] == [f"chips/{n}-{cid}-swir-{r}.png" for r in roles]
+        img = load(out, swir[-1])
+        assert (img == (255, 0, 255)).all(axis=-1).sum() > 100  # with the outline
+    assert "SWIR false colour</strong> (R, G, B = B12, B08, B04)" in page
+
+
+def test_swir_row_reveals_a_green_painted_roof(tmp_path: Path) -> None:
+    """Vegetation-coloured in true colour, the roof is bright in B12 and dark in B08: not green in SWIR."""
+    stack = make_stack()
+    veg = {"B02": 0.03, "B03": 0.06, "B04": 0.03, "B08": 0.35, "B11": 0.15, "B12": 0.07}
+    roof = {**veg, "B08": 0.12, "B11": 0.30, "B12": 0.25}
+    noise = np.random.default_rng(2).normal(1.0, 0.05, size=stack["reflectance"].shape).astype(np.float32)
+    r0, r1, c0, c1 = SQUARE
+    for k, band in enumerate(BANDS):
+        stack["reflectance"].values[:, k] = veg[band] * noise[:, k]
+        stack["reflectance"].values[2:, k, r0:r1, c0:c1] = roof[band] * noise[2:, k, r0:r1, c0:c1]
+    stack["clear"].values[:] = True
+    change = make_change("green-roof", SQUARE, 1, 2)
+    page = write_report(make_result(changes=(change,), stack=stack), tmp_path).read_text("utf-8")
+    chips = chip_index(provenance_json(page))
+    img = {
+        (comp, r): load(tmp_path, chips["green-roof", comp, r]) for comp in ("true-colour", "swir") for r in ROLES[:2]
+    }
+    roof_px = inside(chips["green-roof", "swir", "before"], img["swir", "before"], SQUARE)
+    colour = {r: img["true-colour", r][roof_px].reshape(-1, 3).mean(axis=0) for r in ("before", "first")}
+    assert np.abs(colour["first"] - colour["before"]).max() < 10  # the same colour in true colour
+    red, green = (img["swir", "first"][roof_px][..., k].mean() for k in (0, 1))
+    assert red > green + 100  # bright in B12, dark in B08
+    red, green = (img["swir", "before"][roof_px][..., k].mean() for k in (0, 1))
+    assert green > red + 100  # vegetation before
+
+
+@pytest.mark.parametrize("drop", ["B12", "B08"])
+def test_swir_row_skipped_without_its_bands(tmp_path: Path, drop: str) -> None:
+    stack = make_stack()
+    stack = stack.sel(band=[b for b in BANDS if b != drop])
+    page = write_report(make_result(stack=stack), tmp_path).read_text("utf-8")
+    prov = provenance_json(page)
+    assert {c["composite"] for c in prov["chips"]} == {"true-colour"}
+    assert not list(tmp_path.glob("chips/*swir*"))
+    assert f"No SWIR false colour row: the image stack has no band {drop}." in page
+    assert (tmp_path / "chips/01-chg-0001-latest.png").is_file()
+
+
+def test_swir_row_skipped_when_a_band_has_no_data(tmp_path: Path) -> None:
+    stack = make_stack()
+    stack["reflectance"].loc[{"band": "B12"}] = np.nan
+    page = write_report(make_result(stack=stack), tmp_path).read_text("utf-8")
+    assert "No SWIR false colour row: band B12 has no data here." in page
+    assert (tmp_path / "chips/01-chg-0001-first.png").is_file()
+
+
+def test_provenance_lists_every_chip(rendered: tuple[Path, str, dict[str, Any]]) -> None:
+    out, _, prov = rendered
+    files = {c["file"] for c in prov["chips"]}
+    assert files == {f"chips/{p.name}" for p in (out / "chips").glob("*.png")}  # every chip, once
+    assert len(files) == len(prov["chips"]) == 1 + 6 + 4  # overview; chg-0001: 2 x 3; chg-0002: 2 x 2
+    scene_ids = {s.scene_id for s in make_scenes()}
+    for chip in prov["chips"]:
+        assert chip["time"] in {iso(d) for d in DATES}
+        assert chip["scene_ids"] and set(chip["scene_ids"]) <= scene_ids
+        assert chip["scene_ids"] == [f"S2B_MSIL2A_{chip['time'][:19].replace('-', '').replace(':', '')}_T52SCG"]
+        r0, r1, c0, c1 = chip["window"]
+        assert 0 <= r0 < r1 <= SIZE and 0 <= c0 < c1 <= SIZE
+        xmin, ymin, xmax, ymax = chip["bounds"]
+        assert (xmin, ymax, xmax, ymin) == (X0 + c0 * RES, Y0 - r0 * RES, X0 + c1 * RES, Y0 - r1 * RES)
+        west, south, east, north = chip["bounds_wgs84"]
+        assert 120 < west < east < 130 and 30 < south < north < 40
+        assert sorted(chip["stretch"]) == sorted(chip["bands"])
+        assert all(lo < hi for lo, hi in chip["stretch"].values())
+        assert chip["stretch_method"].startswith("2-98 % percentile stretch")
+        assert chip["composite"] in {"true-colour", "swir"} and chip["role"] in {"overview", *ROLES}
+
+
 def test_before_chip_falls_back_to_nearest_clear_image(rendered: tuple[Path, str, dict[str, Any]]) -> None:
     _, page, prov = rendered
-    chips = {(c["change_id"], c["role"]): c for c in prov["chips"]}
+    chips = chip_index(prov)
     # chg-0002 is dated after DATES[2], but DATES[2] is cloudy over it: use DATES[1], and say so.
-    assert chips["chg-0002", "before"]["time"] == "2023-03-10T02:15:31Z"
-    assert chips["chg-0002", "after"]["time"] == "2023-07-10T02:15:31Z"
+    assert chips["chg-0002", "true-colour", "before"]["time"] == "2023-03-10T02:15:31Z"
+    assert chips["chg-0002", "true-colour", "first"]["time"] == "2023-07-10T02:15:31Z"
     assert "nearest usable image to 2023-05-10T02:15:31Z" in page
 
 
@@ -296,14 +455,13 @@ def test_no_dates_and_no_data(tmp_path: Path) -> None:
 
 
 def test_change_outside_stack_and_no_before_image(tmp_path: Path) -> None:
-    far = dataclasses.replace(
-        make_change("far-away", SQUARE, 1, 2), geometry=pixel_box_wgs84(500, 520, 0, 20)
-    )
+    far = dataclasses.replace(make_change("far-away", SQUARE, 1, 2), geometry=pixel_box_wgs84(500, 520, 0, 20))
     first = make_change("from-start", SQUARE, None, 0)
     page = write_report(make_result(changes=(far, first)), tmp_path).read_text("utf-8")
     assert "outside the image stack" in page
-    assert "No before chip: it is in the first image." in page
-    assert (tmp_path / "chips/01-from-start-after.png").is_file()
+    assert "No before image: it is in the first image." in page
+    assert (tmp_path / "chips/01-from-start-first.png").is_file()
+    assert (tmp_path / "chips/01-from-start-latest.png").is_file()
 
 
 def test_text_is_escaped(tmp_path: Path) -> None:
@@ -315,10 +473,7 @@ def test_text_is_escaped(tmp_path: Path) -> None:
     assert evil not in page and "<img src=x" not in page
     assert page.count("</script>") == 1
     prov = provenance_json(page)
-    assert (
-        prov["site"]["name"] == evil
-        and prov["changes"]["features"][0]["properties"]["provenance"]["note"] == evil
-    )
+    assert prov["site"]["name"] == evil and prov["changes"]["features"][0]["properties"]["provenance"]["note"] == evil
     assert all(Path(tmp_path, c["file"]).is_file() for c in prov["chips"])
 
 

@@ -6,9 +6,15 @@ can be archived or sent as a folder.  Everything needed to check it is on the pa
 the method and parameters, each change's provenance and the image each chip was cut from, also
 embedded as JSON (``<script type="application/json" id="provenance">``) for machines.
 
-Chips are true colour (B04, B03, B02) with one 2-98 % percentile stretch shared by the three bands and
-by both chips of a pair, so brightness differences between "before" and "after" are real; pixels are
-upscaled with nearest neighbour (no invented detail) and the change polygon is outlined in magenta.
+Each change gets three looks: *before* (the clear image nearest ``first_seen_after``), *first seen*
+(the image of ``first_seen_before``) and *latest* (the most recent mostly-clear image on or before
+``last_seen``), so a change that keeps growing is visible even if it started small.  They are shown in
+true colour (B04, B03, B02; one 2-98 % percentile stretch shared by the three bands and the three dates,
+so brightness differences are real) and, when the stack has the bands, as a SWIR false-colour composite
+(R, G, B = B12, B08, B04; a 2-98 % stretch per band shared by the three dates), where vegetation is green
+and bare or built ground magenta to brown, so a roof painted green stands out.  Pixels are upscaled with
+nearest neighbour (no invented detail) and the change polygon is outlined in magenta.  The provenance
+JSON lists every chip: date, scene(s), window (pixels, stack CRS and WGS84), bands and stretch.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from affine import Affine
 from PIL import Image, ImageDraw, ImageFont
 from pyproj import CRS
 from shapely.affinity import affine_transform
+from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from .export import feature_collection, geometry_to_geojson, iso_utc, to_jsonable
@@ -40,17 +47,20 @@ from .types import Change, Scene, SiteResult
 __all__ = ["describe_activity", "write_report"]
 
 RGB_BANDS = ("B04", "B03", "B02")
+SWIR_BANDS = ("B12", "B08", "B04")  # the common "SWIR" composite: vegetation green, bare ground magenta
 MARGIN_M = 200.0  # context around a change, each side
 MIN_CHIP_PX = 48
 CHIP_PX, OVERVIEW_PX = 256, 512  # target display sizes (integer nearest-neighbour upscaling)
 MAX_RENDER_PX = 1024  # larger crops are subsampled before upscaling
 MOSTLY_CLEAR = 0.8  # share of a chip's observable pixels that must be clear for "mostly clear"
+PERCENTILES = (2.0, 98.0)  # the robust stretch
 MIN_CLEAR_DEFAULT = 0.2  # a date is "clear" from this share of the site (the pipeline's default)
 RECENT_DAYS = 183  # "the last 6 months of the series", as in the pipeline's activity status
 OUTLINE, HALO, SITE_LINE, NODATA = (255, 0, 255), (0, 0, 0), (0, 255, 255), (128, 128, 128)
 _TOL = timedelta(seconds=1)
 _DASH = "\u2014"
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1 in the stack grid
+Bounds = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax
 
 
 @dataclass(frozen=True)
@@ -62,20 +72,50 @@ class _Grid:
     width: int
     times: tuple[datetime, ...]
     scene_ids: tuple[tuple[str, ...], ...]  # per time step
+    bands: tuple[str, ...]  # the stack's band names
+
+
+@dataclass(frozen=True)
+class _Composite:
+    """A band combination shown as red, green and blue."""
+
+    key: str  # in file names and the provenance JSON
+    title: str
+    bands: tuple[str, str, str]  # red, green, blue
+    per_band: bool  # one stretch per band (else one for all three)
+    legend: str
+
+
+TRUE_COLOUR = _Composite(
+    "true-colour", "True colour", RGB_BANDS, False, "one stretch for all bands, shared by the three dates"
+)
+SWIR = _Composite(
+    "swir",
+    "SWIR false colour",
+    SWIR_BANDS,
+    True,
+    "vegetation green, bare or built ground magenta to brown; one stretch per band, shared by the three dates",
+)
+ROLES = {"before": "Before", "first": "First seen", "latest": "Latest"}  # the looks at a change, in order
 
 
 @dataclass(frozen=True)
 class _Chip:
     """One rendered image chip and where it came from (kept in the page's provenance JSON)."""
 
-    role: str  # "before", "after" or "overview"
+    role: str  # "before", "first", "latest" or "overview"
+    composite: str  # _Composite.key
+    bands: tuple[str, str, str]  # shown as red, green, blue
     file: str  # relative to index.html
     index: int  # stack time step
     time: str  # ISO UTC of that time step
     clear_fraction: float  # clear share of the chip's observable pixels
     scene_ids: tuple[str, ...]  # the scene(s) of that time step
-    window: Window
-    stretch: tuple[float, float]  # reflectance mapped to 0 and 255
+    window: Window  # row0, row1, col0, col1 in the stack grid
+    bounds: Bounds  # of the window, in the stack CRS
+    bounds_wgs84: Bounds  # of the window, in lon/lat: west, south, east, north
+    stretch: dict[str, tuple[float, float]]  # per band, the reflectance mapped to 0 and 255
+    stretch_method: str
     width: int
     height: int
     change_id: str | None = None
@@ -159,7 +199,8 @@ def _grid(stack: Any, scenes: tuple[Scene, ...]) -> tuple[_Grid | None, str]:
     if stack is None:
         return None, "No image stack was kept with this result, so no image chips are shown."
     try:
-        missing = [b for b in RGB_BANDS if b not in {str(b) for b in stack["band"].values}]
+        bands = tuple(str(b) for b in stack["band"].values)
+        missing = [b for b in RGB_BANDS if b not in bands]
         if missing:
             return None, f"The image stack has no band {', '.join(missing)}: no true-colour chips."
         times = tuple(t.item().replace(tzinfo=UTC) for t in stack["time"].values.astype("datetime64[us]"))
@@ -170,7 +211,7 @@ def _grid(stack: Any, scenes: tuple[Scene, ...]) -> tuple[_Grid | None, str]:
             per_time = tuple(_scene_ids(scenes, t) for t in times)
         crs = CRS.from_user_input(stack.attrs["crs"]).to_wkt()
         shape = (int(stack.sizes["y"]), int(stack.sizes["x"]))
-        grid = _Grid(stack, Affine(*stack.attrs["transform"][:6]), crs, *shape, times, per_time)
+        grid = _Grid(stack, Affine(*stack.attrs["transform"][:6]), crs, *shape, times, per_time, bands)
     except Exception as exc:  # noqa: BLE001 - an unusable stack costs the chips, not the report
         return None, f"The image stack cannot be used ({exc}), so no image chips are shown."
     if not times or 0 in shape:
@@ -197,10 +238,18 @@ def _window(pix: BaseGeometry, grid: _Grid) -> Window | None:
     return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
-def _read(grid: _Grid, index: int, win: Window) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (3, h, w) float32 and the usable (clear and finite) mask (h, w) at one time step."""
+def _bounds(grid: _Grid, win: Window) -> tuple[Bounds, Bounds]:
+    """The window's bounds in the stack CRS and in WGS84 (xmin, ymin, xmax, ymax)."""
+    (xa, ya), (xb, yb) = grid.transform * (win[2], win[0]), grid.transform * (win[3], win[1])
+    native: Bounds = (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
+    w, s, e, n = (round(float(v), 7) for v in to_crs(box(*native), grid.crs, WGS84).bounds)
+    return native, (w, s, e, n)
+
+
+def _read(grid: _Grid, index: int, win: Window, bands: tuple[str, ...] = RGB_BANDS) -> tuple[np.ndarray, np.ndarray]:
+    """Three bands (3, h, w) float32 and the usable (clear and finite) mask (h, w) at one time step."""
     sel = {"time": index, "y": slice(win[0], win[1]), "x": slice(win[2], win[3])}
-    refl = grid.stack["reflectance"].sel(band=list(RGB_BANDS)).isel(sel).transpose("band", "y", "x")
+    refl = grid.stack["reflectance"].sel(band=list(bands)).isel(sel).transpose("band", "y", "x")
     rgb = np.asarray(refl.values, dtype=np.float32)
     ok: np.ndarray = np.asarray(np.isfinite(rgb).all(axis=0))
     if "clear" in grid.stack:
@@ -231,21 +280,42 @@ def _pick(times: tuple[datetime, ...], fracs: list[float], cands: list[int], tar
     return min(usable, key=lambda i: (-fracs[i], abs(times[i] - target))) if usable else None
 
 
-def _stretch(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
-    """One 2-98 % stretch over all bands of all images (over usable pixels when there are enough)."""
-    vals = np.concatenate([rgb[:, ok].ravel() for rgb, ok in pairs]) if pairs else np.empty(0)
-    if vals.size < 30 and pairs:
-        vals = np.concatenate([rgb[np.isfinite(rgb)] for rgb, _ in pairs])
+def _range(vals: np.ndarray) -> tuple[float, float]:
+    """The robust (percentile) range of finite values, rounded to 1e-6 reflectance; (0, 0.3) if none."""
+    vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return 0.0, 0.3
-    lo, hi = (float(v) for v in np.percentile(vals, [2, 98]))
+    lo, hi = (round(float(v), 6) for v in np.percentile(vals, PERCENTILES))
     return lo, hi if hi > lo else lo + 1e-6
 
 
-def _image(rgb: np.ndarray, lo: float, hi: float, target: int) -> tuple[Image.Image, float]:
+def _stretch(pairs: list[tuple[np.ndarray, np.ndarray]], per_band: bool = False) -> list[tuple[float, float]]:
+    """The stretch of each of the three bands over all images (over usable pixels when there are enough).
+
+    ``per_band``: a range per band; else one range over all three bands (colours keep their balance).
+    """
+
+    def values(band: slice) -> np.ndarray:
+        vals = np.concatenate([rgb[band][:, ok].ravel() for rgb, ok in pairs]) if pairs else np.empty(0)
+        if vals.size < 30 and pairs:
+            vals = np.concatenate([rgb[band].ravel() for rgb, _ in pairs])
+        return vals
+
+    if per_band:
+        return [_range(values(slice(b, b + 1))) for b in range(3)]
+    return [_range(values(slice(0, 3)))] * 3
+
+
+def _stretch_record(bands: tuple[str, ...], ranges: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    return dict(zip(bands, ranges, strict=True))
+
+
+def _image(rgb: np.ndarray, ranges: list[tuple[float, float]], target: int) -> tuple[Image.Image, float]:
     """A stretched RGB image resized with nearest neighbour to about ``target`` px, and its scale."""
     step = max(1, math.ceil(max(rgb.shape[1:]) / MAX_RENDER_PX))
     rgb = rgb[:, ::step, ::step]
+    lo = np.array([r[0] for r in ranges], dtype=np.float32)[:, None, None]
+    hi = np.array([r[1] for r in ranges], dtype=np.float32)[:, None, None]
     scaled = np.nan_to_num(np.clip((rgb - lo) / (hi - lo), 0.0, 1.0) * 255.0)
     arr = scaled.round().astype(np.uint8).transpose(1, 2, 0).copy()
     arr[~np.isfinite(rgb).all(axis=0)] = NODATA
@@ -292,37 +362,106 @@ def _save(img: Image.Image, out: Path, name: str) -> None:
 # -- images --------------------------------------------------------------------------------------
 
 
-def _change_chips(grid: _Grid, change: Change, n: int, out: Path) -> tuple[list[_Chip], str]:
-    """Render the before/after chips of one change; return them and a note on what is missing."""
+def _latest(times: tuple[datetime, ...], fracs: list[float], cands: list[int]) -> int | None:
+    """The most recent mostly-clear candidate; else the clearest (most recent on ties); None if none."""
+    good = [i for i in cands if fracs[i] >= MOSTLY_CLEAR]
+    if good:
+        return max(good, key=lambda i: times[i])
+    usable = [i for i in cands if fracs[i] > 0]
+    return max(usable, key=lambda i: (fracs[i], times[i])) if usable else None
+
+
+def _looks(
+    times: tuple[datetime, ...], fracs: list[float], change: Change
+) -> tuple[dict[str, int | None], dict[str, str]]:
+    """The time steps of the before, first-seen and latest looks at a change, and why any is missing.
+
+    Before: the usable image nearest ``first_seen_after`` before ``first_seen_before``.  First seen: the
+    one nearest ``first_seen_before`` from then on, preferably up to ``last_seen``.  Latest: the most
+    recent mostly-clear image after the first-seen one, from the same dates.  Mostly clear is judged on
+    the chip's window; when no candidate is, the clearest is used (its clear share is in the caption).
+    """
+    fsb, last = _utc(change.first_seen_before), _utc(change.last_seen)
+    before = [i for i, t in enumerate(times) if t < fsb - _TOL]
+    after = [i for i, t in enumerate(times) if t >= fsb - _TOL]
+    within = [i for i in after if times[i] <= last + _TOL]  # prefer while it is seen
+    pool, first = within, _pick(times, fracs, within, fsb)
+    if first is None:
+        pool, first = after, _pick(times, fracs, after, fsb)
+    later = [i for i in pool if first is not None and times[i] > times[first]]
+    picks = {
+        "before": _pick(times, fracs, before, _utc(change.first_seen_after or fsb)),
+        "first": first,
+        "latest": _latest(times, fracs, later),
+    }
+    why: dict[str, str] = {}
+    if picks["before"] is None:
+        why["before"] = "there is no usable image before it" if before else "it is in the first image"
+    if first is None:
+        why["first"] = why["latest"] = "there is no usable image with it"
+    elif picks["latest"] is None:
+        later_kind = "usable image" if later else "image"
+        why["latest"] = f"there is no {later_kind} after the first-seen one, which is the latest look"
+    return picks, why
+
+
+@dataclass(frozen=True)
+class _Looks:
+    """The chips rendered for one change and why any look or row of looks is missing."""
+
+    chips: list[_Chip]
+    why: dict[str, str]  # role -> why there is no chip of it
+    skipped: dict[str, str]  # composite key -> why its row is not shown
+    note: str = ""  # why there are no chips at all
+
+
+def _method(comp: _Composite, shared: str) -> str:
+    scope = "one range per band" if comp.per_band else "one range for all three bands"
+    lo, hi = PERCENTILES
+    return f"{lo:g}-{hi:g} % percentile stretch of the usable pixels, {scope}, shared by {shared}"
+
+
+def _change_chips(grid: _Grid, change: Change, n: int, out: Path) -> _Looks:
+    """Render the before, first-seen and latest chips of one change, in true colour and SWIR when possible."""
     pix = _to_pixels(change.geometry, grid)
     win = _window(pix, grid)
     if win is None:
-        return [], "The change lies outside the image stack, so no chips are shown."
-    fracs, times, fsb = _fractions(grid, win), grid.times, _utc(change.first_seen_before)
-    before = [i for i, t in enumerate(times) if t < fsb - _TOL]
-    after = [i for i, t in enumerate(times) if t >= fsb - _TOL]
-    within = [i for i in after if times[i] <= _utc(change.last_seen) + _TOL]  # prefer while it is seen
-    picks = {
-        "before": _pick(times, fracs, before, _utc(change.first_seen_after or fsb)),
-        "after": _pick(times, fracs, within or after, fsb),
-    }
-    data = {role: (i, _read(grid, i, win)) for role, i in picks.items() if i is not None}
-    lo, hi = _stretch([pair for _, pair in data.values()])
-    chips = []
-    for role, (i, (rgb, _)) in data.items():
-        img, scale = _image(rgb, lo, hi, CHIP_PX)
-        _draw(img, pix, win, scale, OUTLINE, 2)
-        name = f"chips/{n:02d}-{_safe(change.change_id)}-{role}.png"
-        _save(img, out, name)
-        t, f, ids = iso_utc(times[i]) or "", round(fracs[i], 4), grid.scene_ids[i]
-        chips.append(_Chip(role, name, i, t, f, ids, win, (lo, hi), img.width, img.height, change.change_id))
-    notes = []
-    if picks["before"] is None:
-        notes.append("there is no usable image before it" if before else "it is in the first image")
-    if picks["after"] is None:
-        notes.append("there is no usable image with it")
-    missing = "/".join(role for role, i in picks.items() if i is None)
-    return chips, f"No {missing} chip: {'; '.join(notes)}." if notes else ""
+        return _Looks([], {}, {}, "The change lies outside the image stack, so no chips are shown.")
+    fracs = _fractions(grid, win)
+    picks, why = _looks(grid.times, fracs, change)
+    bounds, bounds_wgs84 = _bounds(grid, win)
+    chips: list[_Chip] = []
+    skipped: dict[str, str] = {}
+    for comp in (TRUE_COLOUR, SWIR):
+        absent = [b for b in comp.bands if b not in grid.bands]
+        if absent:
+            skipped[comp.key] = f"the image stack has no band {', '.join(absent)}"
+            continue
+        data = {role: (i, _read(grid, i, win, comp.bands)) for role, i in picks.items() if i is not None}
+        seen = [bool(np.isfinite(x[k]).any()) for _, (x, _) in data.values() for k in range(3)]
+        empty = [b for k, b in enumerate(comp.bands) if data and not any(seen[k::3])]
+        if empty:
+            plural = len(empty) > 1
+            skipped[comp.key] = f"band{'s' * plural} {', '.join(empty)} {'have' if plural else 'has'} no data here"
+            continue
+        ranges = _stretch([pair for _, pair in data.values()], comp.per_band)
+        method = _method(comp, "the before, first-seen and latest chips of this change")
+        for role, (i, (bands, _)) in data.items():
+            img, scale = _image(bands, ranges, CHIP_PX)
+            _draw(img, pix, win, scale, OUTLINE, 2)
+            suffix = role if comp is TRUE_COLOUR else f"{comp.key}-{role}"
+            name = f"chips/{n:02d}-{_safe(change.change_id)}-{suffix}.png"
+            _save(img, out, name)
+            chips.append(
+                _Chip(
+                    role=role, composite=comp.key, bands=comp.bands, file=name, index=i,
+                    time=iso_utc(grid.times[i]) or "", clear_fraction=round(fracs[i], 4),
+                    scene_ids=grid.scene_ids[i], window=win, bounds=bounds, bounds_wgs84=bounds_wgs84,
+                    stretch=_stretch_record(comp.bands, ranges), stretch_method=method,
+                    width=img.width, height=img.height, change_id=change.change_id,
+                )
+            )  # fmt: skip
+    return _Looks(chips, why, skipped)
 
 
 def _overview(grid: _Grid, result: SiteResult, changes: list[Change], out: Path) -> _Chip | None:
@@ -334,8 +473,8 @@ def _overview(grid: _Grid, result: SiteResult, changes: list[Change], out: Path)
     if index is None:
         return None
     rgb, ok = _read(grid, index, win)
-    lo, hi = _stretch([(rgb, ok)])
-    img, scale = _image(rgb, lo, hi, OVERVIEW_PX)
+    ranges = _stretch([(rgb, ok)])
+    img, scale = _image(rgb, ranges, OVERVIEW_PX)
     _draw(img, _to_pixels(result.site.geometry, grid), win, scale, SITE_LINE, 1)
     font, draw = _font(14), ImageDraw.Draw(img)
     for n, change in enumerate(changes, 1):
@@ -345,9 +484,16 @@ def _overview(grid: _Grid, result: SiteResult, changes: list[Change], out: Path)
             p = pix.representative_point()
             xy = (p.x * scale, p.y * scale)
             draw.text(xy, str(n), "white", font, "mm", stroke_width=2, stroke_fill=HALO)
-    name, t, f = "chips/overview.png", iso_utc(grid.times[index]) or "", round(fracs[index], 4)
+    name = "chips/overview.png"
     _save(img, out, name)
-    return _Chip("overview", name, index, t, f, grid.scene_ids[index], win, (lo, hi), img.width, img.height)
+    bounds, bounds_wgs84 = _bounds(grid, win)
+    return _Chip(
+        role="overview", composite=TRUE_COLOUR.key, bands=RGB_BANDS, file=name, index=index,
+        time=iso_utc(grid.times[index]) or "", clear_fraction=round(fracs[index], 4),
+        scene_ids=grid.scene_ids[index], window=win, bounds=bounds, bounds_wgs84=bounds_wgs84,
+        stretch=_stretch_record(RGB_BANDS, ranges), stretch_method=_method(TRUE_COLOUR, "nothing (this image only)"),
+        width=img.width, height=img.height,
+    )  # fmt: skip
 
 
 def _timeline(result: SiteResult, changes: list[Change], path: Path) -> bool:
@@ -425,8 +571,40 @@ def _header(result: SiteResult) -> str:
     )
 
 
+def _caption_note(chip: _Chip, c: Change, grid: _Grid) -> str:
+    """Why a chip's date is not the one it stands for (the change's date of that look), if it is not."""
+    want = {"before": c.first_seen_after, "first": c.first_seen_before, "latest": c.last_seen}[chip.role]
+    if want is None or abs(grid.times[chip.index] - _utc(want)) <= _TOL:
+        return ""
+    if chip.role == "latest":
+        clear = "latest mostly clear image" if chip.clear_fraction >= MOSTLY_CLEAR else "clearest later image"
+        return f" · {clear}; last seen {_t(want)}"
+    return f" · nearest usable image to {_t(want)}"
+
+
+def _looks_html(c: Change, grid: _Grid, looks: _Looks) -> str:
+    """One row of three looks (before, first seen, latest) per band combination."""
+    by_key = {(chip.composite, chip.role): chip for chip in looks.chips}
+    rows = []
+    for comp in (TRUE_COLOUR, SWIR):
+        if comp.key in looks.skipped:
+            rows.append(_note(f"No {comp.title} row: {looks.skipped[comp.key]}."))
+            continue
+        cells = []
+        for role, title in ROLES.items():
+            chip = by_key.get((comp.key, role))
+            if chip is None:
+                why = looks.why.get(role, "no usable image")
+                cells.append(f'<div class="nochip">No {_e(title.lower())} image: {_e(why)}.</div>')
+            else:
+                cells.append(_figure(chip, title, _caption_note(chip, c, grid)))
+        label = f"<strong>{_e(comp.title)}</strong> (R, G, B = {_e(', '.join(comp.bands))}): {_e(comp.legend)}"
+        rows.append(f'<p class="rowlabel">{label}</p>\n<div class="looks {_e(comp.key)}">{"".join(cells)}</div>')
+    return "\n".join(rows)
+
+
 def _change_html(n: int, c: Change, grid: _Grid | None, why: str, out: Path) -> tuple[str, list[_Chip]]:
-    """The section of one change (facts, before/after chips) and the chips rendered for it."""
+    """The section of one change (facts, before / first-seen / latest chips) and the chips rendered for it."""
     obs = f"{c.n_observations} observation{'' if c.n_observations == 1 else 's'}"
     parts = [
         f'<article class="change" id="change-{n}"><h3>#{n} &middot; {_e(c.change_id)} <span class="muted">'
@@ -437,16 +615,9 @@ def _change_html(n: int, c: Change, grid: _Grid | None, why: str, out: Path) -> 
     ]
     if grid is None:
         return "".join(parts) + _note(why) + "</article>", []
-    chips, note = _change_chips(grid, c, n, out)
-    targets = {"before": c.first_seen_after, "after": c.first_seen_before}
-    figs = []
-    for chip in chips:
-        want = targets[chip.role]
-        off = want is not None and abs(grid.times[chip.index] - _utc(want)) > _TOL
-        extra = f" · nearest usable image to {_t(want)}" if off else ""
-        figs.append(_figure(chip, chip.role.capitalize(), extra))
-    parts += [f'<div class="pair">{"".join(figs)}</div>', _note(note) if note else ""]
-    return "".join(parts) + "</article>", chips
+    looks = _change_chips(grid, c, n, out)
+    body = _note(looks.note) if looks.note else _looks_html(c, grid, looks)
+    return "".join(parts) + body + "</article>", looks.chips
 
 
 def _change_row(n: int, c: Change) -> list[str]:
