@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 site_app = typer.Typer(help="Manage the watchlist of sites.", no_args_is_help=True)
 app.add_typer(site_app, name="site")
+source_app = typer.Typer(help="Manage the imagery sources that `fetch` searches.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -189,6 +192,70 @@ def site_remove(name: str) -> None:
     """Remove a site and its detections from the watchlist."""
     _store().remove_site(name)
     console.print(f"removed site {name}")
+
+
+@source_app.command("add")
+def source_add(
+    name: str,
+    stac: Annotated[str, typer.Option(help="STAC API URL, or a static catalog's catalog.json (path or URL).")],
+    collection: Annotated[list[str] | None, typer.Option(help="Collection to search (repeatable).")] = None,
+    preset: Annotated[str | None, typer.Option(help="sentinel-2-l2a or landsat-c2-l2 (default: guessed).")] = None,
+    max_cloud: Annotated[float | None, typer.Option(help="Skip items cloudier than this (percent).")] = None,
+    replace: Annotated[bool, typer.Option(help="Redefine a source of the same name.")] = False,
+) -> None:
+    """Record a STAC API or static catalog as an imagery source."""
+    from .sources import get_source
+
+    options: dict[str, Any] = {"url": stac}
+    if collection:
+        options["collections"] = list(collection)
+    if preset:
+        options["preset"] = preset
+    if max_cloud is not None:
+        options["max_cloud_cover"] = max_cloud
+    get_source("stac", **options)  # fails now, not at the next fetch, on a bad preset or option
+    _store().add_source(name, "stac", options, replace=replace)
+    console.print(f"added source {name}")
+
+
+@source_app.command("list")
+def source_list() -> None:
+    """List the recorded imagery sources."""
+    t = Table(title="Sources")
+    for col in ("name", "kind", "options"):
+        t.add_column(col)
+    for name, (kind, options) in _store().sources().items():
+        t.add_row(name, kind, ", ".join(f"{k}={v}" for k, v in options.items()))
+    console.print(t)
+
+
+@source_app.command("remove")
+def source_remove(name: str) -> None:
+    """Forget an imagery source (the scenes fetched from it stay)."""
+    _store().remove_source(name)
+    console.print(f"removed source {name}")
+
+
+@app.command()
+def fetch(
+    site: Annotated[str | None, typer.Option(help="Only this site (default: every site).")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source (default: every source).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only scenes acquired on or after this date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Search the imagery sources over the watchlist and record the scenes not seen before."""
+    from ._time import as_utc
+    from .pipeline import fetch as _fetch
+
+    start = None
+    if since:
+        try:
+            start = as_utc(datetime.fromisoformat(since))
+        except ValueError:
+            raise SitewatchError(f"--since wants a date like 2024-05-01, not {since!r}") from None
+    with _progress() as cb:
+        results = _fetch(_store(), [source] if source else None, [site] if site else None, start, progress=cb)
+    for r in results:
+        console.print(f"{r.source}: {r.found} scene(s) found, {r.new} new, {r.existing} already in the store")
 
 
 @app.command()

@@ -19,15 +19,15 @@ from .catalog import read_scenes
 from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
 from .detectors.base import params_of
-from .errors import AllCloudError, NoOverlapError
+from .errors import AllCloudError, NoOverlapError, SourceNotFound
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
 from .tracking import TrackParams, track_pixels
 from .types import Change, SiteResult
 
 __all__ = [
-    "IngestSummary", "ingest", "ingest_source", "detect_site", "coregister_stack", "activity_status",
-    "stored_result", "DEFAULT_METHOD",
+    "IngestSummary", "FetchSummary", "fetch", "ingest", "ingest_source", "detect_site", "coregister_stack",
+    "activity_status", "stored_result", "DEFAULT_METHOD",
 ]
 
 DEFAULT_METHOD = "index"
@@ -65,6 +65,41 @@ def ingest_source(
             found.setdefault(sc.scene_id, sc)
     new, old = store.add_scenes(found.values())
     return IngestSummary(len(found), new, old, tuple(found))
+
+
+@dataclass(frozen=True)
+class FetchSummary:
+    source: str
+    found: int
+    new: int
+    existing: int
+
+
+def fetch(
+    store: Store,
+    source_names: Iterable[str] | None = None,
+    site_names: Iterable[str] | None = None,
+    since: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[FetchSummary]:
+    """Search every recorded imagery source (or those named) over the sites and store what is new."""
+    from .sources import get_source
+
+    recorded = store.sources()
+    names = list(source_names) if source_names is not None else list(recorded)
+    if not names:
+        raise NoOverlapError("no imagery source is recorded; add one with `sitewatch source add NAME --stac URL`")
+    sites = list(site_names) if site_names is not None else None
+    out = []
+    for i, name in enumerate(names):
+        if name not in recorded:
+            raise SourceNotFound(f"no source named {name!r} is recorded (see `sitewatch source list`)")
+        kind, options = recorded[name]
+        s = ingest_source(get_source(kind, **options), store, sites, start=since)
+        out.append(FetchSummary(name, s.files, s.new, s.existing))
+        if progress:
+            progress("fetch", i + 1, len(names))
+    return out
 
 
 def coregister_stack(stack: xr.Dataset, band: str = "B08", min_clear: float = 0.3) -> tuple[xr.Dataset, list]:

@@ -108,6 +108,15 @@ class ChangeRow(Base):
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class SourceRow(Base):
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 def _site(row: SiteRow) -> Site:
     return Site(
         name=row.name, geometry=wkt.loads(row.geometry_wkt), aliases=tuple(row.aliases or ()),
@@ -188,6 +197,30 @@ class Store:
             for model in (ChangeRow, RunRow):
                 for r in s.scalars(select(model).where(model.site_id == row.id)):
                     s.delete(r)
+            s.delete(row)
+
+    # ---- imagery sources
+    def add_source(self, name: str, kind: str, options: dict[str, Any], replace: bool = False) -> None:
+        """Record an imagery source (``kind`` a registered source name, ``options`` its keyword arguments)."""
+        with self._session() as s, s.begin():
+            row = s.scalar(select(SourceRow).where(SourceRow.name == name))
+            if row is not None and not replace:
+                raise StoreError(f"a source named {name!r} exists already (use --replace to redefine it)")
+            if row is None:
+                row = SourceRow(name=name, created_at=datetime.now(UTC))
+                s.add(row)
+            row.kind, row.options = kind, json.loads(json.dumps(options, default=str))
+
+    def sources(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Name -> (kind, options) of every recorded imagery source."""
+        with self._session() as s:
+            return {r.name: (r.kind, dict(r.options)) for r in s.scalars(select(SourceRow).order_by(SourceRow.name))}
+
+    def remove_source(self, name: str) -> None:
+        with self._session() as s, s.begin():
+            row = s.scalar(select(SourceRow).where(SourceRow.name == name))
+            if row is None:
+                raise StoreError(f"no source named {name!r} (see `sitewatch source list`)")
             s.delete(row)
 
     # ---- scenes
@@ -288,5 +321,5 @@ class Store:
         with self._session() as s:
             return {
                 m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
-                for m in (SiteRow, SceneRow, RunRow, ChangeRow)
+                for m in (SiteRow, SceneRow, RunRow, ChangeRow, SourceRow)
             }

@@ -1,0 +1,51 @@
+"""`sitewatch source add` and `fetch` against a static STAC catalog written by the test."""
+
+import subprocess
+import sys
+
+from sitewatch.catalog import read_scenes
+from sitewatch.settings import get_settings
+from sitewatch.sources import write_static_catalog
+from sitewatch.store import Store
+
+from .test_cli import _site_geojson
+
+
+def run(*args, home, ok=True):
+    p = subprocess.run([sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
+                       capture_output=True, text=True, timeout=300)
+    if ok:
+        assert p.returncode == 0, p.stderr + p.stdout
+    return p
+
+
+def test_fetch_is_incremental_and_respects_since(tmp_path, make_series):
+    home = tmp_path / "home"
+    paths, _, dates = make_series(n=5)
+    cat = write_static_catalog(read_scenes([paths[0].parent]), tmp_path / "stac", "test-s2")
+    run("site", "add", "Base", "--geojson", _site_geojson(tmp_path), home=home)
+    run("source", "add", "archive", "--stac", cat, "--collection", "test-s2", home=home)
+    assert "archive" in run("source", "list", home=home).stdout
+    out = run("fetch", "--since", dates[2].strftime("%Y-%m-%d"), home=home).stdout
+    assert "3 scene(s) found, 3 new, 0 already" in out
+    out = run("fetch", home=home).stdout
+    assert "5 scene(s) found, 2 new, 3 already" in out
+    store = Store(get_settings(home=home).database_url)
+    scenes = store.scenes()
+    assert [s.datetime for s in scenes] == dates and {s.source for s in scenes} == {"stac"}
+    assert all(s.properties["collection"] == "test-s2" for s in scenes)
+    # the fetched scenes are detected on like ingested ones
+    assert "change(s)" in run("detect", "--site", "Base", home=home).stdout
+
+
+def test_source_errors_are_one_line_and_change_nothing(tmp_path):
+    home = tmp_path / "home"
+    p = run("fetch", home=home, ok=False)
+    assert p.returncode == 1 and "no imagery source is recorded" in p.stderr
+    p = run("source", "add", "x", "--stac", tmp_path / "missing.json", "--preset", "nope", home=home, ok=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    p = run("fetch", "--source", "nope", home=home, ok=False)
+    assert p.returncode == 1
+    p = run("fetch", "--since", "yesterday", home=home, ok=False)
+    assert p.returncode == 1 and "--since" in p.stderr
+    assert Store(get_settings(home=home).database_url).counts()["sources"] == 0
