@@ -149,8 +149,8 @@ class Learned:
 
 @pytest.fixture
 def test_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(base._REGISTRY, "test-shifted", ShiftedTruth)
-    monkeypatch.setitem(base._REGISTRY, "test-learned", Learned)
+    monkeypatch.setitem(base._REGISTRY._items, "test-shifted", ShiftedTruth)
+    monkeypatch.setitem(base._REGISTRY._items, "test-learned", Learned)
     FIT_CALLS.clear()
 
 
@@ -261,7 +261,7 @@ def test_failure_is_recorded_not_raised(oscd_root: Path) -> None:
 
 def test_partial_labels_taizhou_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENVI pair with differing band descriptions and BMP masks: only the labelled pixels are scored."""
-    monkeypatch.setitem(base._REGISTRY, "test-shifted", ShiftedTruth)
+    monkeypatch.setitem(base._REGISTRY._items, "test-shifted", ShiftedTruth)
     folder = tmp_path / "landsat_taizhou_cd" / "Taizhou"
     folder.mkdir(parents=True)
     shape, square = (40, 40), (10, 10, 8)
