@@ -20,6 +20,7 @@ from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
 from .detectors.base import params_of
 from .errors import AllCloudError, NoOverlapError, SourceNotFound
+from .masks import clear_fraction
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
 from .tracking import TrackParams, track_pixels
@@ -109,7 +110,7 @@ def coregister_stack(stack: xr.Dataset, band: str = "B08", min_clear: float = 0.
     refl = stack["reflectance"].values.copy()
     clear = stack["clear"].values.copy()
     b = list(stack["band"].values).index(band)
-    cf = clear.reshape(len(clear), -1).mean(axis=1)
+    cf = np.array([clear_fraction(c) for c in clear])
     ref_t = int(np.argmax(cf))
     shifts: list[tuple[float, float] | None] = []
     for t in range(len(refl)):
@@ -177,7 +178,7 @@ def detect_site(
     if coregister:
         stack, shifts = coregister_stack(stack)
     stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
-    cf = stack["clear"].values[:, inside].mean(axis=1) if inside.any() else np.zeros(stack.sizes["time"])
+    cf = np.array([clear_fraction(c, inside) for c in stack["clear"].values])
     if not (cf >= tp.min_clear_fraction).any():
         raise AllCloudError(
             f"site {site.name!r}: no date has {tp.min_clear_fraction:.0%} clear pixels "

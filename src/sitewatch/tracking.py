@@ -35,6 +35,7 @@ import xarray as xr
 from scipy import ndimage
 
 from .detectors.base import Detector
+from .masks import clear_fraction
 from .types import ChangeMap
 
 __all__ = ["TrackParams", "PixelHistory", "track_pixels", "seasonal_reference"]
@@ -146,7 +147,7 @@ def track_pixels(
     nt, nb, h, w = refl.shape
     k = params.ref_depth
     site = np.ones((h, w), bool) if inside is None else inside
-    cf = np.array([clear_all[t][site].mean() if site.any() else 0.0 for t in range(nt)])
+    cf = np.array([clear_fraction(c, site) for c in clear_all])
     used = cf >= params.min_clear_fraction
 
     buf = np.full((k, nb, h, w), np.nan, dtype=np.float32)
