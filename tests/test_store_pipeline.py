@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from sitewatch.errors import AllCloudError, ImageryError, InvalidSite, MissingCRSError, NoOverlapError
+from sitewatch.errors import AllCloudError, CloudySceneWarning, ImageryError, InvalidSite, MissingCRSError, NoOverlapError
 from sitewatch.geo import to_crs
 from sitewatch.pipeline import detect_site, ingest
 from sitewatch.sites import make_site
@@ -42,7 +42,8 @@ def test_detect_finds_dates_and_confirms_a_new_roof(store, make_series):
     store.add_site(_site())
     s1 = ingest([paths[0].parent], store)
     assert (s1.files, s1.new, s1.existing) == (7, 7, 0)
-    r = detect_site(store, "base", "index", coregister=False)
+    with pytest.warns(CloudySceneWarning, match=r"1 of 7 dates .* skipped: " + paths[4].stem):
+        r = detect_site(store, "base", "index", coregister=False)
     assert len(r.changes) == 1
     c = r.changes[0]
     assert c.first_seen_after == dates[2] and c.first_seen_before == dates[3]
@@ -53,6 +54,11 @@ def test_detect_finds_dates_and_confirms_a_new_roof(store, make_series):
     # the cloudy date is skipped; areas grow when the change appears
     assert r.clear_fraction[4] == 0.0
     assert r.changed_area_m2[2] == 0 and r.changed_area_m2[3] > 0
+    # the per-date clear fraction over the site is stored with the run
+    run = store.latest_run("base")
+    assert run is not None
+    stored = dict(zip(run["scene_ids"], run["clear_fraction"], strict=True))
+    assert stored[paths[4].stem] == 0.0 and stored[paths[3].stem] == pytest.approx(1.0)
 
 
 def test_change_seen_once_is_probable(store, make_series):

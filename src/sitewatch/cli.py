@@ -382,8 +382,18 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """Warnings as one line on stderr (``--verbose``: with where they came from)."""
+    where = f" ({filename}:{lineno})" if state.verbose else ""
+    err.print(f"[yellow]warning:[/] {message}{where}", highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app, turning sitewatch errors into one line and exit code 1."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         app(standalone_mode=False)
     except (SitewatchError, OSError, ValueError) as exc:

@@ -5,6 +5,7 @@ sources -> scenes -> aligned stack -> masks -> co-registration -> detector -> tr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from .catalog import read_scenes
 from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
 from .detectors.base import params_of
-from .errors import AllCloudError, NoOverlapError, SourceNotFound
+from .errors import AllCloudError, CloudySceneWarning, NoOverlapError, SourceNotFound
 from .masks import clear_fraction
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
@@ -183,6 +184,14 @@ def detect_site(
         raise AllCloudError(
             f"site {site.name!r}: no date has {tp.min_clear_fraction:.0%} clear pixels "
             f"(best {cf.max():.0%}); wait for clearer scenes or lower --min-clear"
+        )
+    cloudy = [f"{sid} ({f:.0%})" for sid, f in zip(stack.attrs["scene_ids"], cf, strict=False)
+              if f < tp.min_clear_fraction]
+    if cloudy:
+        warnings.warn(
+            f"site {site.name!r}: {len(cloudy)} of {len(cf)} dates have under {tp.min_clear_fraction:.0%} clear "
+            f"pixels over the site and are skipped: {', '.join(cloudy[:5])}{' ...' if len(cloudy) > 5 else ''}",
+            CloudySceneWarning, stacklevel=2,
         )
     detector = get_detector(method, **(detector_params or {}))
     history = track_pixels(stack, detector, tp, inside=inside,
