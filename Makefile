@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck bench clean venv docs
+.PHONY: demo test lint typecheck bench clean venv docs system-deps
 
 venv: $(STAMP)
 
@@ -23,7 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# system packages some tests need (PostgreSQL + PostGIS, nginx): installed by the project's script, as root
+system-deps:
+	sh scripts/system-deps.sh
+
+test: lint typecheck system-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -255,7 +255,8 @@ def fetch(
     with _progress() as cb:
         results = _fetch(_store(), [source] if source else None, [site] if site else None, start, progress=cb)
     for r in results:
-        console.print(f"{r.source}: {r.found} scene(s) found, {r.new} new, {r.existing} already in the store")
+        console.print(f"{r.source}: {r.found} scene(s) found, {r.new} new, {r.existing} already in the store"
+                      + (f", {r.cloudy} skipped as cloudy" if r.cloudy else ""))
 
 
 @app.command()

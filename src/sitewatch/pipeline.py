@@ -42,6 +42,8 @@ class IngestSummary:
     new: int
     existing: int
     scene_ids: tuple[str, ...] = field(default=())
+    #: items the source found but left out as too cloudy (``max_cloud_cover``)
+    cloudy: int = 0
 
 
 def ingest(paths: Iterable[str | Path], store: Store, progress: Progress | None = None) -> IngestSummary:
@@ -62,11 +64,13 @@ def ingest_source(
     """
     names = list(site_names) if site_names is not None else [s.name for s in store.list_sites()]
     found: dict[str, Any] = {}
+    cloudy: set[str] = set()
     for name in names:
         for sc in source.search(store.get_site(name).geometry, start, end):
             found.setdefault(sc.scene_id, sc)
+        cloudy.update(getattr(source, "skipped_cloudy", {}))
     new, old = store.add_scenes(found.values())
-    return IngestSummary(len(found), new, old, tuple(found))
+    return IngestSummary(len(found), new, old, tuple(found), len(cloudy - found.keys()))
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class FetchSummary:
     found: int
     new: int
     existing: int
+    cloudy: int = 0
 
 
 def fetch(
@@ -98,7 +103,7 @@ def fetch(
             raise SourceNotFound(f"no source named {name!r} is recorded (see `sitewatch source list`)")
         kind, options = recorded[name]
         s = ingest_source(get_source(kind, **options), store, sites, start=since)
-        out.append(FetchSummary(name, s.files, s.new, s.existing))
+        out.append(FetchSummary(name, s.files, s.new, s.existing, s.cloudy))
         if progress:
             progress("fetch", i + 1, len(names))
     return out

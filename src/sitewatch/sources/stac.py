@@ -234,7 +234,9 @@ class StacSource:
     ``url``: a STAC API landing page (it conforms to item-search: searched with pystac-client) or a static
     catalog (walked with pystac).  ``collections``: searched collections (default: the preset's, else all).
     ``preset``: ``sentinel-2-l2a`` or ``landsat-c2-l2`` (default: guessed per item from its asset keys).
-    ``max_cloud_cover``: items cloudier than this (``eo:cloud_cover``, percent) are skipped.
+    ``max_cloud_cover``: items cloudier than this (``eo:cloud_cover``, percent) are skipped; the filter runs
+    here, not on the server, so static catalogs and APIs agree (an item without ``eo:cloud_cover`` is kept) and
+    :attr:`skipped_cloudy` says what the last :meth:`search` left out.
     ``sign``: a URL signer (a callable, or a registered name such as ``planetary-computer``, the default on
     Planetary Computer) applied to asset hrefs when they are read.  ``headers``: sent with every request,
     STAC and GDAL.  ``gdal_options``: extra GDAL config options for reading (``AWS_*`` credentials, ...).
@@ -279,6 +281,8 @@ class StacSource:
             register_signer(name, sign)
             sign = name
         self.signer: str | None = sign
+        #: item id -> cloud cover (percent) of the items the last :meth:`search` skipped as too cloudy
+        self.skipped_cloudy: dict[str, float] = {}
 
     # -- reading options ---------------------------------------------------------------------------------
     def gdal_options(self) -> dict[str, str]:
@@ -309,12 +313,10 @@ class StacSource:
         from pystac_client import Client
 
         client = Client.open(self.url, stac_io=ApiStacIO(**self._io_options()), timeout=self.timeout)
-        query = {"eo:cloud_cover": {"lte": self.max_cloud_cover}} if self.max_cloud_cover is not None else None
-        if query and not client.conforms_to("QUERY"):
-            query = None
+        # no server-side cloud query: search() filters, counts what it skips, and keeps items without a cloud cover
         search = client.search(
             intersects=mapping(geom), datetime=None if start is None and end is None else f"{_iso(start)}/{_iso(end)}",
-            collections=self.collections or None, max_items=self.max_items, limit=self.page_size, query=query,
+            collections=self.collections or None, max_items=self.max_items, limit=self.page_size,
         )
         return search.items()
 
@@ -328,9 +330,13 @@ class StacSource:
         self, geometry_wgs84: Any, start: datetime | None = None, end: datetime | None = None
     ) -> list[Scene]:
         """The items intersecting ``geometry_wgs84`` in ``[start, end]`` (UTC), in ``collections``, not
-        cloudier than ``max_cloud_cover``, as scenes sorted by time."""
+        cloudier than ``max_cloud_cover``, as scenes sorted by time (the cloudier ones: :attr:`skipped_cloudy`).
+
+        Every page is read before anything is returned: a server failing half-way raises :class:`SourceError`.
+        """
         geom = as_geometry(geometry_wgs84)
         scenes: dict[str, Scene] = {}
+        cloudy: dict[str, float] = {}
         try:
             for item in self._items(geom, start, end):
                 if self.collections and item.collection_id not in self.collections:
@@ -343,6 +349,7 @@ class StacSource:
                 cloud = item.properties.get("eo:cloud_cover")
                 if self.max_cloud_cover is not None and cloud is not None and cloud > self.max_cloud_cover:
                     log.debug("skipping %s: %.1f %% cloud", item.id, cloud)
+                    cloudy[item.id] = float(cloud)
                     continue
                 scenes[item.id] = item_to_scene(
                     item, self.preset, provider=self.provider, signer=self.signer, options=self.gdal_options()
@@ -358,5 +365,6 @@ class StacSource:
             raise SourceError(
                 f"{redact(self.url)} cannot be read as a STAC catalog or API: {' '.join(str(exc).split())[:300]}"
             ) from None
+        self.skipped_cloudy = cloudy
         return sorted(scenes.values(), key=lambda s: (s.datetime, s.scene_id))
 

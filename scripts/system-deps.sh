@@ -1,0 +1,46 @@
+#!/bin/sh
+# Install the Debian packages the test suite needs: PostgreSQL 15 + PostGIS 3 (throwaway clusters for the
+# store and the pgstac STAC API server) and nginx (a range-capable file server for COG assets).
+# Idempotent and fast when everything is there. Installs only when run as root; services are NOT started
+# system-wide: the tests start their own throwaway instances on 127.0.0.1.
+# Not root and something missing: a warning (the tests that need it skip), or an error under CI=true.
+# Usage: scripts/system-deps.sh [--check]   (--check: report what is missing, install nothing, exit 1 if any)
+set -eu
+
+PG_BIN=/usr/lib/postgresql/15/bin
+PACKAGES="postgresql-15-postgis-3 postgis nginx"
+
+missing=""
+[ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || missing="$missing postgresql-15"
+[ -f /usr/share/postgresql/15/extension/postgis.control ] || missing="$missing postgresql-15-postgis-3"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+
+if [ -z "$missing" ]; then
+    echo "system-deps: PostgreSQL 15 + PostGIS and nginx are installed"
+    exit 0
+fi
+echo "system-deps: missing:$missing"
+if [ "${1:-}" = "--check" ]; then
+    exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-deps: not root, cannot install; run as root: $0" >&2
+    echo "  (or: apt-get install -y --no-install-recommends $PACKAGES); until then the tests that need them skip" >&2
+    [ "${CI:-}" = "true" ] && exit 1
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Keep package post-install scripts from starting services system-wide (no init system in CI containers;
+# the tests start their own instances). policy-rc.d exit 101 = "action not allowed".
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    created_policy=1
+fi
+cleanup() { [ "$created_policy" = 1 ] && rm -f "$policy"; return 0; }
+trap cleanup EXIT
+apt-get update
+apt-get install -y --no-install-recommends $PACKAGES
+echo "system-deps: installed $PACKAGES"
