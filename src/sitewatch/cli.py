@@ -373,6 +373,161 @@ def detect_pair(
     )
 
 
+alert_app = typer.Typer(help="Alerts of `monitor`: list, rules, webhooks and e-mail.", no_args_is_help=True)
+app.add_typer(alert_app, name="alert")
+
+
+def _print_pass(p: Any) -> None:
+    for sp in p.sites:
+        when = f" ({', '.join(f'{d:%Y-%m-%d}' for d in sp.new_dates)})" if sp.new_dates else ""
+        line = f"{sp.site}: {sp.mode}{when}, {len(sp.alerts)} alert(s)" + (f"; error: {sp.error}" if sp.error else "")
+        console.print(line, highlight=False, soft_wrap=True)
+        for a in sp.alerts:
+            console.print(f"  [bold]{a.kind}[/] {a.title}", highlight=False, soft_wrap=True)
+    d = p.deliveries
+    console.print(f"deliveries: {d.sent} sent, {d.retrying} to retry, {d.failed} failed; feed: {p.feed}")
+    for e in p.errors:
+        err.print(f"[yellow]warning:[/] {e}", highlight=False)
+
+
+@app.command()
+def monitor(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit (for cron).")] = False,
+    every: Annotated[str, typer.Option(help="Time between passes: 1d, 6h, 30m...")] = "1d",
+    site: Annotated[str | None, typer.Option(help="Only this site (default: every site).")] = None,
+    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "index",
+    no_fetch: Annotated[bool, typer.Option(help="Do not search the sources; use the scenes stored.")] = False,
+) -> None:
+    """Fetch new scenes, detect incrementally, raise alerts, write the Atom feed and send the alerts."""
+    from .monitor import monitor as _monitor
+    from .monitor import monitor_once, parse_every
+
+    settings, store = _settings(), _store()
+    sites = [site] if site else None
+    if once:
+        p = monitor_once(store, settings, sites, method, fetch=not no_fetch)
+        _print_pass(p)
+        if p.sites and all(s.mode == "error" for s in p.sites):
+            raise SitewatchError("monitoring failed for every site: " + "; ".join(p.errors))
+        return
+    period = parse_every(every)
+    console.print(f"monitoring every {period} (Ctrl-C to stop)")
+    try:
+        _monitor(store, settings, period, sites, method, on_pass=_print_pass)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@alert_app.command("list")
+def alert_list(
+    site: Annotated[str | None, typer.Option(help="Only this site.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+) -> None:
+    """List the alerts raised, newest first, with their delivery states."""
+    from .alerts import list_alerts, list_deliveries
+
+    t = Table(title="Alerts")
+    for col in ("id", "created (UTC)", "kind", "site", "change", "status", "area m²", "seen", "deliveries"):
+        t.add_column(col)
+    deliveries: dict[int, list[str]] = {}
+    store = _store()
+    for d in list_deliveries(store):
+        deliveries.setdefault(d.alert_id, []).append(f"{d.channel}:{d.state}")
+    for a in list_alerts(store, site, limit):
+        t.add_row(str(a.id), f"{a.created_at:%Y-%m-%d %H:%M}", a.kind, a.site, a.change_id, a.status,
+                  f"{a.payload.get('area_m2', 0):,.0f}", _fmt_date(a.observed_at), ", ".join(deliveries.get(a.id, [])))
+    console.print(t)
+
+
+@alert_app.command("rule")
+def alert_rule(
+    site: str,
+    min_area: Annotated[float | None, typer.Option(help="Only changes of at least this area (m²).")] = None,
+    min_score: Annotated[
+        float | None, typer.Option(help="Only changes scoring at least this (default: the detector's threshold; "
+                                        "a negative value restores the default).")
+    ] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated classes of change wanted ('' for all).")] = None,
+    quiet_hours: Annotated[
+        str | None, typer.Option(help="Hold deliveries during these hours, UTC, e.g. 22-06 ('none' to clear).")
+    ] = None,
+) -> None:
+    """Set a site's alert rule (options not given keep their value) and print it."""
+    from .alerts import set_rule
+
+    cls = None if classes is None else [c for c in classes.split(",") if c.strip()]
+    r = set_rule(_store(), site, min_area_m2=min_area, classes=cls, quiet_hours=quiet_hours, min_score=min_score)
+    quiet = f"{r.quiet_hours[0]:02d}-{r.quiet_hours[1]:02d} UTC" if r.quiet_hours else "none"
+    score = "detector threshold" if r.min_score is None else f"{r.min_score:g}"
+    console.print(f"{r.site}: min area {r.min_area_m2:,.0f} m², min score {score}, "
+                  f"classes {', '.join(r.classes) or 'all'}, quiet hours {quiet}", highlight=False,
+                  soft_wrap=True)
+
+
+@alert_app.command("webhook")
+def alert_webhook(
+    url: str,
+    secret: Annotated[str, typer.Option(help="Shared secret: bodies are signed with HMAC-SHA256.")],
+    site: Annotated[list[str] | None, typer.Option(help="Only alerts of this site (repeatable).")] = None,
+) -> None:
+    """Send alerts to a webhook (POST of signed JSON)."""
+    from .alerts import add_endpoint
+
+    e = add_endpoint(_store(), "webhook", url, secret=secret, sites=site)
+    console.print(f"added webhook {e.id}: {e.target}")
+
+
+@alert_app.command("email")
+def alert_email(
+    address: str,
+    site: Annotated[list[str] | None, typer.Option(help="Only alerts of this site (repeatable).")] = None,
+) -> None:
+    """Send alerts by e-mail (through SITEWATCH_SMTP_HOST:SITEWATCH_SMTP_PORT)."""
+    from .alerts import add_endpoint
+
+    e = add_endpoint(_store(), "email", address, sites=site)
+    console.print(f"added e-mail {e.id}: {e.target}")
+
+
+@alert_app.command("endpoints")
+def alert_endpoints() -> None:
+    """List the webhooks and e-mail addresses that alerts are sent to."""
+    from .alerts import list_endpoints
+
+    t = Table(title="Alert endpoints")
+    for col in ("id", "kind", "target", "sites"):
+        t.add_column(col)
+    for e in list_endpoints(_store()):
+        t.add_row(str(e.id), e.kind, e.target, ", ".join(e.sites) or "all")
+    console.print(t)
+
+
+@alert_app.command("remove")
+def alert_remove(endpoint_id: int) -> None:
+    """Forget an alert endpoint (its unsent deliveries are dropped)."""
+    from .alerts import remove_endpoint
+
+    remove_endpoint(_store(), endpoint_id)
+    console.print(f"removed endpoint {endpoint_id}")
+
+
+@alert_app.command("send")
+def alert_send(
+    retry_failed: Annotated[bool, typer.Option(help="Also send again the deliveries that failed.")] = False,
+) -> None:
+    """Send the deliveries that are due now (monitor does this after each pass)."""
+    from .notify import deliver_pending
+    from .notify import retry_failed as _retry
+
+    store = _store()
+    if retry_failed:
+        _retry(store)
+    d = deliver_pending(store, _settings())
+    console.print(f"deliveries: {d.sent} sent, {d.retrying} to retry, {d.failed} failed")
+    for e in d.errors:
+        err.print(f"[yellow]warning:[/] {e}", highlight=False)
+
+
 def _parse_value(text: str) -> Any:
     """A detector parameter from the command line: JSON when it parses (numbers, true/false), else text."""
     import json

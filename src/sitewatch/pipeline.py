@@ -109,22 +109,30 @@ def fetch(
     return out
 
 
-def coregister_stack(stack: xr.Dataset, band: str = "B08", min_clear: float = 0.3) -> tuple[xr.Dataset, list]:
-    """Shift every date onto the clearest date by phase correlation on ``band``; returns (stack, shifts)."""
+def coregister_stack(
+    stack: xr.Dataset, band: str = "B08", min_clear: float = 0.3,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[xr.Dataset, list]:
+    """Shift every date onto the clearest date by phase correlation on ``band``; returns (stack, shifts).
+
+    ``reference``: (``band`` image, clear mask) of the date to register onto instead (monitoring keeps the
+    reference of earlier runs, see :mod:`sitewatch.incremental`).
+    """
     from .coreg import apply_shift, estimate_shift
 
     refl = stack["reflectance"].values.copy()
     clear = stack["clear"].values.copy()
     b = list(stack["band"].values).index(band)
     cf = np.array([clear_fraction(c) for c in clear])
-    ref_t = int(np.argmax(cf))
+    ref_t = int(np.argmax(cf)) if reference is None else -1
+    ref_band, ref_clear = (refl[ref_t, b], clear[ref_t]) if reference is None else reference
     shifts: list[tuple[float, float] | None] = []
     for t in range(len(refl)):
         if t == ref_t or cf[t] < min_clear:
             shifts.append((0.0, 0.0) if t == ref_t else None)
             continue
-        both = clear[t] & clear[ref_t]
-        ref_img = np.where(both, refl[ref_t, b], np.nan)
+        both = clear[t] & ref_clear
+        ref_img = np.where(both, ref_band, np.nan)
         mov_img = np.where(both, refl[t, b], np.nan)
         try:
             dy, dx = estimate_shift(ref_img, mov_img, valid=both)

@@ -19,6 +19,18 @@ class Settings(BaseSettings):
     ``data``: folder of the real test imagery (env ``SITEWATCH_DATA``, default ``../shared/data``).
     ``min_clear_fraction``: dates clearer than this over a site are used (env ``SITEWATCH_MIN_CLEAR_FRACTION``).
     ``resolution``: pixel size in metres of a site's grid (env ``SITEWATCH_RESOLUTION``).
+    ``smtp_host``, ``smtp_port``: the mail server that alert e-mails go through (env ``SITEWATCH_SMTP_HOST``,
+    default ``localhost``; ``SITEWATCH_SMTP_PORT``, default 25).
+    ``smtp_user``, ``smtp_password``: log in to it when set (env ``SITEWATCH_SMTP_USER``,
+    ``SITEWATCH_SMTP_PASSWORD``); ``smtp_starttls``: upgrade the connection with STARTTLS
+    (env ``SITEWATCH_SMTP_STARTTLS``, default false); ``smtp_from``: the sender address of alert e-mails
+    (env ``SITEWATCH_SMTP_FROM``).
+    ``webhook_timeout``: seconds a webhook endpoint has to answer (env ``SITEWATCH_WEBHOOK_TIMEOUT``).
+    ``alert_max_attempts``: deliveries tried this many times before they are marked failed
+    (env ``SITEWATCH_ALERT_MAX_ATTEMPTS``); ``alert_backoff``: seconds before the first retry, doubled at each
+    further one, with jitter (env ``SITEWATCH_ALERT_BACKOFF``).
+    ``public_url``: where the home is served (the web app, later); alert links then point there instead of
+    ``file://`` paths (env ``SITEWATCH_PUBLIC_URL``).
     """
 
     model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore")
@@ -28,6 +40,16 @@ class Settings(BaseSettings):
     data: Path = Field(default=Path("../shared/data"))
     min_clear_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
     resolution: float = Field(default=10.0, gt=0.0)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, gt=0, lt=65536)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "sitewatch@localhost"
+    webhook_timeout: float = Field(default=10.0, gt=0.0)
+    alert_max_attempts: int = Field(default=6, ge=1)
+    alert_backoff: float = Field(default=60.0, ge=0.0)
+    public_url: str | None = None
 
     @property
     def database_url(self) -> str:

@@ -8,14 +8,14 @@ with shapely.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shapely import wkt
 from shapely.geometry import box
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, select
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -117,6 +117,68 @@ class SourceRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# ---- monitoring (sitewatch.monitor, sitewatch.alerts, sitewatch.notify): queries live in sitewatch.alerts
+class TrackerStateRow(Base):
+    """The tracker's state after a site's last run (sitewatch.incremental): new dates go on from it."""
+
+    __tablename__ = "tracker_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)  # scene ids, dates, grid, parameters, version
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # the arrays, as a compressed .npz
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRuleRow(Base):
+    __tablename__ = "alert_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    min_area_m2: Mapped[float] = mapped_column(Float, default=0.0)
+    min_score: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: the detector's threshold
+    classes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    quiet_start: Mapped[int | None] = mapped_column(Integer, nullable=True)  # hour 0-23, UTC
+    quiet_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class EndpointRow(Base):
+    __tablename__ = "alert_endpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # webhook, email
+    target: Mapped[str] = mapped_column(Text)  # URL or address
+    secret: Mapped[str] = mapped_column(Text, default="")
+    sites: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: every site
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)  # site|method|change|kind: never raised twice
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    change_id: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # new, confirmed
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the image that showed it
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeliveryRow(Base):
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), index=True)  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 def _site(row: SiteRow) -> Site:
     return Site(
         name=row.name, geometry=wkt.loads(row.geometry_wkt), aliases=tuple(row.aliases or ()),
@@ -194,8 +256,11 @@ class Store:
     def remove_site(self, name: str) -> None:
         with self._session() as s, s.begin():
             row = self._site_row(s, name)
-            for model in (ChangeRow, RunRow):
-                for r in s.scalars(select(model).where(model.site_id == row.id)):
+            for a in s.scalars(select(AlertRow).where(AlertRow.site_id == row.id)):
+                for d in s.scalars(select(DeliveryRow).where(DeliveryRow.alert_id == a.id)):
+                    s.delete(d)
+            for model in (ChangeRow, RunRow, TrackerStateRow, AlertRuleRow, AlertRow):
+                for r in s.scalars(select(model).where(model.site_id == row.id)):  # type: ignore[attr-defined]
                     s.delete(r)
             s.delete(row)
 
@@ -262,8 +327,13 @@ class Store:
     def save_run(
         self, site: Site, changes: Sequence[Change], method: str, params: dict[str, Any],
         scene_ids: Sequence[str], clear_fraction: Sequence[float], activity: str, version: str,
+        also: Callable[[Session, int, int], None] | None = None,
     ) -> int:
-        """Replace the site's changes of ``method`` by ``changes`` (one transaction); returns the run id."""
+        """Replace the site's changes of ``method`` by ``changes`` (one transaction); returns the run id.
+
+        ``also(session, site_id, run_id)`` writes more rows in the same transaction (monitoring: the tracker's
+        state and the alerts the run raised, see :mod:`sitewatch.monitor`).
+        """
         with self._session() as s, s.begin():
             srow = self._site_row(s, site.name)
             for model in (ChangeRow, RunRow):  # a re-run replaces the last run of this method
@@ -287,6 +357,9 @@ class Store:
                         method=c.method, provenance=json.loads(json.dumps(c.provenance, default=str)),
                     )
                 )
+            if also is not None:
+                s.flush()
+                also(s, srow.id, run.id)
             return run.id
 
     def latest_run(self, site: str) -> dict[str, Any] | None:

@@ -38,7 +38,7 @@ from .detectors.base import Detector
 from .masks import clear_fraction
 from .types import ChangeMap
 
-__all__ = ["TrackParams", "PixelHistory", "track_pixels", "seasonal_reference"]
+__all__ = ["TrackParams", "PixelHistory", "TrackerState", "track_pixels", "seasonal_reference"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,49 @@ class PixelHistory:
     onset_score: np.ndarray  # float32 (y, x): detector score at the onset
     used: np.ndarray  # bool (time,): dates clear enough to use
     clear_fraction: np.ndarray  # float (time,)
+
+
+@dataclass
+class TrackerState:
+    """What :func:`track_pixels` needs to go on with later dates (see :mod:`sitewatch.incremental`).
+
+    Time indices (``onset``, ``prev_clear``, ``last_clear``, ``last_hit``) count every date tracked so far;
+    days (``days``, ``last_art``, ``regrown``, ``season``) count from ``origin``, the first date tracked.
+    The arrays are updated in place as dates are tracked.
+    """
+
+    origin: np.datetime64
+    days: np.ndarray  # float (time,): days since origin of every date tracked so far
+    used: np.ndarray  # bool (time,)
+    clear_fraction: np.ndarray  # float (time,)
+    buf: np.ndarray  # float32 (ref_depth, band, y, x): each pixel's last clear unchanged looks
+    nbuf: np.ndarray
+    pos: np.ndarray
+    state: np.ndarray
+    onset: np.ndarray
+    prev_clear: np.ndarray
+    last_clear: np.ndarray
+    last_hit: np.ndarray
+    hits: np.ndarray
+    misses: np.ndarray
+    consec: np.ndarray
+    onset_score: np.ndarray
+    last_art: np.ndarray
+    regrown: np.ndarray
+    season: np.ndarray
+
+    @classmethod
+    def empty(cls, origin: np.datetime64, k: int, nb: int, h: int, w: int) -> TrackerState:
+        return cls(
+            origin=origin, days=np.zeros(0), used=np.zeros(0, bool), clear_fraction=np.zeros(0),
+            buf=np.full((k, nb, h, w), np.nan, dtype=np.float32), nbuf=np.zeros((h, w), np.int16),
+            pos=np.zeros((h, w), np.int16), state=np.zeros((h, w), bool), onset=np.full((h, w), -1, np.int32),
+            prev_clear=np.full((h, w), -1, np.int32), last_clear=np.full((h, w), -1, np.int32),
+            last_hit=np.full((h, w), -1, np.int32), hits=np.zeros((h, w), np.int32),
+            misses=np.zeros((h, w), np.int32), consec=np.zeros((h, w), np.int32),
+            onset_score=np.zeros((h, w), np.float32), last_art=np.full((h, w), np.nan),
+            regrown=np.full((h, w), np.nan), season=np.full((h, w), np.nan),
+        )
 
 
 def _doy_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -137,36 +180,40 @@ def track_pixels(
     params: TrackParams = TrackParams(),
     inside: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    resume: TrackerState | None = None,
 ) -> PixelHistory:
-    """Run ``detector`` through ``stack`` in time order and return each pixel's change history."""
+    """Run ``detector`` through ``stack`` in time order and return each pixel's change history.
+
+    With ``resume`` (the state left by tracking the earlier dates), the stack holds only the dates that
+    follow them: tracking goes on from that state, which is updated in place, and the history returned
+    covers every date tracked so far (time indices count from the first one).
+    """
     refl = stack["reflectance"].values
     clear_all = stack["clear"].values
     bands = [str(b) for b in stack["band"].values]
     doys = stack["time"].dt.dayofyear.values.astype(float)
-    days_all = (stack["time"].values - stack["time"].values[0]) / np.timedelta64(1, "D")
     nt, nb, h, w = refl.shape
     k = params.ref_depth
+    ts = resume if resume is not None else TrackerState.empty(stack["time"].values[0], k, nb, h, w)
+    t0 = len(ts.days)  # time index of the stack's first date among every date tracked
+    origin = np.asarray(ts.origin).astype("datetime64[ns]")
+    doy0 = np.array([float((origin.astype("datetime64[D]") - origin.astype("datetime64[Y]")).astype(int) + 1)])
     site = np.ones((h, w), bool) if inside is None else inside
     cf = np.array([clear_fraction(c, site) for c in clear_all])
     used = cf >= params.min_clear_fraction
+    ts.days = days_all = np.concatenate([ts.days, (stack["time"].values - origin) / np.timedelta64(1, "D")])
+    ts.used = np.concatenate([ts.used, used])
+    ts.clear_fraction = np.concatenate([ts.clear_fraction, cf])
 
-    buf = np.full((k, nb, h, w), np.nan, dtype=np.float32)
-    nbuf = np.zeros((h, w), np.int16)
-    pos = np.zeros((h, w), np.int16)
-    state = np.zeros((h, w), bool)
-    onset = np.full((h, w), -1, np.int32)
-    prev_clear = np.full((h, w), -1, np.int32)
-    last_clear = np.full((h, w), -1, np.int32)
-    last_hit = np.full((h, w), -1, np.int32)
-    hits = np.zeros((h, w), np.int32)
-    misses = np.zeros((h, w), np.int32)
-    consec = np.zeros((h, w), np.int32)
-    onset_score = np.zeros((h, w), np.float32)
-    last_art = np.full((h, w), np.nan)  # days of the last clear look like an artificial surface
-    regrown = np.full((h, w), np.nan)  # days of the last green look that followed a bare one
-    season = np.full((h, w), np.nan)  # days (since the first date) of a past transient change's onset
+    buf, nbuf, pos, state, onset = ts.buf, ts.nbuf, ts.pos, ts.state, ts.onset  # updated in place
+    prev_clear, last_clear, last_hit, hits, misses = ts.prev_clear, ts.last_clear, ts.last_hit, ts.hits, ts.misses
+    consec, onset_score = ts.consec, ts.onset_score
+    last_art = ts.last_art  # days of the last clear look like an artificial surface
+    regrown = ts.regrown  # days of the last green look that followed a bare one
+    season = ts.season  # days (since the first date) of a past transient change's onset
 
     for t in range(nt):
+        tg = t0 + t  # time index among every date tracked
         if not used[t]:
             if progress:
                 progress(t + 1, nt)
@@ -183,7 +230,7 @@ def track_pixels(
         if params.seasonal:
             # the reference as it would look on this date had nothing changed (see seasonal_reference):
             # a new change must be one against both, so phenology that the whole site shares is not one
-            adj = seasonal_reference(ref, img, valid & ~state, seed=t)
+            adj = seasonal_reference(ref, img, valid & ~state, seed=tg)
             if adj is not None:
                 seasonal_map = detector.detect(adj, img, bands, valid=valid)
                 onset_map = replace(
@@ -195,11 +242,11 @@ def track_pixels(
         new = flag & ~state
         candidates = new.copy()
         # an onset in the season of an earlier transient change, a year or more later, is that land's cycle
-        days = days_all[t]
+        days = days_all[tg]
         seasonal = (
             np.isfinite(season)
             & (days - season >= 300)
-            & (_doy_distance(doys[t], _doy_of(season, doys)) <= params.season_days)
+            & (_doy_distance(doys[t], _doy_of(season, doy0)) <= params.season_days)
         )
         new &= ~seasonal
         member = getattr(detector, "membership", None)
@@ -213,9 +260,9 @@ def track_pixels(
             regrown[regrow] = days
             last_art[seen & (m_now > 0.08)] = days
         state |= new
-        onset[new] = t
+        onset[new] = tg
         prev_clear[new] = last_clear[new]
-        last_hit[new] = t
+        last_hit[new] = tg
         hits[new] = 1
         misses[new] = 0
         consec[new] = 0
@@ -225,7 +272,7 @@ def track_pixels(
         hit = cont & still
         hits[hit] += 1
         consec[hit] = 0
-        last_hit[hit] = t
+        last_hit[hit] = tg
         miss = cont & ~still
         misses[miss] += 1
         consec[miss] += 1
@@ -251,7 +298,7 @@ def track_pixels(
         buf[p, :, ys, xs] = img[:, ys, xs].T
         pos[ys, xs] = (p + 1) % k
         nbuf[ys, xs] = np.minimum(nbuf[ys, xs] + 1, k)
-        last_clear[clear] = t
+        last_clear[clear] = tg
         if progress:
             progress(t + 1, nt)
 
@@ -260,6 +307,6 @@ def track_pixels(
         changed=state, onset=onset, prev_clear=np.where(state, prev_clear, -1),
         last_hit=np.where(state, last_hit, -1), hits=np.where(state, hits, 0),
         misses=np.where(state, misses, 0), onset_score=np.where(state, onset_score, 0.0),
-        used=used, clear_fraction=cf,
+        used=ts.used.copy(), clear_fraction=ts.clear_fraction.copy(),
     )
 

@@ -1,0 +1,324 @@
+"""Incremental detection: run only the dates that arrived since a site's last run through tracking.
+
+After each run the tracker's state (:class:`sitewatch.tracking.TrackerState`: every pixel's reference looks,
+onset, frozen reference, hit and miss counts, season and cycle memory), the co-registration reference and the
+list of scenes already tracked are stored with the run (table ``tracker_states``, one row per site and method,
+written in the run's transaction).  The next run loads only the new scenes, registers them onto the same
+reference, and goes on tracking from the stored state; the changes are then extracted from the whole history,
+as a full run does, so the result is the one a full run over the same dates gives (up to the co-registration
+reference, which a full run would pick among all dates: see :func:`detect_incremental`).
+
+A full run is done instead when there is no state, when the parameters, the grid or the sitewatch version
+changed, when a scene was removed, or when a new scene is not later than the last one tracked (an archive
+back-filling an older date), and when the stored co-registration reference is poor (under half clear) and a
+new date is clearer (the reference is rebased; this happens in the first dates of a new site only).
+
+Changes keep their identity from run to run: a change that overlaps one of the previous run's changes takes
+its id (see :func:`carry_ids`), so a change that grows or is confirmed later stays the same change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import __version__
+from .changes import PolygonParams, extract_changes, stack_dates
+from .detectors import get_detector
+from .detectors.base import params_of
+from .errors import AllCloudError, CloudySceneWarning, NoOverlapError
+from .masks import clear_fraction
+from .pipeline import DEFAULT_METHOD, activity_status, coregister_stack
+from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid
+from .store import SiteRow, Store, TrackerStateRow
+from .tracking import TrackerState, TrackParams, track_pixels
+from .types import Change, Scene, SiteResult
+
+__all__ = ["IncrementalRun", "detect_incremental", "carry_ids", "load_state", "COREG_BAND"]
+
+COREG_BAND = "B08"
+Progress = Callable[[str, int, int], None]
+_ARRAYS = [f.name for f in fields(TrackerState) if f.name != "origin"]
+
+
+@dataclass(frozen=True)
+class IncrementalRun:
+    """What one incremental detection did.
+
+    ``mode``: ``full`` (every scene tracked again), ``incremental`` (only ``new_scene_ids``) or ``unchanged``
+    (no new scene: nothing was run or saved).  ``previous``: the site's changes before this run.
+    ``result.stack`` is None: the stack of every date is not kept (the report reloads it).
+    """
+
+    result: SiteResult
+    mode: str
+    new_scene_ids: tuple[str, ...]
+    new_dates: tuple[datetime, ...]
+    previous: tuple[Change, ...]
+    run_id: int | None
+    reason: str = ""
+    used_dates: tuple[datetime, ...] = ()  # the dates clear enough to be tracked, oldest first
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _pack(ts: TrackerState, ref_band: np.ndarray, ref_clear: np.ndarray) -> bytes:
+    bio = io.BytesIO()
+    arrays = {name: getattr(ts, name) for name in _ARRAYS}
+    np.savez_compressed(bio, origin=np.array([ts.origin], dtype="datetime64[ns]"), ref_band=ref_band,
+                        ref_clear=ref_clear, **arrays)
+    return bio.getvalue()
+
+
+def _unpack(data: bytes) -> tuple[TrackerState, np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(data)) as z:
+        ts = TrackerState(origin=z["origin"][0], **{name: z[name].copy() for name in _ARRAYS})
+        return ts, z["ref_band"].copy(), z["ref_clear"].copy()
+
+
+def load_state(store: Store, site_name: str, method: str) -> tuple[dict[str, Any], bytes] | None:
+    """(meta, data) of the stored tracker state of a site and method, or None."""
+    with Session(store.engine) as s:
+        srow = s.scalar(select(SiteRow).where(SiteRow.name == store.get_site(site_name).name))
+        assert srow is not None
+        row = s.scalar(select(TrackerStateRow).where(TrackerStateRow.site_id == srow.id,
+                                                     TrackerStateRow.method == method))
+        return (dict(row.meta), bytes(row.data)) if row is not None else None
+
+
+def _write_state(s: Session, site_id: int, method: str, meta: dict[str, Any], data: bytes) -> None:
+    row = s.scalar(select(TrackerStateRow).where(TrackerStateRow.site_id == site_id,
+                                                 TrackerStateRow.method == method))
+    if row is None:
+        row = TrackerStateRow(site_id=site_id, method=method)
+        s.add(row)
+    row.meta, row.data, row.updated_at = json.loads(json.dumps(meta, default=str)), data, datetime.now(UTC)
+
+
+def carry_ids(
+    changes: list[Change], previous: list[Change] | tuple[Change, ...], min_overlap: float = 0.2
+) -> list[Change]:
+    """``changes`` with the ids of the ``previous`` changes they overlap (each id given once, best overlap first).
+
+    Overlap is the shared area over the smaller of the two polygons, so a change that grew keeps its id.
+    """
+    pairs = []
+    for i, c in enumerate(changes):
+        for j, p in enumerate(previous):
+            if not c.geometry.intersects(p.geometry):
+                continue
+            small = min(c.geometry.area, p.geometry.area)
+            ov = c.geometry.intersection(p.geometry).area / small if small > 0 else 0.0
+            if ov >= min_overlap:
+                pairs.append((ov, i, j))
+    out = list(changes)
+    taken_new: set[int] = set()
+    taken_old: set[int] = set()
+    # best overlap first; on a tie (a change that swallowed two) the older, then the larger, keeps its id
+    pairs.sort(key=lambda p: (-p[0], previous[p[2]].first_seen_before, -previous[p[2]].area_m2))
+    for _, i, j in pairs:
+        if i in taken_new or j in taken_old:
+            continue
+        taken_new.add(i)
+        taken_old.add(j)
+        out[i] = replace(changes[i], change_id=previous[j].change_id)
+    ids = [c.change_id for c in out]
+    if len(set(ids)) != len(ids):  # a fresh id equal to a carried one (cannot happen with hashed ids)
+        raise AssertionError(f"duplicate change ids after matching: {ids}")
+    return sorted(out, key=lambda c: (c.first_seen_before, c.change_id))
+
+
+def _stored_scene_ids(stack: xr.Dataset) -> list[str]:
+    ids = list(stack.attrs["scene_ids"])
+    mosaics = stack.attrs.get("mosaics", {})
+    return ids + [m for sid in ids for m in mosaics.get(sid, [])]
+
+
+def detect_incremental(
+    store: Store,
+    site_name: str,
+    method: str = DEFAULT_METHOD,
+    *,
+    resolution: float = 10.0,
+    min_clear_fraction: float = 0.2,
+    coregister: bool = True,
+    detector_params: dict[str, Any] | None = None,
+    track_params: TrackParams | None = None,
+    polygon_params: PolygonParams | None = None,
+    progress: Progress | None = None,
+    full: bool = False,
+    also: Callable[[Session, int, int, IncrementalRun], None] | None = None,
+) -> IncrementalRun:
+    """Track the site's new scenes from its stored state (or every scene, see the module), save the run.
+
+    The run, its changes, the new tracker state and whatever ``also(session, site_id, run_id, run)`` writes are
+    saved in one transaction.  ``full=True`` forces a full run.
+    """
+    site = store.get_site(site_name)
+    scenes = store.scenes(site)
+    if not scenes:
+        raise NoOverlapError(f"no stored scene covers site {site.name!r}; run `sitewatch fetch` first")
+    previous = tuple(store.changes(site.name, method=method))
+    tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
+    pp = polygon_params or PolygonParams()
+    detector = get_detector(method, **(detector_params or {}))
+    stored = None if full else load_state(store, site.name, method)
+    meta: dict[str, Any] = stored[0] if stored else {}
+    if stored:
+        g = meta["grid"]
+        grid = Grid(g["crs"], tuple(g["transform"]), g["width"], g["height"])  # type: ignore[arg-type]
+    else:
+        crs_counts: dict[str, int] = {}
+        for s in scenes:
+            crs_counts[s.crs] = crs_counts.get(s.crs, 0) + 1
+        grid = site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
+    params: dict[str, Any] = {
+        "detector": {"name": method, **params_of(detector)},
+        "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
+        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
+    }
+    key = _params_key(params)
+
+    new_scenes: list[Scene] = scenes
+    reason = "no stored state" if not stored else ""
+    if stored:
+        done = set(meta["all_scene_ids"])
+        new_scenes = [s for s in scenes if s.scene_id not in done]
+        last = datetime.fromisoformat(meta["times"][-1])
+        if meta.get("params_key") != key:
+            reason = "parameters or grid changed"
+        elif meta.get("version") != __version__:
+            reason = f"sitewatch version changed ({meta.get('version')} -> {__version__})"
+        elif not done <= {s.scene_id for s in scenes}:
+            reason = "a scene tracked before is no longer stored"
+        elif any(s.datetime <= last for s in new_scenes):
+            reason = "a new scene is older than the last one tracked"
+        if reason:
+            new_scenes = scenes
+    if stored and not reason and not new_scenes:
+        result = _result(site, store, method, previous, meta, params)
+        return IncrementalRun(result, "unchanged", (), (), previous, None)
+
+    stack = load_stack(new_scenes, grid, DEFAULT_BANDS,
+                       progress=(lambda d, t: progress("load", d, t)) if progress else None)
+    b = list(stack["band"].values).index(COREG_BAND)
+    ts: TrackerState | None = None
+    if stored and not reason:
+        ts, ref_band, ref_clear = _unpack(stored[1])
+        raw_cf = [clear_fraction(c) for c in stack["clear"].values]
+        if meta["ref_clear_fraction"] < 0.5 and max(raw_cf) > meta["ref_clear_fraction"]:
+            reason, ts = "rebasing the co-registration reference on a clearer date", None
+            new_scenes = scenes
+            stack = load_stack(scenes, grid, DEFAULT_BANDS,
+                               progress=(lambda d, t: progress("load", d, t)) if progress else None)
+    mode = "incremental" if ts is not None else "full"
+    shifts_all: dict[str, Any] = dict(meta.get("shifts_px", {})) if ts is not None else {}
+    if ts is None:  # the reference a full run registers onto: the clearest date (as coregister_stack picks it)
+        raw_cf = [clear_fraction(c) for c in stack["clear"].values]
+        rt = int(np.argmax(raw_cf))
+        ref_band = stack["reflectance"].values[rt, b].copy()
+        ref_clear = stack["clear"].values[rt].copy()
+        ref_cf = float(raw_cf[rt])
+    else:
+        ref_cf = float(meta["ref_clear_fraction"])
+    shifts: list = []
+    if coregister:
+        stack, shifts = coregister_stack(stack, COREG_BAND, reference=(ref_band, ref_clear) if ts else None)
+    inside = grid_mask(site, grid)
+    stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
+    if ts is None:
+        ts = TrackerState.empty(stack["time"].values[0], tp.ref_depth, len(stack["band"]), grid.height, grid.width)
+    history = track_pixels(stack, detector, tp, inside=inside, resume=ts,
+                           progress=(lambda d, t: progress("detect", d, t)) if progress else None)
+    if not (ts.clear_fraction >= tp.min_clear_fraction).any():
+        raise AllCloudError(
+            f"site {site.name!r}: no date has {tp.min_clear_fraction:.0%} clear pixels "
+            f"(best {ts.clear_fraction.max():.0%}); wait for clearer scenes or lower --min-clear"
+        )
+    new_ids = list(stack.attrs["scene_ids"])
+    cloudy = [f"{sid} ({f:.0%})" for sid, f in zip(new_ids, ts.clear_fraction[-len(new_ids):], strict=True)
+              if f < tp.min_clear_fraction]
+    if cloudy:
+        warnings.warn(
+            f"site {site.name!r}: {len(cloudy)} of {len(new_ids)} {'new ' if mode == 'incremental' else ''}dates have "
+            f"under {tp.min_clear_fraction:.0%} "
+            f"clear pixels over the site and are skipped: {', '.join(cloudy[:5])}{' ...' if len(cloudy) > 5 else ''}",
+            CloudySceneWarning, stacklevel=2,
+        )
+    new_times = [d.isoformat() for d in stack_dates(stack)]
+    if mode == "incremental":
+        scene_ids = list(meta["scene_ids"]) + new_ids
+        times = list(meta["times"]) + new_times
+        all_ids = list(meta["all_scene_ids"]) + _stored_scene_ids(stack)
+    else:
+        scene_ids, times, all_ids = new_ids, new_times, _stored_scene_ids(stack)
+    shifts_all.update({sid: sh for sid, sh in zip(new_ids, shifts, strict=False)})
+    meta = {
+        "scene_ids": scene_ids, "all_scene_ids": all_ids, "times": times, "grid": params["grid"],
+        "crs_wkt": stack.attrs["crs"], "params_key": key, "version": __version__, "ref_clear_fraction": ref_cf,
+        "shifts_px": shifts_all,
+    }
+    frame = _frame(meta)
+    provenance = {"detector": method, "sitewatch": __version__, "params": params}
+    changes = carry_ids(extract_changes(history, frame, site.name, method, pp, provenance), previous)
+    dates = stack_dates(frame)
+    activity = activity_status(changes, [d for d, u in zip(dates, history.used, strict=True) if u])
+    run_params = {**params, "shifts_px": shifts_all, "incremental": {"mode": mode, "new_scenes": new_ids,
+                                                                      "reason": reason}}
+    all_set = set(all_ids)
+    result = SiteResult(
+        site=site, changes=tuple(changes), dates=tuple(dates),
+        clear_fraction=tuple(float(x) for x in ts.clear_fraction),
+        changed_area_m2=tuple(float(((history.onset <= t) & history.changed).sum() * resolution * resolution)
+                              for t in range(len(dates))),
+        scenes=tuple(s for s in scenes if s.scene_id in all_set), method=method, params=run_params,
+        activity=activity, stack=None, version=__version__,
+    )
+    used_dates = tuple(d for d, u in zip(dates, history.used, strict=True) if u)
+    run = IncrementalRun(result, mode, tuple(new_ids), tuple(stack_dates(stack)), previous, None, reason, used_dates)
+    data = _pack(ts, ref_band, ref_clear)
+
+    def write(s: Session, site_id: int, run_id: int) -> None:
+        _write_state(s, site_id, method, meta, data)
+        if also is not None:
+            also(s, site_id, run_id, replace(run, run_id=run_id))
+
+    run_id = store.save_run(site, changes, method, run_params, scene_ids, list(ts.clear_fraction), activity,
+                            __version__, also=write)
+    return replace(run, run_id=run_id)
+
+
+def _frame(meta: dict[str, Any]) -> xr.Dataset:
+    """A stack without pixels: the time axis and grid attributes that change extraction reads."""
+    times = np.array([datetime.fromisoformat(t).astimezone(UTC).replace(tzinfo=None) for t in meta["times"]],
+                     dtype="datetime64[ns]")
+    g = meta["grid"]
+    return xr.Dataset(coords={"time": times},
+                      attrs={"crs": meta["crs_wkt"], "transform": tuple(g["transform"]),
+                             "scene_ids": list(meta["scene_ids"])})
+
+
+def _result(site: Any, store: Store, method: str, changes: tuple[Change, ...], meta: dict[str, Any],
+            params: dict[str, Any]) -> SiteResult:
+    run = store.latest_run(site.name)
+    dates = stack_dates(_frame(meta))
+    cf = tuple(run["clear_fraction"]) if run else tuple(0.0 for _ in dates)
+    return SiteResult(
+        site=site, changes=changes, dates=tuple(dates), clear_fraction=cf,
+        changed_area_m2=tuple(sum(c.area_m2 for c in changes if c.first_seen_before <= d) for d in dates),
+        scenes=(), method=method, params=run["params"] if run else params,
+        activity=run["activity"] if run else "no data", stack=None, version=__version__,
+    )
