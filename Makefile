@@ -32,6 +32,8 @@ test: lint typecheck system-deps
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/search_oscd.py
+	$(BIN)/python benchmarks/search_bench.py
 
 clean:
 	rm -rf $(VENV) sitewatch-demo .pytest_cache .mypy_cache .ruff_cache

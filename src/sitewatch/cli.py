@@ -373,6 +373,56 @@ def detect_pair(
     )
 
 
+@app.command()
+def search(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output GeoJSON of the ranked candidates (EPSG:4326).")],
+    around: Annotated[str | None, typer.Option(help="Search around this watchlist site.")] = None,
+    radius_km: Annotated[float, typer.Option(help="Radius of the search around --around, km.")] = 15.0,
+    area: Annotated[Path | None, typer.Option(help="Search this area instead (GeoJSON polygon, WGS84).")] = None,
+    start: Annotated[str | None, typer.Option(help="Only scenes from this date (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option(help="Only scenes up to this date (YYYY-MM-DD).")] = None,
+    chips: Annotated[int, typer.Option(help="Write evidence chips of the best N candidates.")] = 10,
+    include_sites: Annotated[bool, typer.Option(help="Keep candidates on watchlist sites.")] = False,
+) -> None:
+    """Search an area for new construction; rank candidate sites (chips in <OUT stem>-evidence/)."""
+    from .search import search_to_file
+
+    with _progress() as cb:
+        r, path = search_to_file(
+            _store(), out, around=around, radius_km=radius_km, area=area, start=start, end=end, chips=chips,
+            suppress_sites=not include_sites, progress=cb,
+        )
+    t = Table(title="Candidates")
+    for col in ("rank", "id", "score (ha)", "area m²", "first seen between", "centre (lon, lat)"):
+        t.add_column(col)
+    for c in r.candidates[:20]:
+        cen = c.geometry.centroid
+        t.add_row(str(c.rank), c.candidate_id, f"{c.score:.2f}", f"{c.area_m2:,.0f}",
+                  f"{_fmt_date(c.first_seen_after)} – {_fmt_date(c.first_seen_before)}", f"{cen.x:.5f}, {cen.y:.5f}")
+    console.print(t)
+    console.print(f"{len(r.candidates)} candidate(s), {len(r.suppressed)} on watchlist sites left out, "
+                  f"{len(r.dates)} dates, {r.seconds:.1f} s: {path}")
+
+
+@site_app.command("promote")
+def site_promote(
+    candidates: Annotated[Path, typer.Argument(help="Candidates GeoJSON written by `sitewatch search`.")],
+    rank: Annotated[int | None, typer.Option(help="Rank of the candidate to promote.")] = None,
+    candidate_id: Annotated[str | None, typer.Option("--id", help="Or its id.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the new site (default: the candidate's id).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who promotes it (default: the current user).")] = None,
+    reason: Annotated[str, typer.Option(help="Why it is watched.")] = "",
+    buffer_m: Annotated[float, typer.Option(help="Margin around the candidate's polygon, metres.")] = 500.0,
+) -> None:
+    """Add a search candidate to the watchlist, recording who added it and why."""
+    from .search import promote_candidate
+
+    s = promote_candidate(_store(), candidates, rank, candidate_id=candidate_id, name=name, added_by=by,
+                          reason=reason, buffer_m=buffer_m)
+    console.print(f"added site {s.name} (by {s.added_by}: {s.reason})")
+
+
+# ---- monitoring and alerts (sitewatch.monitor, sitewatch.alerts, sitewatch.notify, sitewatch.feed)
 alert_app = typer.Typer(help="Alerts of `monitor`: list, rules, webhooks and e-mail.", no_args_is_help=True)
 app.add_typer(alert_app, name="alert")
 

@@ -1,0 +1,324 @@
+"""Broad-area search: tile an area, screen every pixel's series, join, suppress and rank candidate sites.
+
+The area is put on one grid (the scenes' CRS, ``resolution`` metres) and cut into square tiles of
+``tile_px`` pixels.  Each tile is read date by date (only its window of each scene, through
+:func:`sitewatch.sources.read.read_scene_window`) into a streaming per-pixel screen
+(:mod:`sitewatch.search._screen`), so memory is one date of one tile per worker plus a few bytes of state
+per tile pixel, whatever the size of the area and the length of the series.  What a tile keeps is its
+candidate pixels (few) and its activity score; regions are joined across tiles at the end
+(:mod:`sitewatch.search._regions`).  Candidates on a watchlist site are suppressed (that site is already
+watched); the rest are ranked by score: the new built-on area in hectares, weighted by how surely and how
+persistently each pixel looks built.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapely.geometry import Point, box
+from shapely.geometry.base import BaseGeometry
+from shapely.prepared import prep
+
+from .. import __version__
+from .._time import as_utc
+from ..errors import InvalidSite, NoOverlapError
+from ..geo import WGS84, area_m2, to_crs, utm_crs_for
+from ..sources.read import read_scene_window
+from ..stack import DEFAULT_BANDS, Grid, grid_mask, site_grid
+from ..store import Store
+from ..types import Scene, Site
+from ._regions import PixelSet, Region, join_regions
+from ._screen import Screen, ScreenParams
+
+__all__ = ["SearchParams", "Candidate", "SearchResult", "search_area", "search_around", "read_area", "circle_area"]
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """How a search tiles, screens, joins and ranks (see :mod:`sitewatch.search._screen` for ``screen``)."""
+
+    resolution: float = 10.0
+    tile_px: int = 512
+    min_clear_fraction: float = 0.2  # a date is used in a tile from this clear share of the tile's data
+    min_area_m2: float = 1500.0
+    min_onset_px: int = 3
+    link_px: int = 2
+    max_candidates: int = 50
+    workers: int = 2
+    screen: ScreenParams = field(default_factory=ScreenParams)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A ranked candidate site: a polygon (WGS84) of new built-on or cleared ground, dated and scored."""
+
+    rank: int
+    candidate_id: str
+    geometry: BaseGeometry
+    score: float  # effective new built area, hectares
+    area_m2: float
+    first_seen_after: datetime | None
+    first_seen_before: datetime
+    last_seen: datetime
+    n_pixels: int
+    strength: float
+    persistence: float
+    onset_dates: int
+    chips: tuple[str, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search produced: the ranked candidates and everything needed to reproduce them."""
+
+    area: BaseGeometry  # WGS84
+    candidates: tuple[Candidate, ...]
+    suppressed: tuple[dict[str, Any], ...]  # candidates dropped because a watchlist site holds them
+    tile_scores: tuple[dict[str, Any], ...]  # per tile: bounds (WGS84), score (ha), dates used
+    dates: tuple[datetime, ...]
+    scene_ids: tuple[str, ...]
+    params: dict[str, Any]
+    grid: Grid
+    seconds: float
+    version: str = __version__
+
+
+def circle_area(store: Store, site_name: str, radius_km: float) -> tuple[Site, BaseGeometry]:
+    """The watchlist site ``site_name`` and the disc of ``radius_km`` around its centre (WGS84)."""
+    if not radius_km > 0 or not math.isfinite(radius_km):
+        raise InvalidSite(f"--radius-km must be a positive number of kilometres, not {radius_km}")
+    site = store.get_site(site_name)
+    c = site.geometry.centroid
+    utm = utm_crs_for(c.x, c.y)
+    disc = to_crs(Point(*to_crs(c, WGS84, utm).coords[0]).buffer(radius_km * 1000.0, quad_segs=64), utm, WGS84)
+    return site, disc
+
+
+def read_area(source: str | Path | dict[str, Any]) -> BaseGeometry:
+    """A search area (Polygon or MultiPolygon, WGS84) from a GeoJSON file, text or mapping."""
+    from ..sites import read_geometry
+
+    try:
+        return read_geometry(source)
+    except InvalidSite as exc:
+        raise InvalidSite(f"search area: {exc}") from None
+
+
+def search_around(
+    store: Store, site_name: str, radius_km: float = 15.0, **kwargs: Any
+) -> SearchResult:
+    """:func:`search_area` over the disc of ``radius_km`` around a watchlist site."""
+    _, disc = circle_area(store, site_name, radius_km)
+    return search_area(store, disc, **kwargs)
+
+
+def _dominant_crs(scenes: Sequence[Scene]) -> str:
+    counts: dict[str, int] = {}
+    for s in scenes:
+        counts[s.crs] = counts.get(s.crs, 0) + 1
+    return max(counts, key=counts.__getitem__)
+
+
+def _aligned(grid: Grid, scenes: Sequence[Scene], tile_px: int, bounds: tuple[float, ...] | None = None) -> Grid:
+    """A grid over ``bounds`` (default: ``grid``'s; in its CRS) that starts on a tile boundary of the first scene
+    of its CRS and resolution, counted from that scene's corner, so that tiles fall on the scenes' own pixels
+    and (COG) blocks: each block is then decompressed by one tile, not four."""
+    res = grid.transform[0]
+    ref = next((s for s in scenes if s.crs == grid.crs and abs(s.transform[0] - res) < 1e-9
+                and abs(s.transform[4] + res) < 1e-9 and s.transform[1] == s.transform[3] == 0), None)
+    if ref is None:
+        return grid
+    step = res * tile_px
+    tol = 1e-3  # metres: an area drawn on a scene's corner comes back from WGS84 a hair off
+    gl, gb, gr, gt = bounds or grid.bounds
+    left = ref.transform[2] + math.floor((gl + tol - ref.transform[2]) / step) * step
+    top = ref.transform[5] - math.floor((ref.transform[5] - gt + tol) / step) * step
+    width = max(1, math.ceil((gr - tol - left) / res))
+    height = max(1, math.ceil((top - gb - tol) / res))
+    return Grid(grid.crs, (res, 0.0, left, 0.0, -res, top), width, height)
+
+
+def _tile_grids(grid: Grid, tile_px: int) -> list[tuple[int, int, Grid]]:
+    a = grid.affine
+    out = []
+    for r0 in range(0, grid.height, tile_px):
+        for c0 in range(0, grid.width, tile_px):
+            h, w = min(tile_px, grid.height - r0), min(tile_px, grid.width - c0)
+            x0, y0 = a * (c0, r0)
+            out.append((r0, c0, Grid(grid.crs, (a.a, 0.0, x0, 0.0, a.e, y0), w, h)))
+    return out
+
+
+def _scene_box(scene: Scene, crs: str) -> BaseGeometry:
+    from rasterio.warp import transform_bounds
+
+    try:
+        return box(*transform_bounds(scene.crs, crs, *scene.bounds, densify_pts=21))
+    except Exception:  # noqa: BLE001 - a scene that cannot be placed covers nothing
+        return box(0, 0, 0, 0)
+
+
+def _screen_tile(
+    tile: Grid, r0: int, c0: int, inside: np.ndarray, groups: list[list[Scene]], boxes: dict[str, BaseGeometry],
+    days: np.ndarray, params: SearchParams,
+) -> tuple[PixelSet, dict[str, Any]]:
+    bands = tuple(DEFAULT_BANDS)
+    tb = box(*tile.bounds)
+    screen = Screen((tile.height, tile.width), bands, days, params.screen)
+    used = 0
+    for t, group in enumerate(groups):
+        over = [s for s in group if boxes[s.scene_id].intersects(tb)]
+        if not over:
+            continue
+        refl = np.full((len(bands), tile.height, tile.width), np.nan, np.float32)
+        clear = np.zeros((tile.height, tile.width), bool)
+        for s in over:
+            r, c = read_scene_window(s, bands, tile)
+            empty = ~np.isfinite(refl).all(axis=0)
+            refl[:, empty] = r[:, empty]
+            clear |= c & empty
+        clear &= inside
+        data = inside & np.isfinite(refl).all(axis=0)
+        n = int(data.sum())
+        if n == 0 or clear.sum() / n < params.min_clear_fraction:
+            continue
+        screen.update(t, refl, clear)
+        used += 1
+    v = screen.finish()
+    rr, cc = np.nonzero(v.candidate)
+    px = PixelSet(
+        (rr + r0).astype(np.int32), (cc + c0).astype(np.int32), v.onset[rr, cc], v.prev_clear[rr, cc],
+        v.last_hit[rr, cc], v.strength[rr, cc], v.persistence[rr, cc],
+    )
+    px_area = abs(tile.transform[0] * tile.transform[4])
+    score = float((v.strength * v.persistence)[v.candidate].sum() * px_area / 1e4)
+    bounds_wgs84 = to_crs(tb, tile.crs, WGS84).bounds
+    return px, {"row": r0, "col": c0, "bounds": [round(x, 6) for x in bounds_wgs84], "score": round(score, 4),
+                "dates_used": used}
+
+
+def search_area(
+    store: Store,
+    area: BaseGeometry,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    params: SearchParams | None = None,
+    suppress_sites: bool = True,
+    evidence_dir: str | Path | None = None,
+    chips: int = 10,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Search ``area`` (WGS84 polygon) for new construction over the stored scenes from ``start`` to ``end``.
+
+    Raises :class:`~sitewatch.errors.NoOverlapError` when no stored scene of that period covers the area.
+    With ``evidence_dir``, before / first-seen / latest chips of the ``chips`` best candidates are written
+    under ``evidence_dir/chips/``.
+    """
+    t0 = time.perf_counter()
+    p = params or SearchParams()
+    area_site = Site("search area", area)
+    a_start, a_end = as_utc(start), as_utc(end)
+    scenes = [
+        s for s in store.scenes(area_site)
+        if (a_start is None or s.datetime >= a_start) and (a_end is None or s.datetime <= a_end)
+    ]
+    if not scenes:
+        when = f" between {a_start:%Y-%m-%d} and {a_end:%Y-%m-%d}" if a_start and a_end else ""
+        raise NoOverlapError(
+            f"no stored scene covers the search area{when} ({area_m2(area) / 1e6:,.0f} km² around "
+            f"{area.centroid.x:.4f}, {area.centroid.y:.4f}); ingest or fetch imagery of it first"
+        )
+    grid = site_grid(area_site, p.resolution, crs=_dominant_crs(scenes))
+    grid = _aligned(grid, scenes, p.tile_px, to_crs(area, WGS84, grid.crs).bounds)
+    groups_d: dict[datetime, list[Scene]] = {}
+    for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id)):
+        groups_d.setdefault(s.datetime, []).append(s)
+    dates = list(groups_d)
+    groups = list(groups_d.values())
+    days = np.array([(d - dates[0]).total_seconds() / 86400.0 for d in dates])
+    boxes = {s.scene_id: _scene_box(s, grid.crs) for s in scenes}
+    cover = prep(to_crs(area, WGS84, grid.crs))
+    tiles = [(r0, c0, g) for r0, c0, g in _tile_grids(grid, p.tile_px) if cover.intersects(box(*g.bounds))]
+    parts: list[PixelSet] = []
+    tile_scores: list[dict[str, Any]] = []
+
+    def work(r0: int, c0: int, tile: Grid) -> tuple[PixelSet, dict[str, Any]]:
+        inside = grid_mask(area_site, tile)
+        if not inside.any():
+            return PixelSet.concat([]), {"row": r0, "col": c0, "score": 0.0, "dates_used": 0}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _screen_tile(tile, r0, c0, inside, groups, boxes, days, p)
+
+    with ThreadPoolExecutor(max_workers=max(1, p.workers)) as pool:
+        futures = [pool.submit(work, r0, c0, g) for r0, c0, g in tiles]
+        for i, fut in enumerate(as_completed(futures)):
+            px, info = fut.result()
+            parts.append(px)
+            tile_scores.append(info)
+            if progress:
+                progress("search", i + 1, len(futures))
+    tile_scores.sort(key=lambda d: (d["row"], d["col"]))
+    regions = join_regions(
+        PixelSet.concat(parts), grid.width, grid.affine, grid.crs, dates,
+        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px,
+    )
+    kept, suppressed = _suppress(store, regions) if suppress_sites else (regions, [])
+    kept = kept[: p.max_candidates]
+    scene_ids = tuple(s.scene_id for s in scenes)
+    prov_params = {
+        "search": {k: v for k, v in asdict(p).items() if k != "screen"}, "screen": asdict(p.screen),
+        "start": a_start, "end": a_end, "suppress_sites": suppress_sites,
+        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
+    }
+    cands = [_candidate(i + 1, r, groups) for i, r in enumerate(kept)]
+    if evidence_dir is not None and chips > 0 and cands:
+        from ._evidence import write_chips
+
+        cands = write_chips(cands, scenes, grid, Path(evidence_dir), chips,
+                            progress=(lambda d, t: progress("chips", d, t)) if progress else None)
+    return SearchResult(
+        area=area, candidates=tuple(cands), suppressed=tuple(suppressed), tile_scores=tuple(tile_scores),
+        dates=tuple(dates), scene_ids=scene_ids, params=prov_params, grid=grid,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def _suppress(store: Store, regions: list[Region]) -> tuple[list[Region], list[dict[str, Any]]]:
+    sites = store.list_sites()
+    kept, dropped = [], []
+    for r in regions:
+        holder = next((s for s in sites if s.geometry.intersects(r.geometry)), None)
+        if holder is None:
+            kept.append(r)
+        else:
+            dropped.append({"id": r.region_id, "site": holder.name, "score": r.score, "area_m2": round(r.area_m2, 1),
+                            "centroid": [round(r.geometry.centroid.x, 6), round(r.geometry.centroid.y, 6)]})
+    return kept, dropped
+
+
+def _candidate(rank: int, r: Region, groups: list[list[Scene]]) -> Candidate:
+    t_first = r.provenance["first_seen_index"]
+    t_after = r.provenance["last_clear_index_before"]
+    return Candidate(
+        rank=rank, candidate_id=r.region_id, geometry=r.geometry, score=r.score, area_m2=round(r.area_m2, 1),
+        first_seen_after=r.first_seen_after, first_seen_before=r.first_seen_before, last_seen=r.last_seen,
+        n_pixels=r.n_pixels, strength=r.strength, persistence=r.persistence, onset_dates=r.onset_dates,
+        provenance={
+            "first_seen_scenes": [s.scene_id for s in groups[t_first]],
+            "last_clear_scenes_before": [s.scene_id for s in groups[t_after]] if t_after >= 0 else [],
+        },
+    )

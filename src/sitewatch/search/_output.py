@@ -1,0 +1,195 @@
+"""Candidates on disk (GeoJSON, EPSG:4326) and their promotion to watchlist sites.
+
+:func:`write_candidates` writes an RFC 7946 FeatureCollection, one feature per candidate in rank order
+with ``rank``, ``score``, ``first_seen_after``, ``first_seen_before`` (ISO UTC) and the rest of what the
+search measured, and the search's provenance (area, scenes, dates, parameters, suppressed candidates,
+per-tile scores, version) in a top-level ``sitewatch`` member.  :func:`promote_candidate` turns one of them
+into a site on the watchlist (its polygon plus a margin), recording who promoted it and why.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shapely.geometry import shape
+
+from ..errors import InvalidSite, SitewatchError
+from ..export import geometry_to_geojson, iso_utc, to_jsonable
+from ..geo import WGS84, to_crs, utm_crs_for
+from ..store import Store
+from ..types import Site
+from ._core import Candidate, SearchResult
+
+__all__ = ["CandidateNotFound", "candidate_feature", "write_candidates", "read_candidates", "promote_candidate"]
+
+
+class CandidateNotFound(SitewatchError, LookupError):
+    """No candidate of that rank (or id) is in the candidates file."""
+
+
+def _rel(path: str, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # another drive
+        return path
+
+
+def candidate_feature(c: Candidate, base: Path | None = None) -> dict[str, Any]:
+    """One candidate as a GeoJSON Feature (chip paths relative to ``base`` when given)."""
+    cen = c.geometry.centroid
+    chips = [_rel(p, base) if base else p for p in c.chips]
+    prov = to_jsonable(c.provenance)
+    for chip in prov.get("chips", []):
+        chip["file"] = _rel(chip["file"], base) if base else chip["file"]
+    return {
+        "type": "Feature",
+        "id": c.candidate_id,
+        "geometry": geometry_to_geojson(c.geometry),
+        "properties": {
+            "rank": c.rank, "id": c.candidate_id, "score": c.score, "area_m2": c.area_m2,
+            "first_seen_after": iso_utc(c.first_seen_after), "first_seen_before": iso_utc(c.first_seen_before),
+            "last_seen": iso_utc(c.last_seen), "n_pixels": c.n_pixels, "strength": c.strength,
+            "persistence": c.persistence, "onset_dates": c.onset_dates,
+            "centroid": [round(cen.x, 6), round(cen.y, 6)], "chips": chips, "provenance": prov,
+        },
+    }
+
+
+def write_candidates(result: SearchResult, path: str | Path) -> Path:
+    """Write the ranked candidates of ``result`` as GeoJSON (EPSG:4326) at ``path`` (atomically)."""
+    path = Path(path)
+    base = path.parent.resolve()
+    meta = {
+        "version": result.version, "created": iso_utc(datetime.now(UTC)), "crs": "EPSG:4326",
+        "area": geometry_to_geojson(result.area), "dates": [iso_utc(d) for d in result.dates],
+        "scene_ids": list(result.scene_ids), "params": to_jsonable(result.params),
+        "suppressed": to_jsonable(list(result.suppressed)), "tile_scores": to_jsonable(list(result.tile_scores)),
+        "seconds": result.seconds,
+    }
+    feats = [json.dumps(candidate_feature(c, base), ensure_ascii=False, allow_nan=False) for c in result.candidates]
+    text = (  # one feature per line: compact, yet diffable line by line
+        '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + '\n],\n"sitewatch": '
+        + json.dumps(meta, ensure_ascii=False, allow_nan=False) + "}\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_candidates(path: str | Path) -> list[dict[str, Any]]:
+    """The candidate features of a file written by :func:`write_candidates`, in rank order."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidSite(f"candidates file {path} does not exist; write one with `sitewatch search ... -o FILE`")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidSite(f"candidates file {path} is not valid JSON ({exc})") from None
+    feats = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(feats, list) or any(
+        not isinstance(f, dict) or not isinstance(f.get("properties"), dict) or "rank" not in f["properties"]
+        for f in feats
+    ):
+        raise InvalidSite(f"{path} is not a candidates file (a FeatureCollection whose features have a 'rank')")
+    return sorted(feats, key=lambda f: f["properties"]["rank"])
+
+
+def promote_candidate(
+    store: Store,
+    path: str | Path,
+    rank: int | None = None,
+    *,
+    candidate_id: str | None = None,
+    name: str | None = None,
+    added_by: str | None = None,
+    reason: str = "",
+    buffer_m: float = 500.0,
+    aliases: tuple[str, ...] = (),
+) -> Site:
+    """Add the candidate of ``rank`` (or ``candidate_id``) in the candidates file to the watchlist.
+
+    The site is the candidate's polygon grown by ``buffer_m`` metres (room for the seasonal reference of
+    detection); its notes keep the candidate's score, first-seen interval and file; ``added_by`` (default:
+    the user running it) and ``reason`` are recorded.  Nothing is written when any check fails.
+    """
+    from ..sites import make_site
+
+    if (rank is None) == (candidate_id is None):
+        raise CandidateNotFound("give a candidate's rank or its id (one of them)")
+    if not buffer_m >= 0:
+        raise InvalidSite(f"the buffer must be zero or more metres, not {buffer_m}")
+    feats = read_candidates(path)
+    found = next((f for f in feats if (f["properties"]["rank"] == rank if rank is not None
+                                       else f["properties"].get("id") == candidate_id)), None)
+    if found is None:
+        what = f"rank {rank}" if rank is not None else f"id {candidate_id!r}"
+        raise CandidateNotFound(f"no candidate of {what} in {path} ({len(feats)} candidate(s))")
+    props = found["properties"]
+    try:
+        geom = shape(found["geometry"])
+    except Exception as exc:  # noqa: BLE001 - shapely raises several types for bad GeoJSON
+        raise InvalidSite(f"candidate {props.get('id')} in {path} has no valid geometry ({exc})") from None
+    if buffer_m > 0:
+        c = geom.centroid
+        utm = utm_crs_for(c.x, c.y)
+        geom = to_crs(to_crs(geom, WGS84, utm).buffer(buffer_m, quad_segs=16), utm, WGS84)
+    notes = (
+        f"promoted from search candidate #{props['rank']} ({props.get('id')}) of {Path(path).name}: "
+        f"score {props.get('score')}, {props.get('area_m2')} m², first seen between "
+        f"{(props.get('first_seen_after') or '?')[:10]} and {(props.get('first_seen_before') or '?')[:10]}"
+        f"{f', buffered by {buffer_m:g} m' if buffer_m else ''}"
+    )
+    site = make_site(
+        name or str(props.get("id") or f"candidate {props['rank']}"), geom, aliases=aliases, notes=notes,
+        added_by=added_by if added_by else getpass.getuser(), reason=reason or "search candidate",
+    )
+    return store.add_site(site)
+
+
+def _date(value: str | datetime | None, what: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidSite(f"{what} wants a date like 2024-05-01, not {value!r}") from None
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+def search_to_file(
+    store: Store,
+    out: str | Path,
+    *,
+    around: str | None = None,
+    radius_km: float = 15.0,
+    area: str | Path | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    chips: int = 10,
+    params: Any = None,
+    suppress_sites: bool = True,
+    progress: Any = None,
+) -> tuple[SearchResult, Path]:
+    """What ``sitewatch search`` does: search around a watchlist site or over an area file, write the
+    candidates to ``out`` (GeoJSON) and the chips of the best ``chips`` of them to ``<out stem>-evidence/``."""
+    from ._core import circle_area, read_area, search_area
+
+    if (around is None) == (area is None):
+        raise InvalidSite("give either --around SITE (with --radius-km) or --area FILE.geojson, not both or neither")
+    t0, t1 = _date(start, "--start"), _date(end, "--end")
+    if t0 and t1 and t1 < t0:
+        raise InvalidSite(f"--end ({t1:%Y-%m-%d}) is before --start ({t0:%Y-%m-%d})")
+    geom = circle_area(store, around, radius_km)[1] if around is not None else read_area(area)  # type: ignore[arg-type]
+    out = Path(out)
+    result = search_area(
+        store, geom, start=t0, end=t1, params=params, suppress_sites=suppress_sites,
+        evidence_dir=out.parent / f"{out.stem}-evidence", chips=chips, progress=progress,
+    )
+    return result, write_candidates(result, out)
