@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from sitewatch.errors import AllCloudError, CloudySceneWarning, ImageryError, InvalidSite, MissingCRSError, NoOverlapError
+from sitewatch.errors import (
+    AllCloudError,
+    CloudySceneWarning,
+    ImageryError,
+    InvalidSite,
+    MissingCRSError,
+    NoOverlapError,
+)
 from sitewatch.geo import to_crs
 from sitewatch.pipeline import detect_site, ingest
 from sitewatch.sites import make_site
