@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# the train extra (torch, CPU wheel): `make train`, and the tests that compare the learned model's ONNX export
+# with its torch weights
+TRAIN_STAMP := $(VENV)/.train-stamp
 
-.PHONY: demo test lint typecheck bench clean venv docs system-deps
+.PHONY: demo test lint typecheck bench clean venv docs train system-deps
 
 venv: $(STAMP)
 
@@ -27,13 +30,22 @@ typecheck: $(STAMP)
 system-deps:
 	sh scripts/system-deps.sh
 
-test: lint typecheck system-deps
+$(TRAIN_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,train]"
+	touch $(TRAIN_STAMP)
+
+test: lint typecheck system-deps $(TRAIN_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/search_oscd.py
 	$(BIN)/python benchmarks/search_bench.py
+
+# the learned detector: one model per left-out OSCD city (benchmarks/models) and the final model on all
+# of them (src/sitewatch/models); needs torch (the train extra, a CPU wheel)
+train: $(TRAIN_STAMP)
+	$(BIN)/python -m sitewatch.train
 
 clean:
 	rm -rf $(VENV) sitewatch-demo .pytest_cache .mypy_cache .ruff_cache

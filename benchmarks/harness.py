@@ -5,6 +5,11 @@ every pair, reads back the change mask it wrote and compares it with the pair's 
 instance has a ``fit(pairs) -> dict`` method is *learned*: it is evaluated leave-one-pair-out (for OSCD,
 leave-one-city-out): for each pair it is fitted on all the other pairs of the run and the parameters that
 ``fit`` returns are passed to ``detect_pair`` for the held-out pair; the row records the pairs it was trained on.
+A ``fit`` that also takes ``held_out`` (the pair to be scored) may return a model trained beforehand without
+that pair (the ``learned`` detector's leave-one-city-out fold models written by ``make train``); when the
+detector built with the fitted parameters has a ``trained_on`` attribute, the row records that list instead,
+and a pair the model was trained on is never scored (the row fails).  A detector that needs bands a pair lacks
+(:class:`~sitewatch.errors.MissingBandError`) is *skipped* on it: not a failure, left out of the pooled scores.
 
 Scores are of the change class, over labelled pixels only.  Undefined ratios (nothing predicted, nothing
 labelled as change) are reported as 0.0.
@@ -13,6 +18,7 @@ labelled as change) are reported as 0.0.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -153,6 +159,7 @@ class Row:
     fitted_params: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None  # not applicable: the pair lacks bands the detector needs
 
     @property
     def scores(self) -> dict[str, float]:
@@ -194,14 +201,15 @@ class Result:
             groups.setdefault((r.detector, r.dataset), []).append(r)
         out = []
         for (det, ds), rows in groups.items():
-            ok = [r for r in rows if not r.error]
+            ok = [r for r in rows if not r.error and not r.skipped]
             tp, fp, fn, tn = (sum(getattr(r, k) for r in ok) for k in ("tp", "fp", "fn", "tn"))
             out.append(
                 {
                     "detector": det,
                     "dataset": ds,
                     "pairs": len(ok),
-                    "failed": len(rows) - len(ok),
+                    "failed": sum(1 for r in rows if r.error),
+                    "skipped": sum(1 for r in rows if r.skipped and not r.error),
                     "tp": tp,
                     "fp": fp,
                     "fn": fn,
@@ -213,8 +221,9 @@ class Result:
         base = {p["dataset"]: p for p in out if p["detector"] == self.baseline}
         for p in out:
             b = base.get(p["dataset"])
-            p["f1_vs_baseline"] = p["f1"] / b["f1"] if b and b["f1"] > 0 else None
-            p["time_vs_baseline"] = p["seconds"] / b["seconds"] if b and b["seconds"] > 0 else None
+            scored = p["pairs"] > 0  # a detector skipped or failed on every pair has no ratio
+            p["f1_vs_baseline"] = p["f1"] / b["f1"] if scored and b and b["f1"] > 0 else None
+            p["time_vs_baseline"] = p["seconds"] / b["seconds"] if scored and b and b["seconds"] > 0 else None
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,7 +317,7 @@ def _run_one(
     spec: DetectorSpec, pair: Pair, everything: list[Pair], label: np.ndarray, work: Path, learned: bool
 ) -> Row:
     from sitewatch.detectors import get_detector
-    from sitewatch.errors import SitewatchWarning
+    from sitewatch.errors import MissingBandError, SitewatchWarning
     from sitewatch.pair import detect_pair
 
     row = Row(spec.label, pair.name, pair.dataset)
@@ -318,12 +327,18 @@ def _run_one(
             train = [p for p in everything if p.name != pair.name]
             row.trained_on = [p.name for p in train]
             t = time.perf_counter()
-            fitted = get_detector(spec.method, **spec.params).fit(train)  # type: ignore[attr-defined]
+            fit = get_detector(spec.method, **spec.params).fit  # type: ignore[attr-defined]
+            fitted = fit(train, held_out=pair) if _takes_held_out(fit) else fit(train)
             row.fit_seconds = time.perf_counter() - t
             if not isinstance(fitted, dict):
                 raise TypeError(f"{spec.method}.fit() must return a dict of detector parameters, not {fitted!r}")
             row.fitted_params = fitted
             params.update(fitted)
+            seen = getattr(get_detector(spec.method, **params), "trained_on", None)
+            if seen is not None:  # a pretrained fold model says what it was trained on
+                row.trained_on = sorted(seen)
+            if pair.name in row.trained_on:
+                raise ValueError(f"{spec.label} was trained on {pair.name}: it cannot be scored on it")
         out = work / "masks" / f"{_slug(pair.name)}-{_slug(spec.label)}.tif"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -338,9 +353,18 @@ def _run_one(
         row.tp, row.fp, row.fn, row.tn = confusion(pred, label)
         row.threshold = res.threshold
         row.predicted_fraction = res.changed_fraction
+    except MissingBandError as exc:  # the pair lacks bands the detector needs: not applicable, not a failure
+        row.skipped = _error(exc)
     except Exception as exc:  # noqa: BLE001 - report and go on with the next pair
         row.error = _error(exc)
     return row
+
+
+def _takes_held_out(fit: Callable[..., Any]) -> bool:
+    try:
+        return "held_out" in inspect.signature(fit).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def prepare(pair: Pair, folder: Path) -> Pair:

@@ -28,6 +28,8 @@ from benchmarks.datasets import DATASETS, DataNotFound, data_root, discover  # n
 from benchmarks.harness import DetectorSpec, Result, Row, environment, run  # noqa: E402
 
 RESULTS = HERE / "results"
+#: Leave-one-city-out fold models of the learned detector, written by ``make train``.
+MODELS = HERE / "models"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,14 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def progress(det: str, pair: str, row: Row) -> None:
-        what = (
-            f"[red]FAILED[/] {escape(row.error)}" if row.error else f"F1 {row.scores['f1']:.3f}  {row.seconds:6.2f} s"
-        )
+        if row.error:
+            what = f"[red]FAILED[/] {escape(row.error)}"
+        elif row.skipped:
+            what = f"skipped (not applicable): {escape(row.skipped)}"
+        else:
+            what = f"F1 {row.scores['f1']:.3f}  {row.seconds:6.2f} s"
         console.print(f"  {escape(det):<12} {escape(pair):<12} {what}", soft_wrap=True)
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    specs = [DetectorSpec(d, coregister=args.coregister) for d in detectors]
+    specs = [DetectorSpec(d, _bench_params(d), coregister=args.coregister) for d in detectors]
     result = run(pairs, specs, workdir=args.keep, progress=progress)
     total = time.perf_counter() - t0
 
@@ -130,6 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _bench_params(name: str) -> dict[str, Any]:
+    """Benchmark parameters of a detector: the fold models folder for one that has a ``folds`` parameter."""
+    import dataclasses
+
+    from sitewatch.detectors.base import _REGISTRY
+
+    cls = _REGISTRY[name]
+    if dataclasses.is_dataclass(cls) and "folds" in {f.name for f in dataclasses.fields(cls)}:
+        return {"folds": str(MODELS)}
+    return {}
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
@@ -149,9 +166,12 @@ def _print_tables(console: Console, result: Result) -> None:
         if r.error:
             per.add_row(r.detector, r.dataset, r.pair, *["-"] * 7, escape(f"error: {r.error}"[:60]))
             continue
+        if r.skipped:
+            per.add_row(r.detector, r.dataset, r.pair, *["-"] * 7, escape(f"not applicable: {r.skipped}"[:60]))
+            continue
         s = r.scores
         labelled = r.tp + r.fp + r.fn + r.tn
-        note = f"trained on {len(r.trained_on)} pair(s)" if r.trained_on is not None else ""
+        note = f"trained on {len(r.trained_on)} pair(s), not this one" if r.trained_on is not None else ""
         per.add_row(
             r.detector,
             r.dataset,
@@ -178,7 +198,9 @@ def _print_tables(console: Console, result: Result) -> None:
         pooled.add_row(
             p["detector"] + (" (baseline)" if p["detector"] == result.baseline else ""),
             p["dataset"],
-            f"{p['pairs']}" + (f" ({p['failed']} failed)" if p["failed"] else ""),
+            f"{p['pairs']}"
+            + (f" ({p['failed']} failed)" if p["failed"] else "")
+            + (f" ({p['skipped']} n/a)" if p.get("skipped") else ""),
             f"{p['precision']:.3f}",
             f"{p['recall']:.3f}",
             f"{p['f1']:.3f}",

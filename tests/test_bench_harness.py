@@ -147,10 +147,52 @@ class Learned:
         return ChangeMap(score.astype(np.float32), mask, self.threshold, self.name, asdict(self))
 
 
+@dataclass(frozen=True)
+class Pretrained:
+    """Test learned detector with fold models trained beforehand: ``fit`` picks the one without the held-out
+    pair; ``model`` names it, ``trained_on`` is what it was trained on (``leak`` claims the held-out pair too)."""
+
+    name: ClassVar[str] = "test-pretrained"
+    description: ClassVar[str] = "test: pretrained fold models"
+    model: str = ""
+    leak: bool = False
+
+    def fit(self, pairs: Sequence[Pair], held_out: Pair | None = None) -> dict[str, Any]:
+        assert held_out is not None and held_out.name not in [p.name for p in pairs]
+        return {"model": f"without-{held_out.name}"}
+
+    @property
+    def trained_on(self) -> list[str]:
+        held = self.model.removeprefix("without-")
+        return sorted({"alpha", "bravo", "zulu", "extra"} - ({""} if self.leak else {held}))
+
+    def detect(
+        self, before: np.ndarray, after: np.ndarray, bands: Sequence[str], valid: np.ndarray | None = None
+    ) -> ChangeMap:
+        score = np.abs(after - before).max(axis=0)
+        return ChangeMap(score.astype(np.float32), score > 0.05, 0.05, self.name, asdict(self))
+
+
+@dataclass(frozen=True)
+class NeedsRedEdge:
+    """Test detector that needs B05, which the tiny pairs lack."""
+
+    name: ClassVar[str] = "test-rededge"
+    description: ClassVar[str] = "test: needs B05"
+
+    def detect(
+        self, before: np.ndarray, after: np.ndarray, bands: Sequence[str], valid: np.ndarray | None = None
+    ) -> ChangeMap:
+        base.band_index(bands, "B05")
+        raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def test_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(base._REGISTRY._items, "test-shifted", ShiftedTruth)
     monkeypatch.setitem(base._REGISTRY._items, "test-learned", Learned)
+    monkeypatch.setitem(base._REGISTRY._items, "test-pretrained", Pretrained)
+    monkeypatch.setitem(base._REGISTRY._items, "test-rededge", NeedsRedEdge)
     FIT_CALLS.clear()
 
 
@@ -250,6 +292,29 @@ def test_learned_detector_is_scored_leave_one_city_out(oscd_root: Path) -> None:
         assert r.fitted_params == {"threshold": 0.05}
         assert r.scores["f1"] == 1.0
     assert result.detectors[0]["learned"] and result.detectors[0]["evaluation"] == "leave-one-pair-out"
+
+
+@pytest.mark.usefixtures("test_detectors")
+def test_pretrained_fold_models_never_score_their_training_pairs(oscd_root: Path) -> None:
+    pairs = discover(oscd_root)
+    result = harness.run(pairs, ["test-pretrained"], baseline=None)
+    for r in result.rows:
+        assert r.error is None and r.fitted_params == {"model": f"without-{r.pair}"}
+        assert r.trained_on == sorted({"alpha", "bravo", "zulu", "extra"} - {r.pair})  # the model's own record
+        assert r.scores["f1"] == 1.0
+    leaky = harness.run(pairs, [harness.DetectorSpec("test-pretrained", {"leak": True})], baseline=None)
+    assert all(r.error and "trained on" in r.error and not r.tp for r in leaky.rows)
+
+
+@pytest.mark.usefixtures("test_detectors")
+def test_missing_bands_skip_a_pair_without_failing(oscd_root: Path) -> None:
+    pairs = discover(oscd_root)[:2]
+    result = harness.run(pairs, ["test-rededge", "cva"], baseline=None)
+    skipped = [r for r in result.rows if r.detector == "test-rededge"]
+    assert all(r.skipped and "B05" in r.skipped and r.error is None for r in skipped)
+    assert not result.errors
+    (pooled,) = [p for p in result.pooled() if p["detector"] == "test-rededge"]
+    assert (pooled["pairs"], pooled["failed"], pooled["skipped"], pooled["tp"]) == (0, 0, 2, 0)
 
 
 def test_failure_is_recorded_not_raised(oscd_root: Path) -> None:

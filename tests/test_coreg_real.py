@@ -119,9 +119,9 @@ def test_coregistration_improves_detection_on_a_shifted_real_pair(real_data: Pat
     after = _write(tmp_path / "after.tif", data_a, bands)
     shifted = _write(tmp_path / "after-shifted.tif", moved, bands)
 
-    f1_aligned = _f1(detect_pair(before, after, tmp_path / "aligned.tif").out, label)
-    f1_plain = _f1(detect_pair(before, shifted, tmp_path / "plain.tif").out, label)
-    result = detect_pair(before, shifted, tmp_path / "coreg.tif", coregister=True)
+    f1_aligned = _f1(detect_pair(before, after, tmp_path / "aligned.tif", method="cva").out, label)
+    f1_plain = _f1(detect_pair(before, shifted, tmp_path / "plain.tif", method="cva").out, label)
+    result = detect_pair(before, shifted, tmp_path / "coreg.tif", method="cva", coregister=True)
     f1_coreg = _f1(Path(result.out), label)
 
     assert result.shift is not None

@@ -184,7 +184,7 @@ def test_tiff_without_crs_is_a_missing_crs_error(tmp_path: Path) -> None:
     with pytest.raises(MissingCRSError, match="nocrs.tif"):
         read_image(path)
     with pytest.raises(MissingCRSError):
-        detect_pair(path, path, tmp_path / "out.tif")
+        detect_pair(path, path, tmp_path / "out.tif", method="cva")
 
 
 # ---------------------------------------------------------------------------------------------- detect
@@ -244,7 +244,7 @@ def test_after_on_another_grid_is_resampled_onto_before(tmp_path: Path) -> None:
     before = write_multiband(tmp_path / "before.tif", scene(False))
     shifted = {b: np.roll(r, -30, axis=1) for b, r in scene(True).items()}
     after = write_multiband(tmp_path / "after.tif", shifted, origin=(ORIGIN[0] + 300, ORIGIN[1]))
-    result = detect_pair(before, after, tmp_path / "change.tif")
+    result = detect_pair(before, after, tmp_path / "change.tif", method="cva")
     mask = check_output(result, tmp_path / "change.tif", read_image(before))
     assert not mask[:, :30].any()  # no data in AFTER there
     assert result.valid_pixels == SIZE * (SIZE - 30)
@@ -255,7 +255,7 @@ def test_non_overlapping_pair_is_a_no_overlap_error(tmp_path: Path) -> None:
     before = write_multiband(tmp_path / "before.tif", scene(False))
     after = write_multiband(tmp_path / "after.tif", scene(True), origin=(ORIGIN[0] + 50_000, ORIGIN[1]))
     with pytest.raises(NoOverlapError, match="does not overlap"):
-        detect_pair(before, after, tmp_path / "change.tif")
+        detect_pair(before, after, tmp_path / "change.tif", method="cva")
     assert not (tmp_path / "change.tif").exists()
 
 
@@ -263,11 +263,11 @@ def test_pair_errors(tmp_path: Path) -> None:
     before = write_multiband(tmp_path / "before.tif", scene(False))
     one = write_multiband(tmp_path / "one.tif", {"B04": scene(True)["B04"], "B99": scene(True)["B08"]})
     with pytest.raises(ImageryError, match="share 1 band"):
-        detect_pair(before, one, tmp_path / "change.tif")
+        detect_pair(before, one, tmp_path / "change.tif", method="cva")
     with pytest.raises(DetectorNotFound):
         detect_pair(before, before, tmp_path / "change.tif", method="nope")
     with pytest.raises(ImageryError, match="does not exist"):
-        detect_pair(before, tmp_path / "nothing", tmp_path / "change.tif")
+        detect_pair(before, tmp_path / "nothing", tmp_path / "change.tif", method="cva")
 
 
 def test_detect_pair_with_coregistration(tmp_path: Path) -> None:
@@ -275,7 +275,7 @@ def test_detect_pair_with_coregistration(tmp_path: Path) -> None:
     before = write_multiband(tmp_path / "before.tif", scene(False))
     moved = {b: ndimage.shift(r, (0.4, -0.6), order=3, mode="nearest") for b, r in scene(True).items()}
     after = write_multiband(tmp_path / "after.tif", moved)
-    result = detect_pair(before, after, tmp_path / "change.tif", coregister=True)
+    result = detect_pair(before, after, tmp_path / "change.tif", method="cva", coregister=True)
     assert result.shift is not None
     assert result.shift == pytest.approx((-0.4, 0.6), abs=0.15)
     with rasterio.open(tmp_path / "change.tif") as src:
@@ -287,7 +287,7 @@ def test_implausible_coregistration_shift_is_not_applied(tmp_path: Path) -> None
     moved = {b: np.roll(r, 6, axis=0) for b, r in scene(True).items()}
     after = write_multiband(tmp_path / "after.tif", moved)
     with pytest.warns(SitewatchWarning, match="implausible shift"):
-        result = detect_pair(before, after, tmp_path / "change.tif", coregister=True)
+        result = detect_pair(before, after, tmp_path / "change.tif", method="cva", coregister=True)
     assert result.shift is None
 
 
@@ -370,3 +370,13 @@ def test_oscd_city(tmp_path: Path, method: str) -> None:
     tp = int((pred & label).sum())
     f1 = 2 * tp / (int(pred.sum()) + int(label.sum()))
     assert f1 > 0
+
+
+def test_cli_and_library_share_the_default_pair_method() -> None:
+    import inspect
+
+    from sitewatch import cli
+    from sitewatch.pair import DEFAULT_PAIR_METHOD
+
+    default = inspect.signature(cli.detect_pair).parameters["method"].default
+    assert default == DEFAULT_PAIR_METHOD == "urban"

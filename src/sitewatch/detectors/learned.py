@@ -1,0 +1,292 @@
+"""A small learned change detector for Sentinel-2: a Siamese U-Net (FC-Siam-diff style) run with onnxruntime.
+
+The network was trained on the OSCD cities (Daudt et al., IGARSS 2018) by ``make train``
+(:mod:`sitewatch.train`, which needs the ``train`` extra: torch); at run time only onnxruntime is needed.
+The weights ship with the package (``sitewatch/models/``) with a JSON file of metadata: the bands and their
+normalisation, the training cities, the seed, the sitewatch version and git commit, and the
+leave-one-city-out scores measured when it was trained.
+
+Steps, each the same for every scene:
+
+0. **Co-registration** (``coregister``, on by default): the residual translation of AFTER is measured by
+   phase correlation and removed (:mod:`sitewatch.coreg`), exactly as for the ``urban`` detector.
+1. **Normalisation, per image and per band** (:func:`normalise`): ``log`` of the reflectance, centred on its
+   median and divided by its robust spread (1.4826 x MAD) over the valid pixels.  A gain between the dates,
+   or between L1C top-of-atmosphere and L2A surface reflectance, is an offset of the log and disappears.
+2. **Network**: both dates go through one shared encoder; the decoder sees the absolute differences of
+   their features at every scale and gives the probability of change of every pixel.  The image is
+   processed in overlapping tiles (``tile`` pixels; the margins of each tile are dropped), so memory is
+   bounded whatever the image size.
+3. **Decision**: change where the probability exceeds ``threshold``: by default the model's own, recorded in
+   its metadata, the one with the best pooled F1 on its training cities (never on a city it is scored on).
+
+Needs the ten 10 m and 20 m bands B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 (in L1C and L2A products
+alike; B01, B09, B10 are not used).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..coreg import apply_shift, estimate_shift
+from ..errors import ImageryError
+from ..types import ChangeMap
+from .base import band_index, register
+from .cva import MIN_VALID_PIXELS, check_inputs
+
+__all__ = ["MODEL_BANDS", "LearnedDetector", "default_model", "load_metadata", "normalise", "predict", "prepare"]
+
+#: The bands the network reads, in this order.
+MODEL_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+#: Reflectance floor before the log (deep shadow and water are noise below it).
+FLOOR = 1e-3
+#: Name of the shipped model in ``sitewatch/models``.
+MODEL_FILE = "oscd_siamdiff.onnx"
+#: Input size multiple required by the network (three 2x poolings).
+_MULTIPLE = 8
+
+
+def default_model() -> Path:
+    """Path of the model shipped with the package."""
+    return Path(str(resources.files("sitewatch") / "models" / MODEL_FILE))
+
+
+def load_metadata(model: str | Path) -> dict[str, Any]:
+    """The JSON metadata next to ``model`` (``x.onnx`` -> ``x.json``); ``FileNotFoundError`` when either is
+    missing."""
+    meta = Path(model).with_suffix(".json")
+    if not Path(model).is_file() or not meta.is_file():
+        raise FileNotFoundError(
+            f"learned model {model} (or its metadata {meta.name}) is missing; run `make train` to build it"
+        )
+    data: dict[str, Any] = json.loads(meta.read_text())
+    return data
+
+
+def normalise(img: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per-band robust standardisation of ``log(max(img, FLOOR))`` over the pixels ``ok``; 0 outside them.
+
+    ``img`` is float ``(band, y, x)`` reflectance; the result is float32 of the same shape.
+    """
+    out = np.zeros(img.shape, np.float32)
+    for k in range(img.shape[0]):
+        lg = np.log(np.maximum(np.nan_to_num(img[k], nan=FLOOR), FLOOR)).astype(np.float32)
+        v = lg[ok]
+        med = float(np.median(v))
+        sigma = 1.4826 * float(np.median(np.abs(v - med)))
+        if not sigma > 1e-6:
+            sigma = float(np.std(v)) or 1.0
+        out[k] = np.where(ok, np.clip((lg - med) / sigma, -10.0, 10.0), 0.0)
+    return out
+
+
+def prepare(
+    before: np.ndarray,
+    after: np.ndarray,
+    bands: Sequence[str],
+    valid: np.ndarray | None,
+    coregister: bool = True,
+    max_shift: float = 3.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+    """The network's inputs: ``(x1, x2, ok, shift)``.
+
+    Selects :data:`MODEL_BANDS` (raises :class:`~sitewatch.errors.MissingBandError` when one is missing),
+    co-registers AFTER onto BEFORE (when ``coregister``; shifts over ``max_shift`` pixels are not applied) and
+    normalises both dates (:func:`normalise`).  ``ok`` marks the pixels valid in both.  Training
+    (:mod:`sitewatch.train`) uses this same function.
+    """
+    idx = [band_index(bands, b) for b in MODEL_BANDS]
+    ok = check_inputs(before, after, bands, valid)
+    b = before[idx].astype(np.float32)
+    a = after[idx].astype(np.float32)
+    shift = (0.0, 0.0)
+    if coregister and min(ok.shape) >= 16:
+        try:
+            dy, dx = estimate_shift(b, a, ok)
+        except ValueError:
+            dy = dx = 0.0
+        if 0.0 < max(abs(dy), abs(dx)) <= max_shift:
+            moved = apply_shift(a, (dy, dx))
+            ok_moved = ok & np.isfinite(moved).all(axis=0)
+            if ok_moved.sum() >= MIN_VALID_PIXELS:
+                shift, a, ok = (dy, dx), moved, ok_moved
+    return normalise(b, ok), normalise(a, ok), ok, shift
+
+
+@lru_cache(maxsize=4)
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def predict(
+    session: Any, x1: np.ndarray, x2: np.ndarray, tile: int = 256, margin: int = 16, batch: int = 4
+) -> np.ndarray:
+    """Change probability ``(y, x)`` of normalised inputs ``(band, y, x)``, in overlapping tiles.
+
+    Each tile is ``tile`` pixels square; its outer ``margin`` pixels are dropped (the network sees too little
+    context there), so neighbouring tiles overlap by ``2 * margin``.  The image is mirror-padded at its edges.
+    """
+    if tile % _MULTIPLE or tile <= 2 * margin:
+        raise ValueError(f"tile must be a multiple of {_MULTIPLE} larger than 2 x margin, not {tile}")
+    _, h, w = x1.shape
+    step = tile - 2 * margin
+    ny, nx = -(-h // step), -(-w // step)
+    ph, pw = ny * step + 2 * margin - h, nx * step + 2 * margin - w
+    pad = ((0, 0), (margin, ph - margin), (margin, pw - margin))
+    if min(h, w) > max(ph, pw, margin):
+        p1, p2 = np.pad(x1, pad, mode="reflect"), np.pad(x2, pad, mode="reflect")
+    else:  # an image smaller than the padding: mirror with repeats
+        p1, p2 = np.pad(x1, pad, mode="symmetric"), np.pad(x2, pad, mode="symmetric")
+    out = np.zeros((ny * step, nx * step), np.float32)
+    names = [i.name for i in session.get_inputs()]
+    origins = [(iy * step, ix * step) for iy in range(ny) for ix in range(nx)]
+    for k in range(0, len(origins), batch):
+        chunk = origins[k : k + batch]
+        t1 = np.stack([p1[:, y : y + tile, x : x + tile] for y, x in chunk])
+        t2 = np.stack([p2[:, y : y + tile, x : x + tile] for y, x in chunk])
+        (prob,) = session.run(None, {names[0]: t1, names[1]: t2})
+        for (y, x), pr in zip(chunk, prob[:, 0], strict=True):
+            out[y : y + step, x : x + step] = pr[margin : margin + step, margin : margin + step]
+    return out[:h, :w]
+
+
+@register("learned")
+@dataclass(frozen=True)
+class LearnedDetector:
+    """Siamese U-Net change probability (onnxruntime), thresholded at the model's own threshold.
+
+    Parameters
+    ----------
+    model:
+        Path of an ONNX model with its JSON metadata beside it; ``None`` (default): the model shipped with
+        sitewatch, trained on the ten OSCD cities of the shared data.
+    threshold:
+        Probability above which a pixel is change; ``None`` (default): the model's own, chosen on its
+        training cities (see its metadata).
+    tile:
+        Side (pixels) of the tiles the image is processed in (a multiple of 8); memory grows with it.
+    coregister, max_shift:
+        Measure and remove a residual translation of AFTER first, when it is at most ``max_shift`` pixels.
+    threads:
+        onnxruntime intra-op threads; 0 = its default (one per core).
+    folds:
+        Folder of leave-one-city-out models (``make train`` writes them to ``benchmarks/models``), used by
+        :meth:`fit` in the benchmark; not used for detection.
+    """
+
+    name: ClassVar[str] = "learned"
+    description: ClassVar[str] = (
+        "Learned: small Siamese U-Net (FC-Siam-diff style, onnxruntime) over 10 Sentinel-2 bands trained on "
+        "OSCD; per-pixel change probability, threshold chosen on the training cities. Needs B02-B08, B8A, "
+        "B11, B12."
+    )
+
+    model: str | None = None
+    threshold: float | None = None
+    tile: int = 256
+    coregister: bool = True
+    max_shift: float = 3.0
+    threads: int = 0
+    folds: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not (
+            isinstance(self.threshold, int | float) and 0.0 < float(self.threshold) < 1.0
+        ):
+            raise ValueError(f"learned threshold must be a probability in (0, 1), not {self.threshold!r}")
+        if not (isinstance(self.tile, int) and self.tile >= 64 and self.tile % _MULTIPLE == 0):
+            raise ValueError(f"learned tile must be a multiple of {_MULTIPLE}, at least 64, not {self.tile!r}")
+        if not (isinstance(self.threads, int) and self.threads >= 0):
+            raise ValueError(f"learned threads must be a non-negative integer, not {self.threads!r}")
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model) if self.model else default_model()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return load_metadata(self.model_path)
+
+    @property
+    def trained_on(self) -> list[str]:
+        """Names of the cities the model was trained on (from its metadata)."""
+        return list(self.metadata.get("train_cities", []))
+
+    def fit(self, pairs: Sequence[Any], held_out: Any = None) -> dict[str, Any]:
+        """The model to score ``held_out`` (a :class:`benchmarks.datasets.Pair`) with in the benchmark, as
+        detector parameters: the fold model of :attr:`folds` trained without that pair
+        (``{"model": path}``), else this detector's own model if it was not trained on it (``{}``).
+
+        Nothing is trained here (``make train`` trains the folds); a pair is never scored by a model that saw
+        it.  Raises ``FileNotFoundError`` when no model left the pair out.
+        """
+        name = getattr(held_out, "name", None)
+        if name is None:
+            raise ValueError("the learned detector's fit needs the held-out pair (held_out=...)")
+        if self.folds:
+            for meta_path in sorted(Path(self.folds).glob("*.json")):
+                meta = json.loads(meta_path.read_text())
+                if meta.get("held_out") == name and name not in meta.get("train_cities", []):
+                    return {"model": str(meta_path.with_suffix(".onnx"))}
+        if name not in self.trained_on:
+            return {}
+        raise FileNotFoundError(
+            f"no model was trained without {name}: run `make train` (it writes the leave-one-city-out models to "
+            "benchmarks/models) and give that folder as folds=..."
+        )
+
+    def detect(
+        self,
+        before: np.ndarray,
+        after: np.ndarray,
+        bands: Sequence[str],
+        valid: np.ndarray | None = None,
+    ) -> ChangeMap:
+        """Change probability of every pixel (the score) and the mask where it exceeds the threshold.
+
+        ``before`` and ``after`` are float ``(band, y, x)`` reflectance on one grid (NaN = no data).  Pixels
+        outside ``valid`` or without data get score 0 and mask False.  Raises
+        :class:`~sitewatch.errors.MissingBandError` when a band of :data:`MODEL_BANDS` is missing and
+        :class:`~sitewatch.errors.ImageryError` when the model file is missing or unreadable.
+        """
+        path = self.model_path
+        try:
+            meta = load_metadata(path)
+        except FileNotFoundError as exc:
+            raise ImageryError(str(exc)) from None
+        if tuple(meta.get("bands", ())) != MODEL_BANDS:
+            raise ImageryError(f"{path}: model bands {meta.get('bands')} differ from {list(MODEL_BANDS)}")
+        x1, x2, ok, shift = prepare(before, after, bands, valid, self.coregister, self.max_shift)
+        try:
+            session = _session(str(path.resolve()), self.threads)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ImageryError(f"{path}: not a readable ONNX model: {exc}") from None
+        prob = predict(session, x1, x2, tile=self.tile, margin=int(meta.get("margin", 16)))
+        thr = float(self.threshold if self.threshold is not None else meta.get("threshold", 0.5))
+        score = np.where(ok, prob, 0.0).astype(np.float32)
+        mask = ok & (score > thr)
+        params = asdict(self) | {
+            "bands": list(bands),
+            "model_bands": list(MODEL_BANDS),
+            "model": str(path),
+            "model_sha256": meta.get("onnx_sha256"),
+            "trained_on": meta.get("train_cities"),
+            "threshold_used": thr,
+            "coregistration_shift_dy_dx": [round(shift[0], 3), round(shift[1], 3)],
+        }
+        params.pop("folds", None)
+        return ChangeMap(score=score, mask=mask, threshold=thr, detector=self.name, params=params)
