@@ -422,3 +422,125 @@ def test_monitor_repeats_passes(tmp_path, make_series):
     assert n == 2 and [p.sites[0].mode for p in seen] == ["full", "unchanged"]
     assert len(slept) == 1 and 0 < slept[0] <= 6 * 3600
     assert len(seen[0].alerts) == 1 and seen[1].alerts == []
+
+
+# ---- search areas --------------------------------------------------------------------------------------
+def _area_geojson(tmp_path: Path) -> Path:
+    x0, y0 = ORIGIN
+    path = tmp_path / "area.geojson"
+    area = to_crs(box(x0 + 5, y0 - 635, x0 + 635, y0 - 5), CRS, "EPSG:4326")
+    path.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": area.__geo_interface__}))
+    return path
+
+
+def test_search_areas_are_recorded_checked_listed_and_removed(tmp_path):
+    from sitewatch.areas import AreaNotFound, add_area, get_area, list_areas, remove_area
+    from sitewatch.errors import InvalidSite, SiteNotFound
+
+    store, _ = _home(tmp_path)
+    a = add_area(store, "around", around="base", radius_km=2.0, min_area_m2=500, added_by="ann", reason="why")
+    assert a.around == "base" and a.radius_km == 2.0 and 12.0 < a.area_km2 < 12.7  # pi * 2²
+    b = add_area(store, "drawn", geojson=_area_geojson(tmp_path))
+    assert b.around is None and 0.3 < b.area_km2 < 0.5
+    before = [(x.name, x.geometry.wkt) for x in list_areas(store)]
+    for kwargs, error in [
+        ({"around": "base", "radius_km": 1.0, "geojson": _area_geojson(tmp_path)}, InvalidSite),  # both
+        ({}, InvalidSite),  # neither
+        ({"around": "base"}, InvalidSite),  # no radius
+        ({"around": "base", "radius_km": -1.0}, InvalidSite),
+        ({"around": "nowhere", "radius_km": 1.0}, SiteNotFound),
+        ({"around": "base", "radius_km": 1.0, "min_area_m2": -5.0}, InvalidSite),
+    ]:
+        with pytest.raises(error):
+            add_area(store, "bad", **kwargs)
+    with pytest.raises(InvalidSite, match="exists already"):
+        add_area(store, "drawn", around="base", radius_km=1.0)
+    assert [(x.name, x.geometry.wkt) for x in list_areas(store)] == before  # nothing stored by the failures
+    assert get_area(store, "around").added_by == "ann"
+    remove_area(store, "around")
+    with pytest.raises(AreaNotFound):
+        remove_area(store, "around")
+    assert [x.name for x in list_areas(store)] == ["drawn"]
+
+
+def test_a_search_area_raises_one_alert_per_new_candidate(tmp_path, make_series):
+    from sitewatch.areas import add_area, get_area
+
+    paths, _, dates = make_series(n=7, change_at=3)
+    st = get_settings(home=tmp_path / "home")
+    store = Store(st.database_url)  # no watchlist site: only the area is monitored
+    for p in paths[:6]:
+        _arrive(store, p)
+    add_area(store, "meadow", geojson=_area_geojson(tmp_path))
+    add_area(store, "picky", geojson=_area_geojson(tmp_path), min_area_m2=1e6)  # its rule admits nothing
+    with webhook_server() as hook:
+        add_endpoint(store, "webhook", hook.url, secret=SECRET)
+        first = monitor_once(store, st, now=dates[5] + timedelta(hours=1))
+        assert first.sites == () and {a.area: a.mode for a in first.areas} == {"meadow": "searched",
+                                                                              "picky": "searched"}
+        assert [a.candidates for a in first.areas] == [1, 1]
+        (alert,) = first.alerts
+        assert alert.kind == "candidate" and alert.area == "meadow" and alert.observed_at == dates[3]
+        assert alert.title.startswith("Candidate site in search area meadow")
+        ev = alert.payload["evidence"]
+        assert Path(ev["report"].removeprefix("file://")).exists() and ev["chips"]
+        assert all(Path(c.removeprefix("file://")).exists() for c in ev["chips"])
+        assert [b["key"] for b in hook.accepted()] == [alert.key]
+        # nothing new: not searched again; a new scene: searched again, the same candidate is not news
+        assert [a.mode for a in monitor_once(store, st).areas] == ["unchanged", "unchanged"]
+        _arrive(store, paths[6])
+        again = monitor_once(store, st)
+        assert [a.mode for a in again.areas] == ["searched", "searched"] and again.alerts == []
+    assert get_area(store, "meadow").searched["n_scenes"] == 7
+    assert [a.key for a in list_alerts(store)] == [alert.key] == [a.key for a in list_alerts(store, "meadow")]
+    feed = ET.parse(st.home / FEED_NAME).getroot()
+    assert [c.get("label") for c in feed.iter(f"{{{ATOM_NS}}}category") if c.get("label")] == ["candidate site"]
+
+
+def test_an_alerts_table_from_before_search_areas_is_upgraded(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE sites (id INTEGER PRIMARY KEY, name VARCHAR(200) UNIQUE, aliases JSON, geometry_wkt TEXT,
+            notes TEXT, added_by VARCHAR(200), reason TEXT, created_at DATETIME);
+        CREATE TABLE alerts (id INTEGER PRIMARY KEY, key VARCHAR(400) NOT NULL UNIQUE,
+            site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE, run_id INTEGER,
+            change_id VARCHAR(200) NOT NULL, kind VARCHAR(20) NOT NULL, status VARCHAR(20) NOT NULL,
+            created_at DATETIME NOT NULL, observed_at DATETIME NOT NULL, payload JSON NOT NULL);
+        CREATE INDEX ix_alerts_site_id ON alerts (site_id);
+        INSERT INTO sites VALUES (1, 'base', '[]', 'POINT (1 1)', '', '', '', '2024-01-01 00:00:00');
+        INSERT INTO alerts VALUES (7, 'base|index|c1|new', 1, 3, 'c1', 'new', 'probable', '2024-01-02 00:00:00',
+            '2024-01-01 00:00:00', '{"area_m2": 900}');
+    """)
+    con.commit()
+    con.close()
+    store = Store(f"sqlite:///{db}")
+    (a,) = list_alerts(store)
+    assert (a.id, a.key, a.site, a.area, a.payload) == (7, "base|index|c1|new", "base", None, {"area_m2": 900})
+    cols = {r[1]: r for r in sqlite3.connect(db).execute("PRAGMA table_info(alerts)")}
+    assert "area_id" in cols and cols["site_id"][3] == 0  # nullable now
+    Store(f"sqlite:///{db}")  # a second open changes nothing
+    assert [x.key for x in list_alerts(store)] == [a.key]
+
+
+def test_cli_area_commands(tmp_path):
+    home = tmp_path / "home"
+    Store(get_settings(home=home).database_url).add_site(_site())
+
+    def run(*args: Any) -> subprocess.CompletedProcess[str]:
+        import os
+
+        return subprocess.run([sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+    p = run("area", "add", "valley", "--around", "base", "--radius-km", "3", "--min-area", "2000")
+    assert p.returncode == 0 and "added search area valley (28 km²)" in p.stdout, p.stderr
+    p = run("area", "add", "bad", "--around", "base")
+    assert p.returncode == 1 and "--radius-km" in p.stderr and "Traceback" not in p.stderr
+    p = run("area", "list")
+    assert "valley" in p.stdout and "3 km around base" in p.stdout and "never" in p.stdout
+    assert run("area", "remove", "valley").returncode == 0
+    p = run("area", "remove", "valley")
+    assert p.returncode == 1 and "no search area named 'valley'" in p.stderr

@@ -3,10 +3,13 @@
 An *alert* is raised once per change and kind (its key ``site|method|change|kind`` is unique in the store):
 
 * ``new``: a change appears (its status then, usually *probable*: seen on one clear date).  Only news is
-  announced: a change first seen on the latest clear date (or the one before, when its outline settled a look
-  late, e.g. split from a transient neighbour), not within 30 m of a change announced already (that is its
-  growth);
-* ``confirmed``: a change alerted as probable is seen again on a later clear date.
+  announced: a change first seen on the latest clear date (or the one before: a change is dated by the first
+  date on which ``min_onset_px`` of its pixels were flagged, so when the part built by that date was under the
+  smallest change, ``PolygonParams.min_area_m2``, the change exists only from the next look on, dated back),
+  not within 30 m of a change announced already (that is its growth);
+* ``confirmed``: a change alerted as probable is seen again on a later clear date;
+* ``candidate``: a search area's broad-area search (:mod:`sitewatch.areas`) found a candidate site that is
+  not on the watchlist and overlaps no candidate announced before in that area (:func:`write_candidate_alerts`).
 
 Alerts are written in the transaction that saves the detection run that raised them (see
 :func:`write_alerts`, called by :mod:`sitewatch.monitor`), together with one *delivery* per endpoint
@@ -36,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from .errors import SitewatchError
 from .export import iso_utc
-from .store import AlertRow, AlertRuleRow, DeliveryRow, EndpointRow, SiteRow, Store
+from .store import AlertRow, AlertRuleRow, DeliveryRow, EndpointRow, SearchAreaRow, SiteRow, Store
 from .types import Change
 
 if TYPE_CHECKING:
@@ -45,10 +48,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertRule", "Endpoint", "Alert", "Delivery", "AlertError", "parse_quiet_hours", "set_rule", "get_rule",
     "add_endpoint", "list_endpoints", "remove_endpoint", "write_alerts", "list_alerts", "list_deliveries",
-    "set_evidence", "in_quiet_hours", "quiet_end", "KINDS",
+    "set_evidence", "in_quiet_hours", "quiet_end", "KINDS", "write_candidate_alerts",
 ]
 
-KINDS = ("new", "confirmed")
+KINDS = ("new", "confirmed", "candidate")
 GROWTH_DEG = 30.0 / 111_320.0  # 30 m in degrees of latitude: a change this close to an announced one is its growth
 ENDPOINT_KINDS = ("webhook", "email")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -100,9 +103,13 @@ class Alert:
     created_at: datetime
     observed_at: datetime
     payload: dict[str, Any]
+    area: str | None = None  # a search area's alert: ``site`` is then the area's name too
 
     @property
     def title(self) -> str:
+        if self.kind == "candidate":
+            return (f"Candidate site in search area {self.area}: {self.payload.get('area_m2', 0):,.0f} m², "
+                    f"first seen {self.observed_at:%Y-%m-%d}")
         what = "New change" if self.kind == "new" else "Change confirmed"
         return (f"{what} ({self.status}) at {self.site}: {self.payload.get('area_m2', 0):,.0f} m², "
                 f"seen {self.observed_at:%Y-%m-%d}")
@@ -271,7 +278,8 @@ def write_alerts(
         base = f"{site}|{method}|{c.change_id}"
         todo = []
         if f"{base}|new" not in keys:
-            # news: first seen on the latest clear date or the one before (its outline may settle a look late),
+            # news: first seen on the latest clear date or the one before (too small on its first date to be a
+            # change, it is one from the next look on, dated back),
             # and not the growth of a change announced already (a road extended, a pile grown)
             if c.first_seen_before not in recent or any(c.geometry.distance(g) < GROWTH_DEG for g in announced):
                 continue
@@ -292,23 +300,28 @@ def write_alerts(
     return out
 
 
-def _alert(r: AlertRow, site: str) -> Alert:
-    return Alert(r.id, r.key, site, r.change_id, r.kind, r.status, r.created_at, r.observed_at, dict(r.payload))
+def _alert(r: AlertRow, site: str | None, area: str | None = None) -> Alert:
+    return Alert(r.id, r.key, site or area or "", r.change_id, r.kind, r.status, r.created_at, r.observed_at,
+                 dict(r.payload), area)
 
 
 def list_alerts(store: Store, site: str | None = None, limit: int | None = None,
                 ids: list[int] | None = None) -> list[Alert]:
     """Alerts, newest first (by creation, then id)."""
     with Session(store.engine) as s:
-        q = select(AlertRow, SiteRow.name).join(SiteRow, SiteRow.id == AlertRow.site_id)
+        q = (select(AlertRow, SiteRow.name, SearchAreaRow.name)
+             .outerjoin(SiteRow, SiteRow.id == AlertRow.site_id)
+             .outerjoin(SearchAreaRow, SearchAreaRow.id == AlertRow.area_id))
         if site is not None:
-            q = q.where(AlertRow.site_id == _site_row(s, store, site).id)
+            area = s.scalar(select(SearchAreaRow.id).where(SearchAreaRow.name == site))
+            q = q.where(AlertRow.area_id == area if area is not None
+                        else AlertRow.site_id == _site_row(s, store, site).id)
         if ids is not None:
             q = q.where(AlertRow.id.in_(ids))
         q = q.order_by(AlertRow.created_at.desc(), AlertRow.id.desc())
         if limit:
             q = q.limit(limit)
-        return [_alert(r, name) for r, name in s.execute(q).all()]
+        return [_alert(r, name, area) for r, name, area in s.execute(q).all()]
 
 
 def set_evidence(store: Store, alert_ids: list[int], evidence: dict[str, dict[str, Any]]) -> None:
@@ -329,3 +342,34 @@ def list_deliveries(store: Store, state: str | None = None, alert_id: int | None
         return [Delivery(r.id, r.alert_id, r.channel, r.target, r.state, r.attempts, r.next_attempt,
                          r.last_error or "", r.sent_at, r.endpoint_id)
                 for r in s.scalars(q.order_by(DeliveryRow.id))]
+
+
+def write_candidate_alerts(
+    s: Session, area_id: int, area: str, candidates: list[dict[str, Any]], min_area_m2: float,
+    endpoints: list[Endpoint], now: datetime,
+) -> list[int]:
+    """Raise a ``candidate`` alert for each search candidate (a payload: ``id``, ``geometry`` (GeoJSON, WGS84),
+    ``area_m2``, ``first_seen_before``...) of at least ``min_area_m2`` that overlaps no candidate alerted before
+    in the area; in the session ``s``, with one delivery per endpoint (those limited to sites get an area's
+    alerts when they list its name).  Returns the new alert ids."""
+    earlier = [shape(p["geometry"]) for (p,) in s.execute(
+        select(AlertRow.payload).where(AlertRow.area_id == area_id, AlertRow.kind == "candidate"))]
+    targets = [e for e in endpoints if not e.sites or area in e.sites]
+    out = []
+    for c in candidates:
+        g = shape(c["geometry"])
+        if float(c.get("area_m2") or 0.0) < min_area_m2 or any(g.intersects(e) for e in earlier):
+            continue
+        earlier.append(g)
+        observed = datetime.fromisoformat(str(c["first_seen_before"]).replace("Z", "+00:00"))
+        row = AlertRow(key=f"area:{area}|search|{c['id']}|candidate", site_id=None, area_id=area_id, run_id=None,
+                       change_id=str(c["id"]), kind="candidate", status="candidate", created_at=now,
+                       observed_at=observed, payload=json.loads(json.dumps(
+                           {**c, "area": area, "kind": "candidate", "status": "candidate"}, default=str)))
+        s.add(row)
+        s.flush()
+        out.append(row.id)
+        for e in targets:
+            s.add(DeliveryRow(alert_id=row.id, endpoint_id=e.id, channel=e.kind, target=e.target,
+                              state="pending", attempts=0, next_attempt=now, last_error=""))
+    return out

@@ -348,7 +348,7 @@ def detect_pair(
     before: Annotated[Path, typer.Argument(help="Multi-band GeoTIFF, or folder of *_B02.tif ... files.")],
     after: Annotated[Path, typer.Argument(help="Same, for the later date.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output uint8 GeoTIFF: 1 change, 0 none.")],
-    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "cva",
+    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "urban",
     score: Annotated[Path | None, typer.Option(help="Also write the float32 change score here.")] = None,
     coregister: Annotated[bool, typer.Option(help="Co-register AFTER onto BEFORE (phase correlation).")] = False,
     bands: Annotated[str | None, typer.Option(help="Comma-separated bands to use (default: all common).")] = None,
@@ -422,6 +422,54 @@ def site_promote(
     console.print(f"added site {s.name} (by {s.added_by}: {s.reason})")
 
 
+# ---- search areas (sitewatch.areas): searched again by `monitor` as new scenes arrive
+area_app = typer.Typer(help="Search areas that `monitor` searches for unreported sites.", no_args_is_help=True)
+app.add_typer(area_app, name="area")
+
+
+@area_app.command("add")
+def area_add(
+    name: str,
+    around: Annotated[str | None, typer.Option(help="A disc around this watchlist site...")] = None,
+    radius_km: Annotated[float | None, typer.Option(help="...of this radius, km.")] = None,
+    geojson: Annotated[Path | None, typer.Option(help="Or this GeoJSON polygon (WGS84).")] = None,
+    min_area: Annotated[float, typer.Option(help="Alert rule: smallest candidate announced, m².")] = 0.0,
+    by: Annotated[str | None, typer.Option(help="Who adds it (default: the current user).")] = None,
+    reason: Annotated[str, typer.Option(help="Why it is searched.")] = "",
+    replace: Annotated[bool, typer.Option(help="Redefine an area of the same name.")] = False,
+) -> None:
+    """Record a search area: `monitor` searches it whenever new scenes of it arrive, alerting on candidates."""
+    from .areas import add_area
+
+    a = add_area(_store(), name, around=around, radius_km=radius_km, geojson=geojson, min_area_m2=min_area,
+                 added_by=by, reason=reason, replace=replace)
+    console.print(f"added search area {a.name} ({a.area_km2:,.0f} km²)")
+
+
+@area_app.command("list")
+def area_list() -> None:
+    """List the search areas and their last search."""
+    from .areas import list_areas
+
+    t = Table(title="Search areas")
+    for col in ("name", "km²", "drawn as", "min area m²", "last search", "candidates"):
+        t.add_column(col)
+    for a in list_areas(_store()):
+        drawn = f"{a.radius_km:g} km around {a.around}" if a.around else "polygon"
+        t.add_row(a.name, f"{a.area_km2:,.0f}", drawn, f"{a.min_area_m2:,.0f}", a.searched.get("at") or "never",
+                  str(a.searched.get("candidates", "—")))
+    console.print(t)
+
+
+@area_app.command("remove")
+def area_remove(name: str) -> None:
+    """Forget a search area and its alerts."""
+    from .areas import remove_area
+
+    remove_area(_store(), name)
+    console.print(f"removed search area {name}")
+
+
 # ---- monitoring and alerts (sitewatch.monitor, sitewatch.alerts, sitewatch.notify, sitewatch.feed)
 alert_app = typer.Typer(help="Alerts of `monitor`: list, rules, webhooks and e-mail.", no_args_is_help=True)
 app.add_typer(alert_app, name="alert")
@@ -433,6 +481,10 @@ def _print_pass(p: Any) -> None:
         line = f"{sp.site}: {sp.mode}{when}, {len(sp.alerts)} alert(s)" + (f"; error: {sp.error}" if sp.error else "")
         console.print(line, highlight=False, soft_wrap=True)
         for a in sp.alerts:
+            console.print(f"  [bold]{a.kind}[/] {a.title}", highlight=False, soft_wrap=True)
+    for ap in getattr(p, "areas", ()):
+        console.print(f"area {ap.area}: {ap.mode}, {len(ap.alerts)} alert(s)", highlight=False, soft_wrap=True)
+        for a in ap.alerts:
             console.print(f"  [bold]{a.kind}[/] {a.title}", highlight=False, soft_wrap=True)
     d = p.deliveries
     console.print(f"deliveries: {d.sent} sent, {d.retrying} to retry, {d.failed} failed; feed: {p.feed}")

@@ -58,7 +58,8 @@ def write_feed(alerts: Sequence[Alert], path: str | Path, title: str = "sitewatc
         el(e, "title", a.title)
         el(e, "updated", _iso(a.created_at))
         el(e, "published", _iso(a.created_at))
-        el(e, "category", term=a.kind, label="new change" if a.kind == "new" else "confirmed change")
+        label = {"new": "new change", "confirmed": "confirmed change", "candidate": "candidate site"}.get(a.kind)
+        el(e, "category", term=a.kind, label=label or a.kind)
         el(e, "category", term=a.status)
         ev = a.payload.get("evidence") or {}
         if ev.get("report"):

@@ -8,8 +8,13 @@ One pass (:func:`monitor_once`, ``sitewatch monitor --once`` for cron) does, for
    delivery per endpoint) are saved in one transaction;
 3. for a site with new alerts, its evidence report is written to ``<home>/reports/<site>/index.html`` and
    the alerts are given links to it and to the change's chips;
-4. the Atom feed ``<home>/alerts.atom`` is written again;
-5. the deliveries that are due are sent (:func:`sitewatch.notify.deliver_pending`).
+4. for each search area (:mod:`sitewatch.areas`) whose stored scenes changed since its last search (the
+   sources are searched over the area too): the broad-area search (:func:`sitewatch.search.search_area`),
+   its candidates and chips written under ``<home>/areas/<area>/``, and a ``candidate`` alert for each
+   candidate not on the watchlist and not overlapping one announced before in the area, stored with the
+   search's record in one transaction;
+5. the Atom feed ``<home>/alerts.atom`` is written again;
+6. the deliveries that are due are sent (:func:`sitewatch.notify.deliver_pending`).
 
 A crash between steps loses nothing: alerts are stored with their run, deliveries are picked up by the next
 pass, and a pass run twice raises no alert twice.  :func:`monitor` repeats passes every ``every``.
@@ -37,7 +42,7 @@ from .pipeline import DEFAULT_METHOD, FetchSummary, stored_result
 from .pipeline import fetch as fetch_scenes
 from .store import Store
 
-__all__ = ["SitePass", "MonitorPass", "monitor_once", "monitor", "parse_every", "FEED_NAME"]
+__all__ = ["SitePass", "AreaPass", "MonitorPass", "monitor_once", "monitor", "parse_every", "FEED_NAME"]
 
 FEED_NAME = "alerts.atom"
 Progress = Callable[[str, int, int], None]
@@ -54,6 +59,16 @@ class SitePass:
 
 
 @dataclass(frozen=True)
+class AreaPass:
+    area: str
+    mode: str  # searched, unchanged, error
+    candidates: int = 0  # candidates the search found (before the alert rule and the earlier ones)
+    alerts: tuple[Alert, ...] = ()
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class MonitorPass:
     started: datetime
     fetched: tuple[FetchSummary, ...]
@@ -61,10 +76,11 @@ class MonitorPass:
     deliveries: DeliverySummary
     feed: Path
     errors: tuple[str, ...] = field(default=())
+    areas: tuple[AreaPass, ...] = field(default=())
 
     @property
     def alerts(self) -> list[Alert]:
-        return [a for s in self.sites for a in s.alerts]
+        return [a for s in self.sites for a in s.alerts] + [a for r in self.areas for a in r.alerts]
 
 
 def parse_every(text: str) -> timedelta:
@@ -102,17 +118,25 @@ def _evidence(settings: Any, report: Path, change_ids: set[str]) -> dict[str, di
 def monitor_once(
     store: Store, settings: Any, sites: Sequence[str] | None = None, method: str = DEFAULT_METHOD, *,
     fetch: bool = True, deliver: bool = True, reports: bool = True, now: datetime | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, areas: Sequence[str] | None = None,
 ) -> MonitorPass:
-    """One monitoring pass (see the module); errors of one site or source are reported, not raised."""
+    """One monitoring pass (see the module); errors of one site, area or source are reported, not raised.
+
+    ``sites``/``areas``: only those (default: every site, and every area unless ``sites`` is given).
+    """
+    from .areas import get_area, list_areas
+
     started = now or datetime.now(UTC)
     home = Path(settings.home)
     errors: list[str] = []
     fetched: tuple[FetchSummary, ...] = ()
     names = list(sites) if sites else [s.name for s in store.list_sites()]
-    if not names:
-        raise SitewatchError("the watchlist is empty; add a site with `sitewatch site add`")
-    if fetch and store.sources():
+    area_list = ([get_area(store, a) for a in areas] if areas is not None
+                 else [] if sites else list_areas(store))
+    if not names and not area_list:
+        raise SitewatchError("the watchlist is empty; add a site with `sitewatch site add` "
+                             "or a search area with `sitewatch area add`")
+    if fetch and store.sources() and names:
         try:
             fetched = tuple(fetch_scenes(store, site_names=names, progress=progress))
         except SitewatchError as exc:  # the scenes already stored are still worth a look
@@ -141,10 +165,72 @@ def monitor_once(
         except SitewatchError as exc:
             errors.append(f"{name}: {exc}")
             passes.append(SitePass(name, "error", error=str(exc), seconds=time.perf_counter() - t0))
+    if fetch and store.sources() and area_list:
+        fetched += tuple(_fetch_areas(store, area_list, errors))
+    area_passes = [_area_pass(store, settings, a, endpoints, now or datetime.now(UTC), errors, progress)
+                   for a in area_list]
     feed = write_feed(list_alerts(store, limit=500), home / FEED_NAME,
                       self_url=(settings.public_url.rstrip("/") + "/" + FEED_NAME) if settings.public_url else None)
     summary = deliver_pending(store, settings, now=now) if deliver else DeliverySummary()
-    return MonitorPass(started, fetched, tuple(passes), summary, feed, tuple(errors))
+    return MonitorPass(started, fetched, tuple(passes), summary, feed, tuple(errors), tuple(area_passes))
+
+
+def _fetch_areas(store: Store, areas: Sequence[Any], errors: list[str]) -> list[FetchSummary]:
+    """Search every recorded source over the areas and store the scenes not seen before."""
+    from .sources import get_source
+
+    out = []
+    for name, (kind, options) in store.sources().items():
+        try:
+            source = get_source(kind, **options)
+            found: dict[str, Any] = {}
+            for a in areas:
+                for sc in source.search(a.geometry, None, None):
+                    found.setdefault(sc.scene_id, sc)
+            new, old = store.add_scenes(found.values())
+            out.append(FetchSummary(name, len(found), new, old))
+        except SitewatchError as exc:
+            errors.append(f"fetch {name} over the search areas: {exc}")
+    return out
+
+
+def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: datetime, errors: list[str],
+               progress: Progress | None) -> AreaPass:
+    """Search one area again if its scenes changed, and raise its ``candidate`` alerts (see the module)."""
+    from .alerts import write_candidate_alerts
+    from .areas import area_scenes, record_search, scenes_key
+    from .export import iso_utc
+    from .search import search_area, write_candidates
+    from .search._output import candidate_feature
+
+    t0 = time.perf_counter()
+    try:
+        scenes = area_scenes(store, area)
+        key = scenes_key(scenes)
+        if not scenes or area.searched.get("scenes_key") == key:
+            return AreaPass(area.name, "unchanged", seconds=time.perf_counter() - t0)
+        out = Path(settings.home) / "areas" / _slug(area.name)
+        r = search_area(store, area.geometry, evidence_dir=out, progress=progress)
+        path = write_candidates(r, out / "candidates.geojson")
+        cands = []
+        for c in r.candidates:
+            f = candidate_feature(c)
+            p = {k: v for k, v in f["properties"].items() if k not in ("chips", "provenance")}
+            ev = {"report": _link(settings, path), "chips": [_link(settings, Path(x)) for x in c.chips]}
+            p.update(geometry=f["geometry"], method="search", evidence=ev,
+                     first_seen_scene=(c.provenance.get("first_seen_scenes") or [None])[0])
+            cands.append(p)
+        searched = {"scenes_key": key, "n_scenes": len(scenes), "dates": len(r.dates), "at": iso_utc(now),
+                    "candidates": len(r.candidates), "seconds": r.seconds,
+                    "last_date": iso_utc(r.dates[-1]) if r.dates else None}
+        with Session(store.engine) as s, s.begin():
+            area_id = record_search(s, area.name, searched)
+            raised = write_candidate_alerts(s, area_id, area.name, cands, area.min_area_m2, endpoints, now)
+        alerts = tuple(reversed(list_alerts(store, ids=raised))) if raised else ()
+        return AreaPass(area.name, "searched", len(r.candidates), alerts, seconds=time.perf_counter() - t0)
+    except SitewatchError as exc:
+        errors.append(f"area {area.name}: {exc}")
+        return AreaPass(area.name, "error", error=str(exc), seconds=time.perf_counter() - t0)
 
 
 def _write_report(store: Store, settings: Any, site: str, home: Path) -> Path:

@@ -155,10 +155,12 @@ class AlertRow(Base):
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(400), unique=True)  # site|method|change|kind: never raised twice
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True, nullable=True)
+    area_id: Mapped[int | None] = mapped_column(  # a search area's alert (then site_id is None)
+        ForeignKey("search_areas.id", ondelete="CASCADE"), index=True, nullable=True)
     run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     change_id: Mapped[str] = mapped_column(String(200), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # new, confirmed
+    kind: Mapped[str] = mapped_column(String(20))  # new, confirmed, candidate
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the image that showed it
@@ -215,6 +217,7 @@ class Store:
         try:
             self.engine = create_engine(url, future=True)
             Base.metadata.create_all(self.engine)
+            _upgrade_alerts(self.engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the store at {url}: {exc}") from None
         self.url = url
@@ -396,3 +399,41 @@ class Store:
                 m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
                 for m in (SiteRow, SceneRow, RunRow, ChangeRow, SourceRow)
             }
+
+
+# ---- search areas (sitewatch.areas): broad-area searches that monitoring repeats as new scenes arrive
+class SearchAreaRow(Base):
+    __tablename__ = "search_areas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    geometry_wkt: Mapped[str] = mapped_column(Text)  # WGS84
+    around: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the site it was drawn around
+    radius_km: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_area_m2: Mapped[float] = mapped_column(Float, default=0.0)  # alert rule: smallest candidate announced
+    added_by: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    searched: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # last search: scenes, dates, time
+
+
+def _upgrade_alerts(engine: Any) -> None:
+    """Give an ``alerts`` table made before search areas its ``area_id`` column and a nullable ``site_id``."""
+    from sqlalchemy import inspect, text
+
+    cols = {c["name"]: c for c in inspect(engine).get_columns("alerts")}
+    if "area_id" in cols:
+        return
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":  # SQLite cannot drop NOT NULL: rebuild the table
+            conn.execute(text("ALTER TABLE alerts RENAME TO alerts_old"))
+            table = Base.metadata.tables["alerts"]
+            for ix in table.indexes:
+                conn.execute(text(f"DROP INDEX IF EXISTS {ix.name}"))
+            table.create(conn)
+            names = ", ".join(c for c in cols)
+            conn.execute(text(f"INSERT INTO alerts ({names}) SELECT {names} FROM alerts_old"))
+            conn.execute(text("DROP TABLE alerts_old"))
+        else:
+            conn.execute(text("ALTER TABLE alerts ALTER COLUMN site_id DROP NOT NULL"))
+            conn.execute(text("ALTER TABLE alerts ADD COLUMN area_id INTEGER REFERENCES search_areas(id) "
+                              "ON DELETE CASCADE"))
