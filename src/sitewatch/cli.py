@@ -256,7 +256,9 @@ def fetch(
         results = _fetch(_store(), [source] if source else None, [site] if site else None, start, progress=cb)
     for r in results:
         console.print(f"{r.source}: {r.found} scene(s) found, {r.new} new, {r.existing} already in the store"
-                      + (f", {r.cloudy} skipped as cloudy" if r.cloudy else ""))
+                      + (f", {r.cloudy} skipped as cloudy" if r.cloudy else "")
+                      + (f", {r.no_overlap} skipped: no pixel over the site" if r.no_overlap else ""),
+                      soft_wrap=True)
 
 
 @app.command()

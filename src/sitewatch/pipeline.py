@@ -44,6 +44,8 @@ class IngestSummary:
     scene_ids: tuple[str, ...] = field(default=())
     #: items the source found but left out as too cloudy (``max_cloud_cover``)
     cloudy: int = 0
+    #: items the source returned whose raster does not reach any of the sites (a footprint wider than the data)
+    no_overlap: int = 0
 
 
 def ingest(paths: Iterable[str | Path], store: Store, progress: Progress | None = None) -> IngestSummary:
@@ -61,16 +63,28 @@ def ingest_source(
     """Search an imagery source (see :mod:`sitewatch.sources`) over sites and record the scenes found.
 
     Scenes already in the store are refreshed, not duplicated, so a second run only adds what is new.
+    A scene whose raster grid does not reach the site it was found for (its catalog footprint claims more
+    than its pixels cover) is not stored, and counted in ``no_overlap``.
     """
+    from .sources.local import scene_footprint
+
     names = list(site_names) if site_names is not None else [s.name for s in store.list_sites()]
     found: dict[str, Any] = {}
     cloudy: set[str] = set()
+    outside: set[str] = set()
     for name in names:
-        for sc in source.search(store.get_site(name).geometry, start, end):
-            found.setdefault(sc.scene_id, sc)
+        geometry = store.get_site(name).geometry
+        for sc in source.search(geometry, start, end):
+            if sc.scene_id in found:
+                continue
+            if scene_footprint(sc).intersects(geometry):
+                found[sc.scene_id] = sc
+            else:
+                outside.add(sc.scene_id)
         cloudy.update(getattr(source, "skipped_cloudy", {}))
     new, old = store.add_scenes(found.values())
-    return IngestSummary(len(found), new, old, tuple(found), len(cloudy - found.keys()))
+    return IngestSummary(len(found), new, old, tuple(found), len(cloudy - found.keys()),
+                         len(outside - found.keys()))
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class FetchSummary:
     new: int
     existing: int
     cloudy: int = 0
+    no_overlap: int = 0
 
 
 def fetch(
@@ -103,7 +118,7 @@ def fetch(
             raise SourceNotFound(f"no source named {name!r} is recorded (see `sitewatch source list`)")
         kind, options = recorded[name]
         s = ingest_source(get_source(kind, **options), store, sites, start=since)
-        out.append(FetchSummary(name, s.files, s.new, s.existing, s.cloudy))
+        out.append(FetchSummary(name, s.files, s.new, s.existing, s.cloudy, s.no_overlap))
         if progress:
             progress("fetch", i + 1, len(names))
     return out
