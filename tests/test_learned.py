@@ -15,7 +15,15 @@ import pytest
 import rasterio
 
 from sitewatch.detectors import get_detector
-from sitewatch.detectors.learned import MODEL_BANDS, default_model, load_metadata, normalise, predict
+from sitewatch.detectors.learned import (
+    MODEL_BANDS,
+    PAIR_CHANNELS,
+    default_model,
+    load_metadata,
+    normalise,
+    pair_features,
+    predict,
+)
 from sitewatch.errors import ImageryError, MissingBandError
 from sitewatch.pair import detect_pair
 from sitewatch.settings import get_settings
@@ -66,22 +74,44 @@ def test_onnx_matches_torch() -> None:
     from sitewatch.train.net import SiamDiff
 
     meta = load_metadata(default_model())
-    net = SiamDiff(len(MODEL_BANDS), tuple(meta["config"]["widths"]))
+    assert meta["inputs"] == ["before", "after", "pair"]
+    net = SiamDiff(len(MODEL_BANDS), tuple(meta["config"]["widths"]), PAIR_CHANNELS)
     net.load_state_dict(torch.load(default_model().with_suffix(".pt"), weights_only=True))
     net.eval()
     before, after = _scene(1, (160, 192))
     ok = np.ones(before.shape[1:], bool)
     x1, x2 = normalise(before, ok), normalise(after, ok)
+    pair = pair_features(x1, x2)
     with torch.no_grad():
-        want = torch.sigmoid(net(torch.from_numpy(x1)[None], torch.from_numpy(x2)[None]))[0, 0].numpy()
+        want = torch.sigmoid(net(*(torch.from_numpy(v)[None] for v in (x1, x2, pair))))[0, 0].numpy()
     session = _session(str(default_model()), 1)
-    (got,) = session.run(None, {"before": x1[None], "after": x2[None]})
+    (got,) = session.run(None, {"before": x1[None], "after": x2[None], "pair": pair[None]})
     np.testing.assert_allclose(got[0, 0], want, atol=1e-4)
     # one tile covering the whole image: only the border handling differs (mirror padding instead of the
     # network's zero padding), so the two agree beyond the receptive field (~40 px) of the image edges
     tiled = predict(session, x1, x2, tile=256, margin=16)
     assert tiled.shape == want.shape
     np.testing.assert_allclose(tiled[48:112, 48:144], want[48:112, 48:144], atol=1e-4)
+
+
+def test_pair_features_are_scene_normalised() -> None:
+    """Pair features: z-scores of the date difference in units of the scene's own scatter, 0 where invalid."""
+    before, after = _scene(6, (64, 80))
+    ok = np.ones(before.shape[1:], bool)
+    ok[:, :5] = False
+    x1, x2 = normalise(before, ok), normalise(after, ok)
+    feats = pair_features(x1, x2)
+    assert feats.shape == (PAIR_CHANNELS, 64, 80) and feats.dtype == np.float32
+    assert not feats[:, :, :5].any()  # invalid pixels (0 in the inputs) stay 0
+    np.testing.assert_array_equal(feats, pair_features(x1, x2, ok))
+    z = feats[: len(MODEL_BANDS)]
+    assert np.allclose(np.median(z[:, ok], axis=1), 0.0, atol=1e-3)  # centred on the scene's median
+    roof = np.zeros(ok.shape, bool)
+    roof[40:56, 50:70] = True
+    chi = feats[len(MODEL_BANDS) :]
+    assert (chi[:, roof].mean(axis=1) > 5 * chi[:, ok & ~roof].mean(axis=1)).all()  # the new roof stands out
+    # a uniform change of scale of the whole difference does not change the z-scores
+    np.testing.assert_allclose(pair_features(x1 * 2, x2 * 2, ok)[: len(MODEL_BANDS)], z, atol=1e-4)
 
 
 def test_training_is_reproducible() -> None:

@@ -13,11 +13,17 @@ Steps, each the same for every scene:
 1. **Normalisation, per image and per band** (:func:`normalise`): ``log`` of the reflectance, centred on its
    median and divided by its robust spread (1.4826 x MAD) over the valid pixels.  A gain between the dates,
    or between L1C top-of-atmosphere and L2A surface reflectance, is an offset of the log and disappears.
-2. **Network**: both dates go through one shared encoder; the decoder sees the absolute differences of
-   their features at every scale and gives the probability of change of every pixel.  The image is
+2. **Pair features** (:func:`pair_features`): per band, the difference of the two normalised dates in units
+   of the scene's own no-change scatter (centred on its median, divided by 1.4826 x its MAD over the valid
+   pixels, as the ``urban`` detector's z-scores), and two local chi-square maps of those z-scores (the
+   visible bands and all bands, averaged over 3 x 3 pixels, ``log1p``).  They carry what a per-date
+   normalisation cannot: how large a difference is compared with the rest of this scene's differences.
+3. **Network**: both dates go through one shared encoder; the decoder sees the absolute differences of
+   their features at every scale, with the pair features (averaged down to each scale), and gives the
+   probability of change of every pixel.  The image is
    processed in overlapping tiles (``tile`` pixels; the margins of each tile are dropped), so memory is
    bounded whatever the image size.
-3. **Decision**: change where the probability exceeds ``threshold``: by default the model's own, recorded in
+4. **Decision**: change where the probability exceeds ``threshold``: by default the model's own, recorded in
    its metadata, the one with the best pooled F1 on its training cities (never on a city it is scored on).
 
 Needs the ten 10 m and 20 m bands B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 (in L1C and L2A products
@@ -42,7 +48,17 @@ from ..types import ChangeMap
 from .base import band_index, register
 from .cva import MIN_VALID_PIXELS, check_inputs
 
-__all__ = ["MODEL_BANDS", "LearnedDetector", "default_model", "load_metadata", "normalise", "predict", "prepare"]
+__all__ = [
+    "MODEL_BANDS",
+    "PAIR_CHANNELS",
+    "LearnedDetector",
+    "default_model",
+    "load_metadata",
+    "normalise",
+    "pair_features",
+    "predict",
+    "prepare",
+]
 
 #: The bands the network reads, in this order.
 MODEL_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -52,6 +68,10 @@ FLOOR = 1e-3
 MODEL_FILE = "oscd_siamdiff.onnx"
 #: Input size multiple required by the network (three 2x poolings).
 _MULTIPLE = 8
+#: Bands of the first chi-square map of :func:`pair_features` (the visible ones, as in the ``urban`` detector).
+_VISIBLE = ("B02", "B03", "B04")
+#: Channels of :func:`pair_features`: one z-score per model band and two chi-square maps.
+PAIR_CHANNELS = len(MODEL_BANDS) + 2
 
 
 def default_model() -> Path:
@@ -86,6 +106,38 @@ def normalise(img: np.ndarray, ok: np.ndarray) -> np.ndarray:
             sigma = float(np.std(v)) or 1.0
         out[k] = np.where(ok, np.clip((lg - med) / sigma, -10.0, 10.0), 0.0)
     return out
+
+
+def pair_features(x1: np.ndarray, x2: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
+    """Scene-normalised differences of the normalised dates ``x1``/``x2`` ``(band, y, x)``: float32
+    ``(PAIR_CHANNELS, y, x)``, 0 outside ``ok`` (default: where any input is non-zero, as :func:`prepare`
+    leaves the invalid pixels 0).
+
+    Channels: per band, ``x2 - x1`` centred on its median and divided by 1.4826 x its MAD over ``ok``
+    (clipped to +-10); then ``log1p`` of the mean squared z-score of the visible bands and of all bands,
+    averaged over a 3 x 3 window.  Computed over the whole scene (before tiling), so a tile sees the scene's
+    statistics.
+    """
+    from scipy import ndimage
+
+    if ok is None:
+        ok = (x1 != 0).any(axis=0) | (x2 != 0).any(axis=0)
+    z = np.zeros(x1.shape, np.float32)
+    for k in range(x1.shape[0]):
+        d = (x2[k] - x1[k]).astype(np.float32)
+        v = d[ok]
+        med = float(np.median(v)) if v.size else 0.0
+        sigma = 1.4826 * float(np.median(np.abs(v - med))) if v.size else 1.0
+        if not sigma > 1e-6:
+            sigma = float(np.std(v)) if v.size else 1.0
+            sigma = sigma if sigma > 1e-6 else 1.0
+        z[k] = np.where(ok, np.clip((d - med) / sigma, -10.0, 10.0), 0.0)
+    vis = [MODEL_BANDS.index(b) for b in _VISIBLE]
+    chi = []
+    for sel in (vis, list(range(len(MODEL_BANDS)))):
+        c = ndimage.uniform_filter((z[sel] ** 2).mean(axis=0), 3, mode="nearest")
+        chi.append(np.where(ok, np.log1p(c), 0.0).astype(np.float32))
+    return np.concatenate([z, np.stack(chi)]).astype(np.float32)
 
 
 def prepare(
@@ -139,6 +191,7 @@ def predict(
 
     Each tile is ``tile`` pixels square; its outer ``margin`` pixels are dropped (the network sees too little
     context there), so neighbouring tiles overlap by ``2 * margin``.  The image is mirror-padded at its edges.
+    A model with a third input gets the :func:`pair_features` of the whole scene.
     """
     if tile % _MULTIPLE or tile <= 2 * margin:
         raise ValueError(f"tile must be a multiple of {_MULTIPLE} larger than 2 x margin, not {tile}")
@@ -147,18 +200,23 @@ def predict(
     ny, nx = -(-h // step), -(-w // step)
     ph, pw = ny * step + 2 * margin - h, nx * step + 2 * margin - w
     pad = ((0, 0), (margin, ph - margin), (margin, pw - margin))
-    if min(h, w) > max(ph, pw, margin):
-        p1, p2 = np.pad(x1, pad, mode="reflect"), np.pad(x2, pad, mode="reflect")
-    else:  # an image smaller than the padding: mirror with repeats
-        p1, p2 = np.pad(x1, pad, mode="symmetric"), np.pad(x2, pad, mode="symmetric")
-    out = np.zeros((ny * step, nx * step), np.float32)
     names = [i.name for i in session.get_inputs()]
+    arrays = [x1, x2]
+    if len(names) > 2:
+        arrays.append(pair_features(x1, x2))
+    if min(h, w) > max(ph, pw, margin):
+        padded = [np.pad(a, pad, mode="reflect") for a in arrays]
+    else:  # an image smaller than the padding: mirror with repeats
+        padded = [np.pad(a, pad, mode="symmetric") for a in arrays]
+    out = np.zeros((ny * step, nx * step), np.float32)
     origins = [(iy * step, ix * step) for iy in range(ny) for ix in range(nx)]
     for k in range(0, len(origins), batch):
         chunk = origins[k : k + batch]
-        t1 = np.stack([p1[:, y : y + tile, x : x + tile] for y, x in chunk])
-        t2 = np.stack([p2[:, y : y + tile, x : x + tile] for y, x in chunk])
-        (prob,) = session.run(None, {names[0]: t1, names[1]: t2})
+        feeds = {
+            name: np.stack([p[:, y : y + tile, x : x + tile] for y, x in chunk])
+            for name, p in zip(names, padded, strict=True)
+        }
+        (prob,) = session.run(None, feeds)
         for (y, x), pr in zip(chunk, prob[:, 0], strict=True):
             out[y : y + step, x : x + step] = pr[margin : margin + step, margin : margin + step]
     return out[:h, :w]
@@ -190,9 +248,9 @@ class LearnedDetector:
 
     name: ClassVar[str] = "learned"
     description: ClassVar[str] = (
-        "Learned: small Siamese U-Net (FC-Siam-diff style, onnxruntime) over 10 Sentinel-2 bands trained on "
-        "OSCD; per-pixel change probability, threshold chosen on the training cities. Needs B02-B08, B8A, "
-        "B11, B12."
+        "Learned: small Siamese U-Net (FC-Siam-diff style, onnxruntime) over 10 Sentinel-2 bands and their "
+        "scene-normalised differences, trained on OSCD; per-pixel change probability, threshold chosen on the "
+        "training cities. Needs B02-B08, B8A, B11, B12."
     )
 
     model: str | None = None

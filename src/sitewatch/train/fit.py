@@ -2,11 +2,13 @@
 
 Protocol (fixed before looking at any held-out score; nothing here is tuned per city):
 
-* inputs: the ten 10/20 m bands, per-image robust log standardisation (:func:`~sitewatch.detectors.learned.prepare`);
+* inputs: the ten 10/20 m bands, per-image robust log standardisation (:func:`~sitewatch.detectors.learned.prepare`),
+  and the scene-normalised pair features (:func:`~sitewatch.detectors.learned.pair_features`) of the whole city;
 * samples: random ``crop`` x ``crop`` windows; a city is drawn with probability proportional to the square root
-  of its labelled pixels (small cities are not drowned by large ones), and 30 % of the windows are centred near
-  a changed pixel (change is 0.3-5 % of the pixels);
-* augmentation: the 8 rotations/flips, a per-band gain and offset jitter of each date, Gaussian noise;
+  of its labelled pixels (small cities are not drowned by large ones), and ``change_fraction`` of the windows
+  are centred near a changed pixel (change is 0.3-5 % of the pixels);
+* augmentation: the 8 rotations/flips, a per-band gain and offset jitter of each date, Gaussian noise (the pair
+  features are rotated and flipped with the dates);
 * loss: binary cross-entropy (change class weighted ``pos_weight``) plus soft Dice, over labelled valid pixels;
 * optimiser: AdamW, a fixed number of ``steps`` with a cosine learning-rate decay, so the time is bounded;
 * decision: probability above the threshold (0.30 to 0.95 by 0.05) with the best pooled F1 on the model's own
@@ -33,7 +35,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from .. import __version__
-from ..detectors.learned import FLOOR, MODEL_BANDS, _session, predict
+from ..detectors.learned import FLOOR, MODEL_BANDS, PAIR_CHANNELS, _session, pair_features, predict
 from .net import SiamDiff, export_onnx
 from .oscd import City
 
@@ -46,15 +48,16 @@ Log = Callable[[str], None]
 class Config:
     """Hyper-parameters, recorded in the model's metadata."""
 
-    steps: int = 1000
+    steps: int = 1400
     batch: int = 8
     crop: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
     pos_weight: float = 1.0
     dice_weight: float = 1.0
-    change_fraction: float = 0.3
-    widths: tuple[int, int, int, int] = (8, 16, 32, 32)
+    change_fraction: float = 0.2
+    widths: tuple[int, int, int, int] = (12, 24, 48, 48)
+    pair: bool = True
     seed: int = 0
     threads: int = 1
 
@@ -66,17 +69,26 @@ def _seed_all(seed: int, threads: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _sample(cities: Sequence[City], cfg: Config, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """One augmented batch: ``x1, x2`` ``(B, C, crop, crop)``, ``y`` and ``w`` (loss weight) ``(B, 1, crop, crop)``."""
+def _pair(city: City) -> np.ndarray:
+    return city.pair if city.pair is not None else pair_features(city.x1, city.x2)
+
+
+def _sample(
+    cities: Sequence[City], cfg: Config, rng: np.random.Generator, pairs: Sequence[np.ndarray]
+) -> tuple[np.ndarray, ...]:
+    """One augmented batch: ``x1, x2`` ``(B, C, crop, crop)``, pair features ``(B, P, crop, crop)``, ``y`` and
+    ``w`` (loss weight) ``(B, 1, crop, crop)``."""
     sizes = np.array([math.sqrt(float((c.label >= 0).sum())) for c in cities])
     probs = sizes / sizes.sum()
     n, c = cfg.crop, len(MODEL_BANDS)
     x1 = np.zeros((cfg.batch, c, n, n), np.float32)
     x2 = np.zeros_like(x1)
+    xp = np.zeros((cfg.batch, PAIR_CHANNELS, n, n), np.float32)
     y = np.zeros((cfg.batch, 1, n, n), np.float32)
     w = np.zeros_like(y)
     for b in range(cfg.batch):
-        city = cities[int(rng.choice(len(cities), p=probs))]
+        ci = int(rng.choice(len(cities), p=probs))
+        city = cities[ci]
         h, wd = city.ok.shape
         if rng.random() < cfg.change_fraction and city.changed.size:
             cy, cx = city.changed[int(rng.integers(city.changed.shape[0]))]
@@ -90,10 +102,10 @@ def _sample(cities: Sequence[City], cfg: Config, rng: np.random.Generator) -> tu
         ok = city.ok[win]
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         arrays = []
-        for arr in (a, bb, lab[None], ok[None]):
+        for arr in (a, bb, lab[None], ok[None], pairs[ci][:, win[0], win[1]]):
             arr = np.rot90(arr, k, axes=(1, 2))
             arrays.append(arr[:, :, ::-1] if flip else arr)
-        a, bb, lab3, ok3 = arrays
+        a, bb, lab3, ok3, xp[b] = arrays
         jitter = []
         for img in (a, bb):
             gain = np.exp(rng.normal(0.0, 0.05, (c, 1, 1))).astype(np.float32)
@@ -103,13 +115,14 @@ def _sample(cities: Sequence[City], cfg: Config, rng: np.random.Generator) -> tu
         x1[b], x2[b] = jitter
         y[b, 0] = lab3[0] == 1
         w[b, 0] = (lab3[0] >= 0) & ok3[0]
-    return x1, x2, y, w
+    return x1, x2, xp, y, w
 
 
 def train(cities: Sequence[City], cfg: Config, log: Log | None = None) -> SiamDiff:
     """Train a :class:`SiamDiff` on ``cities`` for ``cfg.steps`` steps (seeded, deterministic)."""
     rng = _seed_all(cfg.seed, cfg.threads)
-    net = SiamDiff(len(MODEL_BANDS), cfg.widths)
+    net = SiamDiff(len(MODEL_BANDS), cfg.widths, PAIR_CHANNELS if cfg.pair else 0)
+    pairs = [_pair(c) for c in cities]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
@@ -118,8 +131,8 @@ def train(cities: Sequence[City], cfg: Config, log: Log | None = None) -> SiamDi
     net.train()
     t0, running = time.perf_counter(), 0.0
     for step in range(cfg.steps):
-        x1, x2, y, w = (torch.from_numpy(np.ascontiguousarray(v)) for v in _sample(cities, cfg, rng))
-        logits = net(x1, x2)
+        x1, x2, xp, y, w = (torch.from_numpy(np.ascontiguousarray(v)) for v in _sample(cities, cfg, rng, pairs))
+        logits = net(x1, x2, xp)
         bce = F.binary_cross_entropy_with_logits(logits, y, weight=w, pos_weight=pos_weight, reduction="sum")
         bce = bce / w.sum().clamp(min=1.0)
         p = torch.sigmoid(logits) * w
@@ -217,13 +230,17 @@ def train_and_export(
     threshold, f1_by_threshold = choose_threshold(onnx_path, cities, cfg.threads)
     meta: dict[str, Any] = {
         "format": "sitewatch-learned-1",
-        "architecture": "FC-Siam-diff (Siamese U-Net, shared encoder, |feature difference| skips)",
+        "architecture": "FC-Siam-diff (Siamese U-Net, shared encoder, |feature difference| skips)"
+        + (", pair features into every decoder stage" if cfg.pair else ""),
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "bands": list(MODEL_BANDS),
         "normalisation": f"per image and band: log(max(reflectance, {FLOOR})), minus median, divided by "
         "1.4826 x MAD over the valid pixels, clipped to +-10; 0 outside valid pixels",
         "coregistration": "AFTER onto BEFORE by phase correlation on the gradient magnitude, up to 3 px",
-        "inputs": ["before", "after"],
+        "inputs": ["before", "after", "pair"] if cfg.pair else ["before", "after"],
+        "pair_features": "per band: after minus before (normalised), centred on its median and divided by "
+        "1.4826 x MAD over the valid pixels of the scene, clipped to +-10; log1p of the 3 x 3 mean of the mean "
+        "squared z-score of B02-B04 and of all bands" if cfg.pair else None,
         "output": "probability",
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,

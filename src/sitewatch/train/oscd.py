@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from ..detectors.learned import MODEL_BANDS, prepare
+from ..detectors.learned import MODEL_BANDS, pair_features, prepare
 from ..pair import _warp, read_image
 
 __all__ = ["IMAGES", "LABELS", "City", "cities", "load_city"]
@@ -29,7 +29,8 @@ LABELS = "Onera Satellite Change Detection dataset - Train Labels"
 @dataclass(frozen=True)
 class City:
     """One city's network inputs ``x1``/``x2`` ``(band, y, x)``, valid pixels ``ok`` and label (1 = change,
-    0 = no change, -1 = not labelled); ``changed`` lists the ``(row, col)`` of the valid changed pixels."""
+    0 = no change, -1 = not labelled); ``changed`` lists the ``(row, col)`` of the valid changed pixels;
+    ``pair`` the :func:`~sitewatch.detectors.learned.pair_features` (``None``: computed when needed)."""
 
     name: str
     x1: np.ndarray
@@ -37,6 +38,7 @@ class City:
     ok: np.ndarray
     label: np.ndarray
     changed: np.ndarray
+    pair: np.ndarray | None = None
 
 
 def cities(root: Path) -> list[str]:
@@ -75,4 +77,4 @@ def load_city(root: Path, city: str) -> City:
     label = np.full(codes.shape, -1, np.int8)
     label[codes == 1] = 0
     label[codes == 2] = 1
-    return City(city, x1, x2, ok, label, np.argwhere((label == 1) & ok))
+    return City(city, x1, x2, ok, label, np.argwhere((label == 1) & ok), pair_features(x1, x2))
