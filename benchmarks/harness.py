@@ -29,6 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -437,6 +438,25 @@ def _slug(s: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ provenance
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_results(doc: dict[str, Any], prefix: str = "", out: str | Path | None = None,
+                  when: datetime | None = None) -> list[Path]:
+    """Write a benchmark's JSON to ``out``, else to ``results/<prefix><UTC stamp>.json`` and
+    ``results/<prefix>latest.json``; returns the paths written."""
+    if out:
+        paths = [Path(out)]
+    else:
+        stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        paths = [RESULTS / f"{prefix}{stamp}.json", RESULTS / f"{prefix}latest.json"]
+    text = json.dumps(doc, indent=2, default=str) + "\n"
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return paths
 
 
 def environment() -> dict[str, Any]:

@@ -8,7 +8,6 @@ Prints the per-city and pooled scores and writes them, with machine info and det
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,9 +24,8 @@ from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from benchmarks.datasets import DATASETS, DataNotFound, data_root, discover  # noqa: E402
-from benchmarks.harness import DetectorSpec, Result, Row, environment, run  # noqa: E402
+from benchmarks.harness import DetectorSpec, Result, Row, environment, run, write_results  # noqa: E402
 
-RESULTS = HERE / "results"
 #: Leave-one-city-out fold models of the learned detector, written by ``make train``.
 MODELS = HERE / "models"
 
@@ -106,14 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{doc['machine']['cpu_count']} CPU(s)"
     )
 
-    if args.out:
-        paths = [Path(args.out)]
-    else:
-        paths = [RESULTS / f"{started:%Y%m%dT%H%M%SZ}.json", RESULTS / "latest.json"]
-    text = json.dumps(doc, indent=2, default=str) + "\n"
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
+    paths = write_results(doc, out=args.out, when=started)
     console.print(f"results written to {', '.join(str(p) for p in paths)}")
 
     if result.errors:

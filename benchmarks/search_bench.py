@@ -43,7 +43,6 @@ if __package__ in (None, ""):
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-RESULTS = HERE / "results"
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
 
@@ -284,17 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": len(search["candidates"]), "top_candidates": search["candidates"][:10],
         "hidden_copies": len(hidden), "hidden_copy_ranks": found,
     }
-    from benchmarks.harness import environment
+    from benchmarks.harness import environment, write_results
 
     doc["environment"] = environment()
-    text = json.dumps(doc, indent=1) + "\n"
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        RESULTS.mkdir(exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        (RESULTS / f"search-{stamp}.json").write_text(text)
-        (RESULTS / "search-latest.json").write_text(text)
+    write_results(doc, "search-", args.out)
     return 0
 
 

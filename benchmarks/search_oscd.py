@@ -17,7 +17,6 @@ Writes JSON to ``benchmarks/results/search-oscd-<timestamp>.json`` and ``search-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -35,9 +34,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from benchmarks.datasets import DataNotFound, data_root, discover  # noqa: E402
-from benchmarks.harness import environment  # noqa: E402
+from benchmarks.harness import environment, write_results  # noqa: E402
 
-RESULTS = HERE / "results"
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
 
@@ -119,14 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                    "screen": {"min_green": 1, "min_hits": 1}},
         "cities": rows, "mean": {key: round(mean_p, 4), "chance": round(mean_c, 4)}, "environment": environment(),
     }
-    text = json.dumps(doc, indent=1) + "\n"
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        RESULTS.mkdir(exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        (RESULTS / f"search-oscd-{stamp}.json").write_text(text)
-        (RESULTS / "search-oscd-latest.json").write_text(text)
+    write_results(doc, "search-oscd-", args.out)
     return 0
 
 
