@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from .stac_helpers import Faults
+from .stac_helpers import Faults, serving
 
 PG_BIN = Path(os.environ.get("SITEWATCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -390,12 +390,5 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 @contextmanager
 def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     """A :class:`FaultProxy` to ``upstream`` on a free port of 127.0.0.1, stopped on exit."""
-    srv = FaultProxy(upstream)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(FaultProxy(upstream)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)

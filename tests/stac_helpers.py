@@ -4,6 +4,7 @@ can misbehave on demand, and writers of real COG scenes (the data are generated 
 from __future__ import annotations
 
 import re
+import socketserver
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -160,10 +162,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
 @contextmanager
-def range_server(root: Path) -> Iterator[RangeServer]:
-    """A range-capable HTTP file server for ``root`` on 127.0.0.1 (a free port), stopped on exit."""
-    srv = RangeServer(root)
+def serving(srv: S) -> Iterator[S]:
+    """Run an HTTP server (bound to 127.0.0.1) in a thread; shut it down and close it on exit."""
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
@@ -172,6 +176,13 @@ def range_server(root: Path) -> Iterator[RangeServer]:
         srv.shutdown()
         srv.server_close()
         thread.join(5)
+
+
+@contextmanager
+def range_server(root: Path) -> Iterator[RangeServer]:
+    """A range-capable HTTP file server for ``root`` on 127.0.0.1 (a free port), stopped on exit."""
+    with serving(RangeServer(root)) as srv:
+        yield srv
 
 
 def write_cog(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +47,8 @@ from sitewatch.sites import make_site
 from sitewatch.store import Store
 
 from .conftest import CRS, ORIGIN
+from .servers import free_port
+from .stac_helpers import serving
 
 SECRET = "s3cret"
 
@@ -93,15 +94,8 @@ class _Hook(BaseHTTPRequestHandler):
 
 @contextmanager
 def webhook_server(fail: int = 0) -> Iterator[WebhookServer]:
-    srv = WebhookServer(fail)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
+    with serving(WebhookServer(fail)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(5)
 
 
 class _Mailbox:
@@ -113,19 +107,13 @@ class _Mailbox:
         return "250 Message accepted"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def smtp_server() -> Iterator[tuple[_Mailbox, int]]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1; yields (mailbox, port)."""
     from aiosmtpd.controller import Controller
 
     box_ = _Mailbox()
-    port = _free_port()
+    port = free_port()
     ctl = Controller(box_, hostname="127.0.0.1", port=port)
     ctl.start()
     try:
