@@ -22,9 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,11 +35,18 @@ from sqlalchemy.orm import Session
 from . import __version__
 from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
-from .detectors.base import params_of
-from .errors import AllCloudError, CloudySceneWarning, NoOverlapError
+from .errors import NoOverlapError
 from .masks import clear_fraction
-from .pipeline import DEFAULT_METHOD, activity_status, coregister_stack
-from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid
+from .pipeline import (
+    DEFAULT_METHOD,
+    activity_status,
+    coregister_stack,
+    detection_params,
+    grid_for_scenes,
+    require_clear,
+    warn_cloudy,
+)
+from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack
 from .store import SiteRow, Store, TrackerStateRow
 from .tracking import TrackerState, TrackParams, track_pixels
 from .types import Change, Scene, SiteResult
@@ -181,15 +187,8 @@ def detect_incremental(
         g = meta["grid"]
         grid = Grid(g["crs"], tuple(g["transform"]), g["width"], g["height"])  # type: ignore[arg-type]
     else:
-        crs_counts: dict[str, int] = {}
-        for s in scenes:
-            crs_counts[s.crs] = crs_counts.get(s.crs, 0) + 1
-        grid = site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
-    params: dict[str, Any] = {
-        "detector": {"name": method, **params_of(detector)},
-        "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
-        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
-    }
+        grid = grid_for_scenes(site, scenes, resolution)
+    params = detection_params(method, detector, tp, pp, resolution, coregister, grid)
     key = _params_key(params)
 
     new_scenes: list[Scene] = scenes
@@ -243,21 +242,10 @@ def detect_incremental(
         ts = TrackerState.empty(stack["time"].values[0], tp.ref_depth, len(stack["band"]), grid.height, grid.width)
     history = track_pixels(stack, detector, tp, inside=inside, resume=ts,
                            progress=(lambda d, t: progress("detect", d, t)) if progress else None)
-    if not (ts.clear_fraction >= tp.min_clear_fraction).any():
-        raise AllCloudError(
-            f"site {site.name!r}: no date has {tp.min_clear_fraction:.0%} clear pixels "
-            f"(best {ts.clear_fraction.max():.0%}); wait for clearer scenes or lower --min-clear"
-        )
+    require_clear(site.name, ts.clear_fraction, tp.min_clear_fraction)
     new_ids = list(stack.attrs["scene_ids"])
-    cloudy = [f"{sid} ({f:.0%})" for sid, f in zip(new_ids, ts.clear_fraction[-len(new_ids):], strict=True)
-              if f < tp.min_clear_fraction]
-    if cloudy:
-        warnings.warn(
-            f"site {site.name!r}: {len(cloudy)} of {len(new_ids)} {'new ' if mode == 'incremental' else ''}dates have "
-            f"under {tp.min_clear_fraction:.0%} "
-            f"clear pixels over the site and are skipped: {', '.join(cloudy[:5])}{' ...' if len(cloudy) > 5 else ''}",
-            CloudySceneWarning, stacklevel=2,
-        )
+    warn_cloudy(site.name, new_ids, ts.clear_fraction[-len(new_ids):], tp.min_clear_fraction,
+                "new " if mode == "incremental" else "")
     new_times = [d.isoformat() for d in stack_dates(stack)]
     if mode == "incremental":
         scene_ids = list(meta["scene_ids"]) + new_ids

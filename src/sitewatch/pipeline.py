@@ -174,6 +174,47 @@ def activity_status(changes: list[Change], dates: list, window_days: int = 183) 
     return "active" if recent else "dormant"
 
 
+def grid_for_scenes(site: Any, scenes: Iterable[Any], resolution: float) -> Any:
+    """The site's grid at ``resolution``, in the CRS most of its scenes share."""
+    crs_counts: dict[str, int] = {}
+    for s in scenes:
+        crs_counts[s.crs] = crs_counts.get(s.crs, 0) + 1
+    return site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
+
+
+def detection_params(method: str, detector: Any, tp: TrackParams, pp: PolygonParams, resolution: float,
+               coregister: bool, grid: Any) -> dict[str, Any]:
+    """The parameters a detection run records (its provenance)."""
+    return {
+        "detector": {"name": method, **params_of(detector)},
+        "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
+        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
+    }
+
+
+def require_clear(site_name: str, cf: np.ndarray, min_clear: float) -> None:
+    """:class:`AllCloudError` when no date has ``min_clear`` of the site clear."""
+    if not (cf >= min_clear).any():
+        raise AllCloudError(
+            f"site {site_name!r}: no date has {min_clear:.0%} clear pixels "
+            f"(best {cf.max():.0%}); wait for clearer scenes or lower --min-clear"
+        )
+
+
+def warn_cloudy(site_name: str, scene_ids: Iterable[str], cf: Iterable[float], min_clear: float,
+                qualifier: str = "") -> None:
+    """A :class:`CloudySceneWarning` naming the dates under ``min_clear`` (they are skipped)."""
+    ids, fractions = list(scene_ids), list(cf)
+    cloudy = [f"{sid} ({f:.0%})" for sid, f in zip(ids, fractions, strict=False) if f < min_clear]
+    if cloudy:
+        warnings.warn(
+            f"site {site_name!r}: {len(cloudy)} of {len(fractions)} {qualifier}dates have under {min_clear:.0%} "
+            f"clear pixels over the site and are skipped: {', '.join(cloudy[:5])}"
+            f"{' ...' if len(cloudy) > 5 else ''}",
+            CloudySceneWarning, stacklevel=3,
+        )
+
+
 def detect_site(
     store: Store,
     site_name: str,
@@ -193,10 +234,7 @@ def detect_site(
     scenes = store.scenes(site)
     if not scenes:
         raise NoOverlapError(f"no stored scene covers site {site.name!r}; run `sitewatch ingest` first")
-    crs_counts: dict[str, int] = {}
-    for s in scenes:
-        crs_counts[s.crs] = crs_counts.get(s.crs, 0) + 1
-    grid = site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
+    grid = grid_for_scenes(site, scenes, resolution)
     stack = load_stack(
         scenes, grid, DEFAULT_BANDS, progress=(lambda d, t: progress("load", d, t)) if progress else None
     )
@@ -208,29 +246,14 @@ def detect_site(
         stack, shifts = coregister_stack(stack)
     stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
     cf = np.array([clear_fraction(c, inside) for c in stack["clear"].values])
-    if not (cf >= tp.min_clear_fraction).any():
-        raise AllCloudError(
-            f"site {site.name!r}: no date has {tp.min_clear_fraction:.0%} clear pixels "
-            f"(best {cf.max():.0%}); wait for clearer scenes or lower --min-clear"
-        )
-    cloudy = [f"{sid} ({f:.0%})" for sid, f in zip(stack.attrs["scene_ids"], cf, strict=False)
-              if f < tp.min_clear_fraction]
-    if cloudy:
-        warnings.warn(
-            f"site {site.name!r}: {len(cloudy)} of {len(cf)} dates have under {tp.min_clear_fraction:.0%} clear "
-            f"pixels over the site and are skipped: {', '.join(cloudy[:5])}{' ...' if len(cloudy) > 5 else ''}",
-            CloudySceneWarning, stacklevel=2,
-        )
+    require_clear(site.name, cf, tp.min_clear_fraction)
+    warn_cloudy(site.name, stack.attrs["scene_ids"], cf, tp.min_clear_fraction)
     detector = get_detector(method, **(detector_params or {}))
     history = track_pixels(stack, detector, tp, inside=inside,
                            progress=(lambda d, t: progress("detect", d, t)) if progress else None)
     dates = stack_dates(stack)
     scene_ids = list(stack.attrs["scene_ids"])
-    params = {
-        "detector": {"name": method, **params_of(detector)},
-        "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
-        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
-    }
+    params = detection_params(method, detector, tp, pp, resolution, coregister, grid)
     provenance = {"detector": method, "sitewatch": __version__, "params": params}
     changes = extract_changes(history, stack, site.name, method, pp, provenance)
     px_area = resolution * resolution
