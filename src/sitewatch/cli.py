@@ -406,6 +406,39 @@ def search(
                   f"{len(r.dates)} dates, {r.seconds:.1f} s: {path}")
 
 
+@app.command()
+def similar(
+    like: Annotated[str, typer.Argument(help="The watchlist site to look for (its stored changes, else its polygon).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output GeoJSON of the ranked places (EPSG:4326).")],
+    around: Annotated[str | None, typer.Option(help="Look around this watchlist site (default: LIKE).")] = None,
+    radius_km: Annotated[float, typer.Option(help="Radius around --around (or LIKE), km.")] = 15.0,
+    area: Annotated[Path | None, typer.Option(help="Look over this area instead (GeoJSON polygon, WGS84).")] = None,
+    date: Annotated[str | None, typer.Option(help="As of this date (YYYY-MM-DD; default: the newest scene).")] = None,
+    top: Annotated[int, typer.Option(help="Number of places to rank.")] = 10,
+    window_px: Annotated[int | None, typer.Option(help="Side of the windows compared, pixels (default: the "
+                                                        "size of LIKE's footprint, 8 to 64).")] = None,
+    history: Annotated[bool, typer.Option(help="Compare the change since the earliest clear view too.")] = True,
+    include_sites: Annotated[bool, typer.Option(help="Also rank places on watchlist sites.")] = False,
+) -> None:
+    """Rank the places that look like a watchlist site (spectral-texture statistics, nearest neighbours)."""
+    from .search import SimilarParams, similar_to_file
+
+    params = SimilarParams(top=top, window_px=window_px, history=history)
+    with _progress() as cb:
+        r, path = similar_to_file(_store(), like, out, around=around, radius_km=radius_km, area=area, as_of=date,
+                                  params=params, exclude_sites=not include_sites, progress=cb)
+    t = Table(title=f"Places that look like {r.query}")
+    for col in ("rank", "id", "distance", "centre (lon, lat)"):
+        t.add_column(col)
+    for pl in r.places:
+        cen = pl.geometry.centroid
+        t.add_row(str(pl.rank), pl.place_id, f"{pl.distance:.2f}", f"{cen.x:.5f}, {cen.y:.5f}")
+    console.print(t)
+    console.print(f"{r.windows} windows of {r.params['similar']['window_px']} px compared as of "
+                  f"{_fmt_date(r.as_of)} ({len(r.dates)} dates read), {r.excluded} on watchlist sites left out, "
+                  f"{r.seconds:.1f} s: {path}")
+
+
 @site_app.command("promote")
 def site_promote(
     candidates: Annotated[Path, typer.Argument(help="Candidates GeoJSON written by `sitewatch search`.")],

@@ -24,8 +24,12 @@ from ..geo import WGS84, to_crs, utm_crs_for
 from ..store import Store
 from ..types import Site
 from ._core import Candidate, SearchResult
+from ._similar import SimilarResult
 
-__all__ = ["CandidateNotFound", "candidate_feature", "write_candidates", "read_candidates", "promote_candidate"]
+__all__ = [
+    "CandidateNotFound", "candidate_feature", "promote_candidate", "read_candidates", "write_candidates",
+    "write_similar",
+]
 
 
 class CandidateNotFound(SitewatchError, LookupError):
@@ -71,7 +75,14 @@ def write_candidates(result: SearchResult, path: str | Path) -> Path:
         "suppressed": to_jsonable(list(result.suppressed)), "tile_scores": to_jsonable(list(result.tile_scores)),
         "seconds": result.seconds,
     }
-    feats = [json.dumps(candidate_feature(c, base), ensure_ascii=False, allow_nan=False) for c in result.candidates]
+    return _write_collection([candidate_feature(c, base) for c in result.candidates], meta, path)
+
+
+def _write_collection(features: list[dict[str, Any]], meta: dict[str, Any], path: str | Path) -> Path:
+    """An RFC 7946 FeatureCollection, one feature per line, with ``meta`` as its ``sitewatch`` member,
+    written atomically."""
+    path = Path(path)
+    feats = [json.dumps(f, ensure_ascii=False, allow_nan=False) for f in features]
     text = (  # one feature per line: compact, yet diffable line by line
         '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + '\n],\n"sitewatch": '
         + json.dumps(meta, ensure_ascii=False, allow_nan=False) + "}\n"
@@ -81,6 +92,33 @@ def write_candidates(result: SearchResult, path: str | Path) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_similar(result: SimilarResult, path: str | Path) -> Path:
+    """Write the places of a similarity ranking as GeoJSON (EPSG:4326) at ``path`` (atomically): one feature
+    per place in rank order (``rank``, ``id``, ``distance``, the place's statistics), the query, its
+    statistics, the feature scale, dates, scenes and parameters in the ``sitewatch`` member."""
+    as_of = iso_utc(result.as_of)
+    feats = []
+    for pl in result.places:
+        cen = pl.geometry.centroid
+        feats.append({
+            "type": "Feature", "id": pl.place_id, "geometry": geometry_to_geojson(pl.geometry),
+            "properties": {
+                "rank": pl.rank, "id": pl.place_id, "kind": "similar", "like": result.query,
+                "distance": pl.distance, "as_of": as_of, "valid_share": pl.valid_share,
+                "centroid": [round(cen.x, 6), round(cen.y, 6)], "features": pl.features,
+            },
+        })
+    meta = {
+        "version": result.version, "created": iso_utc(datetime.now(UTC)), "crs": "EPSG:4326", "kind": "similar",
+        "query": {"name": result.query, "geometry": geometry_to_geojson(result.query_geometry),
+                  "features": result.query_features},
+        "area": geometry_to_geojson(result.area), "as_of": as_of, "dates": [iso_utc(d) for d in result.dates],
+        "scene_ids": list(result.scene_ids), "windows": result.windows, "excluded": result.excluded,
+        "feature_scale": result.scale, "params": to_jsonable(result.params), "seconds": result.seconds,
+    }
+    return _write_collection(feats, meta, path)
 
 
 def read_candidates(path: str | Path) -> list[dict[str, Any]]:
@@ -140,12 +178,14 @@ def promote_candidate(
         c = geom.centroid
         utm = utm_crs_for(c.x, c.y)
         geom = to_crs(to_crs(geom, WGS84, utm).buffer(buffer_m, quad_segs=16), utm, WGS84)
-    notes = (
-        f"promoted from search candidate #{props['rank']} ({props.get('id')}) of {Path(path).name}: "
-        f"score {props.get('score')}, {props.get('area_m2')} m², first seen between "
-        f"{(props.get('first_seen_after') or '?')[:10]} and {(props.get('first_seen_before') or '?')[:10]}"
-        f"{f', buffered by {buffer_m:g} m' if buffer_m else ''}"
-    )
+    if props.get("kind") == "similar":  # a place of `sitewatch similar`
+        what = (f"similar place #{props['rank']} ({props.get('id')}) of {Path(path).name}: looks like "
+                f"{props.get('like')} (distance {props.get('distance')}) as of {(props.get('as_of') or '?')[:10]}")
+    else:
+        what = (f"search candidate #{props['rank']} ({props.get('id')}) of {Path(path).name}: "
+                f"score {props.get('score')}, {props.get('area_m2')} m², first seen between "
+                f"{(props.get('first_seen_after') or '?')[:10]} and {(props.get('first_seen_before') or '?')[:10]}")
+    notes = f"promoted from {what}{f', buffered by {buffer_m:g} m' if buffer_m else ''}"
     site = make_site(
         name or str(props.get("id") or f"candidate {props['rank']}"), geom, aliases=aliases, notes=notes,
         added_by=added_by if added_by else getpass.getuser(), reason=reason or "search candidate",
