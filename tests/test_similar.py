@@ -199,3 +199,13 @@ def test_demo_the_hidden_compound_looks_most_like_the_base(demo_run, tmp_path):
                 home=home, ok=False)
     assert both.returncode == 1 and "not both" in both.stderr
     assert not (tmp_path / "x.geojson").exists() and not (tmp_path / "y.geojson").exists()
+
+
+def test_the_site_may_lie_outside_the_area(world):
+    """The query is read from its own scenes: an area that does not contain the site still works."""
+    store, _, _ = world
+    east = _px_box(40, 40, 96, 96)  # holds B, not A
+    r = find_similar(store, _px_box(*A), east, params=SimilarParams(top=2))
+    b = to_crs(_px_box(*B), "EPSG:4326", UTM)
+    assert to_crs(r.places[0].geometry, "EPSG:4326", UTM).intersects(b)
+    assert r.places[0].distance < 0.5 * r.places[1].distance

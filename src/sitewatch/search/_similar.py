@@ -213,6 +213,14 @@ def _latest_clear(
     return refl, filled, used
 
 
+def _by_date(scenes: Sequence[Scene]) -> tuple[list[datetime], list[list[Scene]]]:
+    """The dates of ``scenes``, newest first, and the scenes of each."""
+    by_date: dict[datetime, list[Scene]] = {}
+    for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id), reverse=True):
+        by_date.setdefault(s.datetime, []).append(s)
+    return list(by_date), list(by_date.values())
+
+
 def _window_side(query: BaseGeometry, p: SimilarParams) -> int:
     if p.window_px is not None:
         if not (isinstance(p.window_px, int) and p.window_px >= 2):
@@ -253,11 +261,7 @@ def find_similar(
             f"no stored scene covers the area ({area_m2(area) / 1e6:,.0f} km² around {area.centroid.x:.4f}, "
             f"{area.centroid.y:.4f}){f' up to {cutoff:%Y-%m-%d}' if cutoff else ''}; ingest or fetch imagery first"
         )
-    by_date: dict[datetime, list[Scene]] = {}
-    for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id), reverse=True):
-        by_date.setdefault(s.datetime, []).append(s)
-    dates = list(by_date)
-    groups = list(by_date.values())
+    dates, groups = _by_date(scenes)
     oldest_first = groups[::-1]
     names = FEATURES + (HISTORY_FEATURES if p.history else ())
     crs = _dominant_crs(scenes)
@@ -268,10 +272,13 @@ def find_similar(
     qg = site_grid(qsite, p.resolution, crs=crs)  # with a halo of one pixel, as the area's blocks
     qgrid = Grid(qg.crs, (qg.transform[0], 0.0, qg.transform[2] - qg.transform[0], 0.0, qg.transform[4],
                           qg.transform[5] - qg.transform[4]), qg.width + 2, qg.height + 2)
-    qboxes = {s.scene_id: _scene_box(s, qgrid.crs) for s in scenes}
+    qscenes = [s for s in store.scenes(qsite) if cutoff is None or s.datetime <= cutoff]  # may lie outside the area
+    qgroups = _by_date(qscenes)[1]
+    qboxes = {s.scene_id: _scene_box(s, qgrid.crs) for s in qscenes}
     with np.errstate(all="ignore"):
-        qrefl, qfilled, _ = _latest_clear(qgrid, groups, qboxes, p.max_dates)
-        q0refl, q0filled, _ = _latest_clear(qgrid, oldest_first, qboxes, p.max_dates) if p.history else (None, True, [])
+        qrefl, qfilled, _ = _latest_clear(qgrid, qgroups, qboxes, p.max_dates)
+        q0refl, q0filled, _ = (_latest_clear(qgrid, qgroups[::-1], qboxes, p.max_dates) if p.history
+                               else (None, True, []))
     qvalid = qfilled & q0filled & grid_mask(qsite, qgrid)
     if not qvalid.any():
         raise NoOverlapError(
@@ -284,7 +291,7 @@ def find_similar(
     grid = site_grid(area_site, p.resolution, crs=crs)
     block = max(step, (p.block_px // step) * step)
     grid = _aligned(grid, scenes, block, to_crs(area, WGS84, grid.crs).bounds)
-    boxes = qboxes if grid.crs == qgrid.crs else {s.scene_id: _scene_box(s, grid.crs) for s in scenes}
+    boxes = {s.scene_id: _scene_box(s, grid.crs) for s in scenes}
     a = grid.affine
     area_grid = to_crs(area, WGS84, grid.crs)
     shapely.prepare(area_grid)
