@@ -15,7 +15,7 @@ from scipy import ndimage
 from scipy.signal.windows import tukey
 from skimage.registration import phase_cross_correlation
 
-__all__ = ["apply_shift", "estimate_shift", "registration_band"]
+__all__ = ["apply_shift", "coregister", "estimate_shift", "registration_band"]
 
 
 def estimate_shift(
@@ -59,6 +59,38 @@ def estimate_shift(
         ref_w, mov_w, upsample_factor=int(upsample), normalization=None
     )
     return float(shift[0]), float(shift[1])
+
+
+def coregister(
+    before: np.ndarray,
+    after: np.ndarray,
+    ok: np.ndarray,
+    max_shift: float,
+    min_valid: int,
+    bands: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """AFTER moved onto BEFORE (both ``(band, y, x)``): ``(after, ok, (dy, dx))``.
+
+    The shift is measured over the pixels ``ok`` on the bands ``bands`` (default: all) and applied when it is
+    non-zero, at most ``max_shift`` pixels (more is implausible for orthorectified products) and leaves at
+    least ``min_valid`` valid pixels; ``ok`` loses the pixels the move leaves without data.  Otherwise (an
+    image under 16 pixels a side, no measurable shift) AFTER, ``ok`` and a zero shift come back unchanged.
+    """
+    unchanged = (after, ok, (0.0, 0.0))
+    if min(ok.shape) < 16:
+        return unchanged
+    sel = slice(None) if bands is None else bands
+    try:
+        dy, dx = estimate_shift(before[sel], after[sel], ok)
+    except ValueError:
+        return unchanged
+    if not 0.0 < max(abs(dy), abs(dx)) <= max_shift:
+        return unchanged
+    moved = apply_shift(after, (dy, dx))
+    ok_moved = ok & np.isfinite(moved).all(axis=0)
+    if ok_moved.sum() < min_valid:
+        return unchanged
+    return moved, ok_moved, (dy, dx)
 
 
 def apply_shift(image: np.ndarray, shift: tuple[float, float], order: int = 1) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..coreg import apply_shift, estimate_shift
+from .. import coreg
 from ..errors import ImageryError
 from ..types import ChangeMap
 from .base import band_index, register
@@ -160,16 +160,8 @@ def prepare(
     b = before[idx].astype(np.float32)
     a = after[idx].astype(np.float32)
     shift = (0.0, 0.0)
-    if coregister and min(ok.shape) >= 16:
-        try:
-            dy, dx = estimate_shift(b, a, ok)
-        except ValueError:
-            dy = dx = 0.0
-        if 0.0 < max(abs(dy), abs(dx)) <= max_shift:
-            moved = apply_shift(a, (dy, dx))
-            ok_moved = ok & np.isfinite(moved).all(axis=0)
-            if ok_moved.sum() >= MIN_VALID_PIXELS:
-                shift, a, ok = (dy, dx), moved, ok_moved
+    if coregister:
+        a, ok, shift = coreg.coregister(b, a, ok, max_shift, MIN_VALID_PIXELS)
     return normalise(b, ok), normalise(a, ok), ok, shift
 
 

@@ -54,9 +54,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import chi2
 
-from ..coreg import apply_shift, estimate_shift
+from ..coreg import coregister
 from ..types import ChangeMap
-from .base import band_index, register
+from .base import band_index, normalized_difference, register
 from .cva import MIN_VALID_PIXELS, check_inputs, otsu_threshold
 
 __all__ = ["UrbanDetector"]
@@ -94,11 +94,6 @@ def _object_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarra
     lo = val[np.maximum((starts + ends - 1) // 2, 0)]
     hi = val[np.minimum((starts + ends) // 2, len(val) - 1)]
     return (lo + hi) / 2.0
-
-
-def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a - b) / (a + b)
 
 
 @register("urban")
@@ -180,17 +175,9 @@ class UrbanDetector:
         pos = {name: k for k, name in enumerate(_REQUIRED)}
 
         shift = (0.0, 0.0)
-        if self.coregister and min(ok.shape) >= 16:
+        if self.coregister:
             reg = [pos[n] for n in _REGISTRATION_BANDS]
-            try:
-                dy, dx = estimate_shift(before[reg], after[reg], ok)
-            except ValueError:
-                dy = dx = 0.0
-            if 0.0 < max(abs(dy), abs(dx)) <= self.max_shift:
-                moved = apply_shift(after, (dy, dx))
-                ok_moved = ok & np.isfinite(moved).all(axis=0)
-                if ok_moved.sum() >= MIN_VALID_PIXELS:
-                    shift, after, ok = (dy, dx), moved, ok_moved
+            after, ok, shift = coregister(before, after, ok, self.max_shift, MIN_VALID_PIXELS, bands=reg)
 
         def band(img: np.ndarray, name: str) -> np.ndarray:
             return np.maximum(np.nan_to_num(img[pos[name]].astype(np.float32), nan=_FLOOR), _FLOOR)
@@ -210,11 +197,11 @@ class UrbanDetector:
         # 2. physical gates: vegetation on both dates, water on both dates
         def ndvi(img: np.ndarray, normalised: bool) -> np.ndarray:
             get = after_n if normalised else (lambda n: band(img, n))
-            return _nd(get("B08"), get("B04"))
+            return normalized_difference(get("B08"), get("B04"))
 
         def water(img: np.ndarray, normalised: bool) -> np.ndarray:
             get = after_n if normalised else (lambda n: band(img, n))
-            return (_nd(get("B03"), get("B11")) > self.water_mndwi) & (get("B03") > get("B08"))
+            return (normalized_difference(get("B03"), get("B11")) > self.water_mndwi) & (get("B03") > get("B08"))
 
         veg = np.minimum(ndvi(before, False), ndvi(after, True)) > self.veg_ndvi
         wet = water(before, False) & water(after, True)
