@@ -37,6 +37,12 @@ class Detector(Protocol):
     ) -> ChangeMap: ...
 
 
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` (NDVI, MNDWI, ...); NaN or infinite where ``a + b`` is 0, without a warning."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a - b) / (a + b)
+
+
 _REGISTRY: Registry[Callable[..., Detector]] = Registry("change detector", DetectorNotFound)
 
 

@@ -32,15 +32,11 @@ import numpy as np
 
 from ..types import ChangeMap
 from .base import band_index, register, valid_mask
+from .base import normalized_difference as _nd
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32)
-
-
-def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a - b) / (a + b)
 
 
 @register("index")

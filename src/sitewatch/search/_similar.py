@@ -39,6 +39,7 @@ from shapely.strtree import STRtree
 
 from .. import __version__
 from .._time import as_utc
+from ..detectors.base import normalized_difference
 from ..errors import InvalidSite, NoOverlapError
 from ..geo import WGS84, area_m2, to_crs
 from ..sources.read import read_scene_window
@@ -126,9 +127,7 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a - b) / (a + b)
-    return np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return np.nan_to_num(normalized_difference(a, b), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
 def _cover(refl: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
