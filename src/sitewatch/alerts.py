@@ -250,6 +250,16 @@ def _payload(site: str, method: str, c: Change, kind: str, evidence: dict[str, A
     }, default=str))
 
 
+def _add_alert(s: Session, row: AlertRow, targets: list[Endpoint], next_attempt: datetime) -> int:
+    """Store the alert ``row`` and one pending delivery of it to each endpoint of ``targets``; its id."""
+    s.add(row)
+    s.flush()
+    for e in targets:
+        s.add(DeliveryRow(alert_id=row.id, endpoint_id=e.id, channel=e.kind, target=e.target,
+                          state="pending", attempts=0, next_attempt=next_attempt, last_error=""))
+    return row.id
+
+
 def write_alerts(
     s: Session, site_id: int, run: IncrementalRun, rule: AlertRule, endpoints: list[Endpoint],
     now: datetime, evidence: dict[str, Any] | None = None,
@@ -291,12 +301,7 @@ def write_alerts(
             row = AlertRow(key=f"{base}|{kind}", site_id=site_id, run_id=run.run_id, change_id=c.change_id,
                            kind=kind, status=c.status, created_at=now, observed_at=observed,
                            payload=_payload(site, method, c, kind, evidence or {}))
-            s.add(row)
-            s.flush()
-            out.append(row.id)
-            for e in targets:
-                s.add(DeliveryRow(alert_id=row.id, endpoint_id=e.id, channel=e.kind, target=e.target,
-                                  state="pending", attempts=0, next_attempt=held_until, last_error=""))
+            out.append(_add_alert(s, row, targets, held_until))
     return out
 
 
@@ -366,10 +371,5 @@ def write_candidate_alerts(
                        change_id=str(c["id"]), kind="candidate", status="candidate", created_at=now,
                        observed_at=observed, payload=json.loads(json.dumps(
                            {**c, "area": area, "kind": "candidate", "status": "candidate"}, default=str)))
-        s.add(row)
-        s.flush()
-        out.append(row.id)
-        for e in targets:
-            s.add(DeliveryRow(alert_id=row.id, endpoint_id=e.id, channel=e.kind, target=e.target,
-                              state="pending", attempts=0, next_attempt=now, last_error=""))
+        out.append(_add_alert(s, row, targets, now))
     return out
