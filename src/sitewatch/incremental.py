@@ -64,7 +64,7 @@ class IncrementalRun:
 
     ``mode``: ``full`` (every scene tracked again), ``incremental`` (only ``new_scene_ids``) or ``unchanged``
     (no new scene: nothing was run or saved).  ``previous``: the site's changes before this run.
-    ``result.stack`` is None: the stack of every date is not kept (the report reloads it).
+    ``result.stack`` is None (the report reloads it) unless the run was full and asked to keep its stack.
     """
 
     result: SiteResult
@@ -167,16 +167,20 @@ def detect_incremental(
     progress: Progress | None = None,
     full: bool = False,
     also: Callable[[Session, int, int, IncrementalRun], None] | None = None,
+    keep_stack: bool = False,
 ) -> IncrementalRun:
     """Track the site's new scenes from its stored state (or every scene, see the module), save the run.
 
     The run, its changes, the new tracker state and whatever ``also(session, site_id, run_id, run)`` writes are
-    saved in one transaction.  ``full=True`` forces a full run.
+    saved in one transaction.  ``full=True`` forces a full run.  ``keep_stack=True`` keeps the aligned stack
+    of a full run in ``result.stack`` (for reports; a monitor pass over many sites does not keep them).
     """
     site = store.get_site(site_name)
     scenes = store.scenes(site)
     if not scenes:
-        raise NoOverlapError(f"no stored scene covers site {site.name!r}; run `sitewatch fetch` first")
+        raise NoOverlapError(
+            f"no stored scene covers site {site.name!r}; run `sitewatch ingest` or `sitewatch fetch` first"
+        )
     previous = tuple(store.changes(site.name, method=method))
     tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
     pp = polygon_params or PolygonParams()
@@ -273,7 +277,7 @@ def detect_incremental(
         changed_area_m2=tuple(float(((history.onset <= t) & history.changed).sum() * resolution * resolution)
                               for t in range(len(dates))),
         scenes=tuple(s for s in scenes if s.scene_id in all_set), method=method, params=run_params,
-        activity=activity, stack=None, version=__version__,
+        activity=activity, stack=stack if keep_stack and mode == "full" else None, version=__version__,
     )
     used_dates = tuple(d for d, u in zip(dates, history.used, strict=True) if u)
     run = IncrementalRun(result, mode, tuple(new_ids), tuple(stack_dates(stack)), previous, None, reason, used_dates)

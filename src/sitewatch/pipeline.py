@@ -15,16 +15,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import __version__
 from .catalog import read_scenes
-from .changes import PolygonParams, extract_changes, stack_dates
-from .detectors import get_detector
+from .changes import PolygonParams, stack_dates
 from .detectors.base import params_of
 from .errors import AllCloudError, CloudySceneWarning, NoOverlapError, SourceNotFound
 from .masks import clear_fraction
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
-from .tracking import TrackParams, track_pixels
+from .tracking import TrackParams
 from .types import Change, SiteResult
 
 __all__ = [
@@ -227,47 +225,21 @@ def detect_site(
     track_params: TrackParams | None = None,
     polygon_params: PolygonParams | None = None,
     progress: Progress | None = None,
-    save: bool = True,
 ) -> SiteResult:
-    """Detect, date and track the changes at one site over every stored scene that covers it."""
-    site = store.get_site(site_name)
-    scenes = store.scenes(site)
-    if not scenes:
-        raise NoOverlapError(f"no stored scene covers site {site.name!r}; run `sitewatch ingest` first")
-    grid = grid_for_scenes(site, scenes, resolution)
-    stack = load_stack(
-        scenes, grid, DEFAULT_BANDS, progress=(lambda d, t: progress("load", d, t)) if progress else None
+    """Detect, date and track the changes at one site over every stored scene that covers it, and save the run.
+
+    A full run of :func:`sitewatch.incremental.detect_incremental`: its tracker state is stored too, so the next
+    ``monitor`` pass only tracks the dates that arrive later; changes keep their ids from run to run.  The
+    result keeps the aligned, co-registered stack (``result.stack``) for reports.
+    """
+    from .incremental import detect_incremental
+
+    run = detect_incremental(
+        store, site_name, method, resolution=resolution, min_clear_fraction=min_clear_fraction,
+        coregister=coregister, detector_params=detector_params, track_params=track_params,
+        polygon_params=polygon_params, progress=progress, full=True, keep_stack=True,
     )
-    inside = grid_mask(site, grid)
-    tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
-    pp = polygon_params or PolygonParams()
-    shifts: list = []
-    if coregister:
-        stack, shifts = coregister_stack(stack)
-    stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
-    cf = np.array([clear_fraction(c, inside) for c in stack["clear"].values])
-    require_clear(site.name, cf, tp.min_clear_fraction)
-    warn_cloudy(site.name, stack.attrs["scene_ids"], cf, tp.min_clear_fraction)
-    detector = get_detector(method, **(detector_params or {}))
-    history = track_pixels(stack, detector, tp, inside=inside,
-                           progress=(lambda d, t: progress("detect", d, t)) if progress else None)
-    dates = stack_dates(stack)
-    scene_ids = list(stack.attrs["scene_ids"])
-    params = detection_params(method, detector, tp, pp, resolution, coregister, grid)
-    provenance = {"detector": method, "sitewatch": __version__, "params": params}
-    changes = extract_changes(history, stack, site.name, method, pp, provenance)
-    px_area = resolution * resolution
-    areas = [float(((history.onset <= t) & history.changed).sum() * px_area) for t in range(len(dates))]
-    activity = activity_status(changes, [d for d, u in zip(dates, history.used, strict=True) if u])
-    params["shifts_px"] = {sid: sh for sid, sh in zip(scene_ids, shifts, strict=False)}
-    if save:
-        store.save_run(site, changes, method, params, scene_ids, list(cf), activity, __version__)
-    used_ids = set(scene_ids)
-    return SiteResult(
-        site=site, changes=tuple(changes), dates=tuple(dates), clear_fraction=tuple(float(x) for x in cf),
-        changed_area_m2=tuple(areas), scenes=tuple(s for s in scenes if s.scene_id in used_ids),
-        method=method, params=params, activity=activity, stack=stack, version=__version__,
-    )
+    return run.result
 
 
 def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> SiteResult:
