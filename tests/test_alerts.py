@@ -182,6 +182,24 @@ def test_incremental_detection_equals_a_full_run(tmp_path, make_series):
     assert len(meta["scene_ids"]) == 8 and meta["times"][-1].startswith(dates[-1].strftime("%Y-%m-%d"))
 
 
+def test_detect_site_leaves_a_state_the_next_monitor_pass_resumes_from(tmp_path, make_series):
+    paths, _, _ = make_series(n=6, change_at=3)
+    store = Store(f"sqlite:///{tmp_path / 'inc.db'}")
+    store.add_site(_site())
+    for p in paths[:5]:
+        _arrive(store, p)
+    full = detect_site(store, "base")
+    assert full.stack is not None and full.stack.sizes["time"] == 5  # kept for the report
+    assert full.params["incremental"]["mode"] == "full" and len(full.changes) == 1
+    assert detect_incremental(store, "base").mode == "unchanged"
+    _arrive(store, paths[5])
+    run = detect_incremental(store, "base")
+    assert run.mode == "incremental" and len(run.new_scene_ids) == 1 and run.result.stack is None
+    assert [c.change_id for c in run.result.changes] == [c.change_id for c in full.changes]
+    again = detect_site(store, "base")  # an explicit detect always tracks every date again
+    assert again.params["incremental"]["mode"] == "full" and again.stack.sizes["time"] == 6
+    assert [c.change_id for c in again.changes] == [c.change_id for c in full.changes]
+
 def test_a_late_older_scene_makes_a_full_run(tmp_path, make_series):
     paths, _, _ = make_series(n=5, change_at=3)
     store = Store(f"sqlite:///{tmp_path / 'inc.db'}")
