@@ -116,3 +116,43 @@ def test_stack_reprojects_to_another_crs(make_series):
     ds = load_stack(scenes, grid)
     inner = ds["reflectance"].values[0, 3][10:-10, 10:-10]
     assert np.isfinite(inner).mean() > 0.9
+
+
+def test_grid_mask_matches_gdal_rasterisation_and_is_quiet_in_threads():
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rasterio.features import geometry_mask
+    from shapely.geometry import Point, Polygon
+
+    from sitewatch.geo import WGS84
+    from sitewatch.stack import Grid, grid_mask
+    from sitewatch.types import Site
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(40):
+        cx, cy = 128.3 + rng.uniform(-0.05, 0.05), 41.2 + rng.uniform(-0.05, 0.05)
+        ang, rad = np.sort(rng.uniform(0, 2 * np.pi, 7)), rng.uniform(0.002, 0.01, 7)
+        poly = Polygon(np.c_[cx + rad * np.cos(ang), cy + rad * np.sin(ang)]).buffer(0)
+        if i % 4 == 0:  # a courtyard
+            poly = poly.difference(Point(cx, cy).buffer(rad.min() / 2))
+        site = Site(f"s{i}", poly)
+        g = site_grid(site, 10.0)
+        if i % 2:  # a grid that holds only part of the site (a search tile)
+            g = Grid(g.crs, g.transform, max(1, g.width // 2), g.height)
+        ref = ~geometry_mask([to_crs(poly, WGS84, g.crs)], out_shape=(g.height, g.width), transform=g.affine)
+        cases.append((site, g, ref))
+    inside = 0
+    for i, (site, g, ref) in enumerate(cases):
+        got = grid_mask(site, g, block=(1, 7, 64, 512)[i % 4])  # whatever the blocks
+        assert got.shape == ref.shape and np.array_equal(got, ref), site.name
+        inside += int(ref.sum())
+    assert inside > 10_000
+    far = Site("far", box(100.0, 10.0, 100.01, 10.01))
+    assert not grid_mask(far, cases[0][1]).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no spurious GDAL warning from worker threads
+        with ThreadPoolExecutor(4) as pool:
+            masks = list(pool.map(lambda c: grid_mask(c[0], c[1]), cases * 5))
+    assert all(np.array_equal(m, c[2]) for m, c in zip(masks, cases * 5, strict=True))

@@ -70,12 +70,43 @@ def site_grid(site: Site, resolution: float = 10.0, crs: str | None = None) -> G
     return Grid(crs, (resolution, 0.0, left, 0.0, -resolution, top), width, height)
 
 
-def grid_mask(site: Site, grid: Grid) -> np.ndarray:
-    """True for the grid pixels whose centre lies inside the site polygon."""
-    from rasterio.features import geometry_mask
+def grid_mask(site: Site, grid: Grid, block: int = 512) -> np.ndarray:
+    """True for the grid pixels whose centre lies inside the site polygon.
+
+    Shapely point-in-polygon tests over the pixel centres, in blocks of ``block`` x ``block`` pixels (memory
+    bounded by the block); a block wholly inside or outside the polygon is filled without testing its pixels.
+    Not a GDAL rasterisation: that one gives the same pixels but warns spuriously ("Dataset has no
+    geotransform") when it runs in worker threads, as the search does.
+    """
+    import shapely
 
     geom = to_crs(site.geometry, WGS84, grid.crs)
-    return ~geometry_mask([geom], out_shape=(grid.height, grid.width), transform=grid.affine)
+    out = np.zeros((grid.height, grid.width), dtype=bool)
+    if geom.is_empty:
+        return out
+    a = grid.affine
+    x0, y0, x1, y1 = geom.bounds
+    cols, rows = _affine_xy(~a, np.array([x0, x1, x0, x1]), np.array([y0, y0, y1, y1]))
+    c0, c1 = max(0, math.floor(min(cols))), min(grid.width, math.ceil(max(cols)))
+    r0, r1 = max(0, math.floor(min(rows))), min(grid.height, math.ceil(max(rows)))
+    shapely.prepare(geom)
+    for rb in range(r0, r1, block):
+        rr = np.arange(rb, min(r1, rb + block)) + 0.5
+        for cb in range(c0, c1, block):
+            cc = np.arange(cb, min(c1, cb + block)) + 0.5
+            xs, ys = _affine_xy(a, cc[[0, -1, 0, -1]], rr[[0, 0, -1, -1]])
+            centres = shapely.MultiPoint(np.c_[xs, ys]).convex_hull  # the block's pixel centres span this
+            if geom.contains_properly(centres):
+                out[rb : rb + len(rr), cb : cb + len(cc)] = True
+            elif geom.intersects(centres):
+                gx, gy = _affine_xy(a, *np.meshgrid(cc, rr))
+                out[rb : rb + len(rr), cb : cb + len(cc)] = shapely.contains_xy(geom, gx, gy)
+    return out
+
+
+def _affine_xy(a: Affine, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` applied to arrays of (column, row): the map coordinates (or, with ``~a``, the reverse)."""
+    return a.a * cols + a.b * rows + a.c, a.d * cols + a.e * rows + a.f
 
 
 def _overlaps(scene: Scene, grid: Grid) -> float:
