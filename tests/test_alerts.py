@@ -175,8 +175,9 @@ def test_incremental_detection_equals_a_full_run(tmp_path, make_series):
     assert store.changes("base")[0].change_id == a.change_id
     # nothing new: nothing run; other parameters: a full run
     assert detect_incremental(store, "base").mode == "unchanged"
-    with pytest.warns(CloudySceneWarning, match="1 of 8 dates"):
+    with pytest.warns(CloudySceneWarning, match="1 of 8 dates") as rec:
         again = detect_incremental(store, "base", min_clear_fraction=0.5)
+    assert rec[0].filename == __file__  # the warning points at the caller, not at sitewatch's internals
     assert again.mode == "full" and "parameters" in again.reason
     meta, _ = load_state(store, "base", "index")
     assert len(meta["scene_ids"]) == 8 and meta["times"][-1].startswith(dates[-1].strftime("%Y-%m-%d"))

@@ -5,6 +5,7 @@ sources -> scenes -> aligned stack -> masks -> co-registration -> detector -> tr
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -209,8 +210,17 @@ def warn_cloudy(site_name: str, scene_ids: Iterable[str], cf: Iterable[float], m
             f"site {site_name!r}: {len(cloudy)} of {len(fractions)} {qualifier}dates have under {min_clear:.0%} "
             f"clear pixels over the site and are skipped: {', '.join(cloudy[:5])}"
             f"{' ...' if len(cloudy) > 5 else ''}",
-            CloudySceneWarning, stacklevel=3,
+            CloudySceneWarning, stacklevel=_outside_stacklevel(),
         )
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised here at the first caller outside the detection modules."""
+    inside = {__name__, "sitewatch.incremental"}
+    frame, level = sys._getframe(1), 1  # the frame that calls warnings.warn is level 1
+    while frame.f_back is not None and frame.f_globals.get("__name__") in inside:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def detect_site(
