@@ -14,7 +14,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from .errors import InvalidSite, SitewatchError
 from .geo import area_m2
-from .store import AlertRow, DeliveryRow, SearchAreaRow, Store
+from .store import AlertRow, DeliveryRow, SearchAreaRow, Store, named_row
 from .types import Scene, Site
 
 __all__ = ["SearchArea", "AreaNotFound", "add_area", "get_area", "list_areas", "remove_area", "area_scenes",
@@ -83,12 +83,7 @@ def add_area(
         assert geojson is not None
         geom, radius_km = read_area(geojson), None
     with Session(store.engine) as s, s.begin():
-        row = s.scalar(select(SearchAreaRow).where(SearchAreaRow.name == name))
-        if row is not None and not replace:
-            raise InvalidSite(f"a search area named {name!r} exists already (use --replace to redefine it)")
-        if row is None:
-            row = SearchAreaRow(name=name, created_at=datetime.now(UTC))
-            s.add(row)
+        row = named_row(s, SearchAreaRow, name, replace, "search area", InvalidSite)
         row.geometry_wkt, row.around, row.radius_km = geom.wkt, around, radius_km
         row.min_area_m2, row.reason, row.searched = float(min_area_m2), reason, {}
         row.added_by = added_by if added_by is not None else getpass.getuser()

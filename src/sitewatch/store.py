@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shapely import wkt
 from shapely.geometry import box
@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .errors import InvalidSite, SiteNotFound, StoreError
+from .errors import InvalidSite, SiteNotFound, SitewatchError, StoreError
 from .geo import to_crs
 from .types import Change, Scene, Site
 
@@ -237,12 +237,7 @@ class Store:
 
     def add_site(self, site: Site, replace: bool = False) -> Site:
         with self._session() as s, s.begin():
-            row = s.scalar(select(SiteRow).where(SiteRow.name == site.name))
-            if row is not None and not replace:
-                raise InvalidSite(f"a site named {site.name!r} exists already (use --replace to redefine it)")
-            if row is None:
-                row = SiteRow(name=site.name, created_at=datetime.now(UTC))
-                s.add(row)
+            row = named_row(s, SiteRow, site.name, replace, "site", InvalidSite)
             row.aliases = list(site.aliases)
             row.geometry_wkt = site.geometry.wkt
             row.notes, row.added_by, row.reason = site.notes, site.added_by, site.reason
@@ -271,12 +266,7 @@ class Store:
     def add_source(self, name: str, kind: str, options: dict[str, Any], replace: bool = False) -> None:
         """Record an imagery source (``kind`` a registered source name, ``options`` its keyword arguments)."""
         with self._session() as s, s.begin():
-            row = s.scalar(select(SourceRow).where(SourceRow.name == name))
-            if row is not None and not replace:
-                raise StoreError(f"a source named {name!r} exists already (use --replace to redefine it)")
-            if row is None:
-                row = SourceRow(name=name, created_at=datetime.now(UTC))
-                s.add(row)
+            row = named_row(s, SourceRow, name, replace, "source")
             row.kind, row.options = kind, json.loads(json.dumps(options, default=str))
 
     def sources(self) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -414,6 +404,24 @@ class SearchAreaRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     searched: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # last search: scenes, dates, time
+
+
+_Named = TypeVar("_Named", SiteRow, SourceRow, SearchAreaRow)
+
+
+def named_row(s: Session, model: type[_Named], name: str, replace: bool, what: str,
+              error: type[SitewatchError] = StoreError) -> _Named:
+    """The ``model`` row called ``name`` to (re)define, a new one added to ``s`` when there is none.
+
+    ``error`` when one exists and ``replace`` is False: the watchlist's names are not overwritten by accident.
+    """
+    row = s.scalar(select(model).where(model.name == name))
+    if row is not None and not replace:
+        raise error(f"a {what} named {name!r} exists already (use --replace to redefine it)")
+    if row is None:
+        row = model(name=name, created_at=datetime.now(UTC))
+        s.add(row)
+    return row
 
 
 def _upgrade_alerts(engine: Any) -> None:
