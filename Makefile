@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # with its torch weights
 TRAIN_STAMP := $(VENV)/.train-stamp
 
-.PHONY: demo test lint typecheck bench clean venv docs train system-deps
+.PHONY: demo test lint typecheck bench bench-series clean venv docs train system-deps
 
 venv: $(STAMP)
 
@@ -41,6 +41,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/search_oscd.py
 	$(BIN)/python benchmarks/search_bench.py
+	$(BIN)/python benchmarks/series_bench.py $(SERIES_ARGS)
+
+# the time-series benchmark alone (semi-real cloudy series of the ten OSCD cities, sitewatch's CLI end to end);
+# e.g. make bench-series SERIES_ARGS="--jobs 2 --methods index,cva"
+bench-series: $(STAMP)
+	$(BIN)/python benchmarks/series_bench.py $(SERIES_ARGS)
 
 # the learned detector: one model per left-out OSCD city (benchmarks/models) and the final model on all
 # of them (src/sitewatch/models); needs torch (the train extra, a CPU wheel)
