@@ -4,6 +4,8 @@ documented spectral test.
 Masks use Sentinel-2 Scene Classification (SCL) codes, which the demo world writes too:
 0 no data, 1 saturated/defective, 2 dark area, 3 cloud shadow, 4 vegetation, 5 not vegetated, 6 water,
 7 unclassified, 8 cloud (medium probability), 9 cloud (high probability), 10 thin cirrus, 11 snow/ice.
+Every other mask (Landsat ``QA_PIXEL``, a catalog's classification-extension mask) is turned into these codes
+when it is read (:mod:`sitewatch.sources.read`), so :func:`clear_from_scl` alone decides what is clear.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ import numpy as np
 
 from .detectors.base import band_index
 
-__all__ = ["SCL_CLEAR", "clear_from_scl", "spectral_clear", "clear_fraction"]
+__all__ = [
+    "SCL_CLEAR", "SCL_CLOUD", "SCL_SHADOW", "SCL_SNOW", "SCL_NODATA", "SCL_DEFECTIVE", "SCL_CLOUD_SHADOW",
+    "SCL_CLEAR_LAND", "SCL_CLOUD_HIGH", "SCL_SNOW_ICE", "clear_from_scl", "spectral_clear", "clear_fraction",
+]
+
+# the SCL codes other masks are mapped to (see sitewatch.sources.presets)
+SCL_NODATA = 0
+SCL_DEFECTIVE = 1  # also: any class sitewatch cannot name (not clear, not cloud)
+SCL_CLOUD_SHADOW = 3
+SCL_CLEAR_LAND = 4  # also: "clear" of a mask that says no more
+SCL_CLOUD_HIGH = 9
+SCL_SNOW_ICE = 11
 
 SCL_CLEAR = (2, 4, 5, 6, 7)
 SCL_CLOUD = (8, 9, 10)

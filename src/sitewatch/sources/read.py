@@ -8,8 +8,11 @@ A :class:`~sitewatch.types.Scene` tells where its pixels are:
   and Landsat have an asset per band), ``scene.path`` then being the STAC item's own href, for citation.
 
 Further keys of ``scene.properties`` used here, all optional: ``band_scale`` (band -> ``[scale, offset]``:
-reflectance = DN x scale + offset), ``mask_kind`` (``"scl"``, the default, or ``"qa_pixel"``), ``mask_nodata``
-and ``signer`` (the name of a registered URL signer, see :func:`sitewatch.sources.register_signer`).
+reflectance = DN x scale + offset), how to decode ``scene.mask_path`` into SCL codes (``mask_kind``: ``"scl"``,
+the default, ``"qa_pixel"``, ``"classes"`` or ``"bitfields"``, with ``mask_classes``, ``mask_default``,
+``mask_bitfields``, ``mask_nodata``: see :class:`~sitewatch.sources.presets.MaskDecoding`), ``mask_layers``
+(further mask rasters, ``[{"href": ..., "kind": ..., "classes": ..., ...}]``, combined worst-wins) and
+``signer`` (the name of a registered URL signer, see :func:`sitewatch.sources.register_signer`).
 
 Hrefs may be paths or ``http(s)://``/``s3://`` URLs; remote rasters are read through GDAL's ``/vsicurl/`` with
 range requests, so only the blocks under the site travel.  Reads go through a GDAL warped VRT onto the grid;
@@ -38,10 +41,10 @@ from ..masks import clear_from_scl, spectral_clear
 from ..types import Scene
 from ._http import gdal_env, gdal_path, is_remote, redact, sign_href
 from .base import SourceError
-from .presets import qa_pixel_to_scl
+from .presets import QA_FILL, MaskDecoding, worst_scl
 
-__all__ = ["GridLike", "band_sources", "read_band_window", "read_bands_window", "read_reflectance_window",
-           "read_scene_window", "read_scl_window", "read_warped"]
+__all__ = ["GridLike", "band_sources", "mask_layers", "read_band_window", "read_bands_window",
+           "read_reflectance_window", "read_scene_window", "read_scl_window", "read_warped"]
 
 
 _QUERY = re.compile(r"(\w+://[^\s?'\"]+)\?[^\s'\"]*")
@@ -100,10 +103,12 @@ def read_warped(
     signer: str | None = None,
     options: Mapping[str, str] | None = None,
     what: str = "",
+    default_nodata: float | None = 0,
 ) -> np.ndarray:
     """Read ``indexes`` of the raster at ``href`` resampled onto ``grid`` -> ``(len(indexes), h, w)``.
 
-    ``src_nodata`` defaults to the raster's own nodata, else 0; pixels without data become ``nodata``.
+    ``src_nodata`` defaults to the raster's own nodata, else ``default_nodata`` (None: every value is data);
+    pixels without data, and those off the raster, become ``nodata``.
     """
     signed = sign_href(href, signer)
     path = gdal_path(signed)
@@ -117,7 +122,8 @@ def read_warped(
                 # a retry must not see what the failed attempt left in GDAL's /vsicurl/ cache
                 retry_env = {"CPL_VSIL_CURL_NON_CACHED": path} if attempt else {}
                 with rasterio.Env(**retry_env), rasterio.open(path) as src:
-                    vrt_nodata = src_nodata if src_nodata is not None else (src.nodata if src.nodata is not None else 0)
+                    vrt_nodata = src_nodata if src_nodata is not None else (
+                        src.nodata if src.nodata is not None else default_nodata)
                     with WarpedVRT(
                         src,
                         crs=grid.crs,
@@ -231,33 +237,43 @@ def read_reflectance_window(
     return out
 
 
+def mask_layers(scene: Scene) -> list[tuple[str, MaskDecoding]]:
+    """The scene's mask rasters and how each decodes into SCL codes: ``scene.mask_path`` with the ``mask_*``
+    properties (scenes of older runs: ``mask_kind`` ``scl`` or ``qa_pixel``), then any ``mask_layers``."""
+    if not scene.mask_path:
+        return []
+    try:
+        layers = [(scene.mask_path, MaskDecoding.from_properties(scene.properties))]
+        for extra in scene.properties.get("mask_layers") or ():
+            layers.append((str(extra["href"]), MaskDecoding.from_properties(extra, prefix="")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImageryError(f"scene {scene.scene_id}: its mask cannot be decoded: {exc}") from None
+    return layers
+
+
 def read_scl_window(
     scene: Scene, grid: GridLike, *, options: Mapping[str, str] | None = None
 ) -> np.ndarray | None:
     """The scene's cloud mask on ``grid`` as Sentinel-2 SCL codes (uint8, 0 = no data); None without a mask.
 
-    ``mask_kind`` ``"qa_pixel"`` masks (Landsat) are converted with
-    :func:`~sitewatch.sources.presets.qa_pixel_to_scl`.
+    Every mask raster of the scene (:func:`mask_layers`) is read (nearest neighbour) and decoded by its
+    :class:`~sitewatch.sources.presets.MaskDecoding`: SCL as it is, Landsat ``QA_PIXEL`` by
+    :func:`~sitewatch.sources.presets.qa_pixel_to_scl`, classification-extension masks by their classes.
+    Several rasters combine pixel by pixel, the worst class winning (no data, cloud, shadow, snow, ...).
     """
-    if not scene.mask_path:
-        return None
-    kind = scene.properties.get("mask_kind", "scl")
+    out: np.ndarray | None = None
     signer = scene.properties.get("signer")
-    what = f"scene {scene.scene_id} {kind} mask"
-    if kind == "qa_pixel":
-        fill = int(scene.properties.get("mask_nodata", 1))
-        qa = read_warped(
-            scene.mask_path, grid, [1], resampling=Resampling.nearest, dtype="uint16", src_nodata=fill,
-            nodata=fill, signer=signer, options=options, what=what,
+    for href, dec in mask_layers(scene):
+        nodata = dec.nodata if dec.nodata is not None else (QA_FILL if dec.kind == "qa_pixel" else None)
+        raw = read_warped(
+            href, grid, [1], resampling=Resampling.nearest, dtype="int32",
+            src_nodata=float(nodata) if nodata is not None else None, nodata=-1,
+            default_nodata=0 if dec.kind == "scl" else None, signer=signer, options=options,
+            what=f"scene {scene.scene_id} {dec.kind} mask",
         )[0]
-        return qa_pixel_to_scl(qa)
-    if kind != "scl":
-        raise ImageryError(f"scene {scene.scene_id}: unknown mask kind {kind!r} (expected 'scl' or 'qa_pixel')")
-    nod = scene.properties.get("mask_nodata")
-    return read_warped(
-        scene.mask_path, grid, [1], resampling=Resampling.nearest, dtype="uint8",
-        src_nodata=float(nod) if nod is not None else None, signer=signer, options=options, what=what,
-    )[0]
+        scl = dec.to_scl(raw)
+        out = scl if out is None else worst_scl(out, scl)
+    return out
 
 
 def read_scene_window(

@@ -4,14 +4,22 @@ Each item becomes a :class:`~sitewatch.types.Scene` that records where every ban
 :mod:`sitewatch.sources.read`) and what a report cites: provider, collection, item id, acquisition time,
 cloud cover, processing baseline and asset hrefs.  Item metadata is enough (``proj:*`` of the projection
 extension); an item without it has the header of one band read, never its pixels.
+
+The cloud mask of an item, in this order: the asset the source names (``mask_asset``); the preset's (SCL,
+QA_PIXEL); an asset keyed ``scl`` or ``qa_pixel``; else every asset keyed ``mask`` or with a mask role
+(``cloud``, ``cloud-shadow``, ``snow-ice``, ``data-mask``).  A mask is decoded by its STAC classification
+extension (``classification:classes`` or ``classification:bitfields``, on the asset or its first band),
+else by its roles; ``clear_values`` override both.  A data mask alone is no cloud mask (none is used).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,14 +31,25 @@ from affine import Affine
 from rasterio.errors import RasterioError
 from shapely.geometry import mapping, shape
 
-from ..errors import ImageryError
+from ..errors import ImageryError, SitewatchWarning
 from ..types import Scene
 from ._http import gdal_env, gdal_http_options, gdal_path, is_remote, redact, register_signer, sign_href
 from ._stac_io import ApiStacIO, StaticStacIO
 from .base import SourceError, as_geometry, as_utc, in_range, register_source
-from .presets import COMMON_NAMES, PRESETS, Preset, get_preset
+from .presets import (
+    COMMON_NAMES,
+    MASK_ROLES,
+    PRESETS,
+    MaskDecoding,
+    Preset,
+    bitfields_decoding,
+    classes_decoding,
+    get_preset,
+    roles_decoding,
+    with_clear_values,
+)
 
-__all__ = ["StacSource", "item_to_scene", "ITEM_SEARCH"]
+__all__ = ["StacSource", "item_to_scene", "ITEM_SEARCH", "parse_clear_values"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +59,7 @@ _KNOWN_PROVIDERS = {
     "planetarycomputer.microsoft.com": "Microsoft Planetary Computer",
 }
 _MASK_KEYS = ("scl", "SCL", "qa_pixel", "QA_PIXEL", "mask")
+_PRODUCT_MASKS = {"scl": "scl", "qa_pixel": "qa_pixel"}  # asset key (any case) -> how its values read
 
 
 def _asset_bands(asset: pystac.Asset) -> list[dict[str, Any]]:
@@ -112,6 +132,90 @@ def _scale(item: pystac.Item, meta: Mapping[str, Any], preset: Preset | None) ->
     return preset.scale, offset
 
 
+def parse_clear_values(values: str | Iterable[int | str]) -> tuple[int, ...]:
+    """Mask values that count as clear, from ``"0,4,5"`` or ``[0, 4, 5]``."""
+    parts = values.split(",") if isinstance(values, str) else list(values)
+    try:
+        out = tuple(sorted({int(str(v).strip()) for v in parts}))
+    except ValueError:
+        out = ()
+    if not out:
+        raise ValueError(f"clear values are whole numbers separated by commas, like 0,4,5 (not {values!r})")
+    return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _mask_decoding(
+    item: pystac.Item, key: str, kind: str | None, p: Preset | None, clear_values: Sequence[int] | None = None
+) -> MaskDecoding:
+    """How the values of mask asset ``key`` read: the product's kind if known (``kind``, or the key ``scl`` /
+    ``qa_pixel``), else its classification extension, else its roles, else SCL (an undescribed ``mask``);
+    ``clear_values`` (the user's) override it."""
+    asset = item.assets[key]
+    meta = (_asset_bands(asset) or [{}])[0]
+    nodata = _number(meta.get("nodata", p.nodata.get(key) if p else None))
+    kind = kind or _PRODUCT_MASKS.get(key.lower())
+    classes = asset.extra_fields.get("classification:classes") or meta.get("classification:classes")
+    bitfields = asset.extra_fields.get("classification:bitfields") or meta.get("classification:bitfields")
+    if kind == "qa_pixel":
+        dec = MaskDecoding("qa_pixel")
+    elif kind == "scl":
+        dec = MaskDecoding("scl")
+    elif classes:
+        dec, unknown = classes_decoding(classes)
+        if unknown and clear_values is None:
+            warnings.warn(
+                f"mask asset {key!r} of {item.collection_id or 'a STAC catalog'}: class(es) {', '.join(unknown)} "
+                f"unknown to sitewatch, counted as not clear; if they are clear, say which values are "
+                f"(sitewatch source add ... --mask-asset {key} --clear-values ...)", SitewatchWarning, stacklevel=4,
+            )
+    elif bitfields:
+        dec = bitfields_decoding(bitfields)
+    else:  # undescribed: SCL, unless the user says which values are clear
+        dec = roles_decoding(asset.roles or []) or MaskDecoding("scl" if clear_values is None else "classes")
+    dec = replace(dec, nodata=nodata)
+    return dec if clear_values is None else with_clear_values(dec, clear_values)
+
+
+def _mask_assets(
+    item: pystac.Item, p: Preset | None, data: set[str], mask_asset: str | None
+) -> Sequence[tuple[str, str | None]]:
+    """The item's mask assets, first the main one, with the kind their key or preset implies."""
+    if mask_asset is not None:
+        if mask_asset not in item.assets:
+            raise SourceError(
+                f"STAC item {item.id} has no asset {mask_asset!r} (assets: {', '.join(sorted(item.assets))}); "
+                "check the source's mask asset (--mask-asset)"
+            )
+        return [(mask_asset, None)]
+    if p is not None:
+        return [(k, p.mask_kind) for k in p.mask_assets if k in item.assets][:1]
+    product = next((k for k in _MASK_KEYS if k in item.assets and k.lower() in _PRODUCT_MASKS), None)
+    if product is not None:
+        return [(product, None)]
+    found = [k for k, a in item.assets.items() if k not in data and _is_raster(a)
+             and (k == "mask" or set(a.roles or []) & set(MASK_ROLES))]
+    found.sort(key=lambda k: k != "mask")
+
+    def data_mask_only(k: str) -> bool:
+        a = item.assets[k]
+        meta = (_asset_bands(a) or [{}])[0]
+        described = any(f"classification:{x}" in a.extra_fields or f"classification:{x}" in meta
+                        for x in ("classes", "bitfields"))
+        return not described and set(a.roles or []) & set(MASK_ROLES) == {"data-mask"}
+
+    if all(data_mask_only(k) for k in found):  # says where data are, not where clouds are
+        return []
+    return [(k, None) for k in found]
+
+
 def item_to_scene(
     item: pystac.Item,
     preset: str | Preset | None = None,
@@ -119,11 +223,16 @@ def item_to_scene(
     provider: str = "",
     signer: str | None = None,
     options: Mapping[str, str] | None = None,
+    mask_asset: str | None = None,
+    clear_values: Iterable[int] | None = None,
 ) -> Scene:
     """The :class:`Scene` of a STAC item: one multi-band asset, or one asset per band mapped by ``preset``.
 
     Without a preset, the presets are tried by asset keys, then a multi-band data asset, then single-band
     assets named by ``eo:common_name``.  An item none of these fit raises :class:`SourceError`.
+    ``mask_asset``: the key of the cloud mask asset (default: found, see the module's notes);
+    ``clear_values``: the values of that mask that are clear, every other is not (default: from the mask's
+    classification extension or roles).
     """
     p = get_preset(preset)
     keys = set(item.assets)
@@ -140,8 +249,8 @@ def item_to_scene(
     if p is not None:
         band_assets = {b: p.asset_for(b, keys) for b in p.bands}  # type: ignore[misc]
     else:
-        data = [k for k, a in item.assets.items() if _is_raster(a) and k not in _MASK_KEYS
-                and not {"thumbnail", "overview", "visual", "cloud"} & set(a.roles or [])]
+        data = [k for k, a in item.assets.items() if _is_raster(a) and k not in _MASK_KEYS and k != mask_asset
+                and not {"thumbnail", "overview", "visual", *MASK_ROLES} & set(a.roles or [])]
         multi = max((k for k in data if len(_asset_bands(item.assets[k])) > 1),
                     key=lambda k: len(_asset_bands(item.assets[k])), default=None)
         if multi is None:
@@ -158,10 +267,12 @@ def item_to_scene(
                 f"STAC item {item.id}: cannot tell which assets hold which bands (assets: {', '.join(sorted(keys))});"
                 f" give a preset ({', '.join(PRESETS)})"
             )
-    mask_key = next((k for k in (p.mask_assets if p else _MASK_KEYS) if k in keys), None)
-    if mask_key is None and p is None:
-        mask_key = next((k for k, a in item.assets.items() if "cloud" in (a.roles or []) and k != multi), None)
-    mask_kind = p.mask_kind if p else ("qa_pixel" if mask_key and "qa" in mask_key.lower() else "scl")
+    found = _mask_assets(item, p, set(band_assets.values()) | ({multi} if multi else set()), mask_asset)
+    values = None if clear_values is None else list(clear_values)
+    if values is not None:
+        found = found[:1]  # the user's values decode one mask
+    masks = [(k, _mask_decoding(item, k, kind, p, values)) for k, kind in found]
+    mask_key = masks[0][0] if masks else None
 
     if multi is not None:
         metas = _asset_bands(item.assets[multi])
@@ -192,16 +303,16 @@ def item_to_scene(
         "processing_baseline": item.properties.get("s2:processing_baseline"),
         "asset_hrefs": hrefs,
         "band_scale": band_scale,
-        "mask_kind": mask_kind,
+        "mask_kind": p.mask_kind if p else "scl",
         "preset": p.name if p else "",
     }
     if multi is None:
         props["band_hrefs"] = {b: hrefs[k] for b, k in band_assets.items()}
-    if mask_key is not None:
-        mmeta = (_asset_bands(item.assets[mask_key]) or [{}])[0]
-        nod = mmeta.get("nodata", p.nodata.get(mask_key) if p else None)
-        if nod is not None:
-            props["mask_nodata"] = nod
+    if masks:
+        props.update(masks[0][1].to_properties())
+        props["mask_asset"] = masks[0][0]
+    if len(masks) > 1:
+        props["mask_layers"] = [{"href": hrefs[k], "asset": k, **d.to_properties(prefix="")} for k, d in masks[1:]]
     if signer:
         props["signer"] = signer
     path = hrefs[multi] if multi is not None else (props["stac_item_href"] or hrefs[band_assets[bands[0]]])
@@ -241,6 +352,9 @@ class StacSource:
     Planetary Computer) applied to asset hrefs when they are read.  ``headers``: sent with every request,
     STAC and GDAL.  ``gdal_options``: extra GDAL config options for reading (``AWS_*`` credentials, ...).
     ``timeout``, ``max_retries``, ``retry_delay`` (seconds, doubled at each retry): HTTP robustness.
+    ``mask_asset``: the key of the items' cloud mask asset (default: found by preset, key, classification
+    extension or role).  ``clear_values``: the values of that mask that are clear (``[0, 4, 5]`` or ``"0,4,5"``);
+    every other value is not, the mask's nodata stays no data (default: read from the mask's classes or roles).
     """
 
     name = "stac"
@@ -261,8 +375,12 @@ class StacSource:
         provider: str | None = None,
         max_items: int | None = None,
         page_size: int = 100,
+        mask_asset: str | None = None,
+        clear_values: str | Iterable[int | str] | None = None,
     ) -> None:
         self.url = str(url)
+        self.mask_asset = mask_asset or None
+        self.clear_values = parse_clear_values(clear_values) if clear_values is not None else None
         self.preset = get_preset(preset)
         if isinstance(collections, str):
             collections = [collections]
@@ -322,9 +440,14 @@ class StacSource:
 
     @staticmethod
     def _static(cat: pystac.Catalog) -> Iterable[pystac.Item]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield from cat.get_items(recursive=True)
+        items = iter(cat.get_items(recursive=True))
+        while True:
+            with warnings.catch_warnings():  # pystac's own, while it walks; not the caller's, between items
+                warnings.simplefilter("ignore")
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
 
     def search(
         self, geometry_wgs84: Any, start: datetime | None = None, end: datetime | None = None
@@ -352,7 +475,8 @@ class StacSource:
                     cloudy[item.id] = float(cloud)
                     continue
                 scenes[item.id] = item_to_scene(
-                    item, self.preset, provider=self.provider, signer=self.signer, options=self.gdal_options()
+                    item, self.preset, provider=self.provider, signer=self.signer, options=self.gdal_options(),
+                    mask_asset=self.mask_asset, clear_values=self.clear_values,
                 )
         except SourceError:
             raise
