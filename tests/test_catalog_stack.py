@@ -7,7 +7,7 @@ import rasterio.shutil
 from shapely.geometry import box
 
 from sitewatch.catalog import find_scene_files, read_scene, read_scenes
-from sitewatch.errors import ImageryError, MissingCRSError, NoOverlapError
+from sitewatch.errors import ImageryError, MissingCRSError, NoOverlapError, PartialCoverageWarning
 from sitewatch.geo import to_crs
 from sitewatch.sites import make_site
 from sitewatch.stack import load_stack, site_grid
@@ -156,3 +156,75 @@ def test_grid_mask_matches_gdal_rasterisation_and_is_quiet_in_threads():
         with ThreadPoolExecutor(4) as pool:
             masks = list(pool.map(lambda c: grid_mask(c[0], c[1]), cases * 5))
     assert all(np.array_equal(m, c[2]) for m, c in zip(masks, cases * 5, strict=True))
+
+
+# -- one pass, one date --------------------------------------------------------------------------------------
+
+def _granule(folder, when, col0, value, platform="sentinel-2a", cloud_cols=()):
+    """A 32 x 32 granule starting ``col0`` pixels east of ORIGIN, reflectance ``value`` x VEG, cloudy columns
+    ``cloud_cols`` (in its own pixels)."""
+    img = np.broadcast_to(VEG[:, None, None] * value, (6, 32, 32)).copy()
+    scl = np.full((32, 32), 4, np.uint8)
+    scl[:, list(cloud_cols)] = 9
+    name = f"{platform}_{when:%Y%m%dT%H%M%S}_{col0}"
+    path = write_scene(folder, when, img, scl, origin=(ORIGIN[0] + 10 * col0, ORIGIN[1]), name=name)
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(PLATFORM=platform)
+    return read_scene(path)
+
+
+def _grid_over_both():
+    x0, y0 = ORIGIN
+    site = make_site("s", to_crs(box(x0 + 5, y0 - 315, x0 + 515, y0 - 5), CRS, "EPSG:4326"))
+    return site_grid(site, 10.0, crs=CRS)
+
+
+def test_two_granules_of_one_pass_seconds_apart_are_one_date_mosaicked(tmp_path):
+    """Tiles A (columns 0-31) and B (20-51) of one pass, 7 s apart: one date, A where it has data, B beyond."""
+    t = datetime(2023, 6, 1, 2, 15, 3, tzinfo=UTC)
+    a = _granule(tmp_path, t, 0, 1.0, cloud_cols=range(28, 32))
+    b = _granule(tmp_path, t.replace(second=10), 20, 1.2, cloud_cols=range(28, 32))
+    grid = _grid_over_both()
+    with pytest.warns(PartialCoverageWarning):
+        ds = load_stack([b, a], grid)
+    assert ds.sizes["time"] == 1 and ds["time"].values[0] == np.datetime64("2023-06-01T02:15:03")
+    assert ds.attrs["scene_ids"] == [a.scene_id] and ds.attrs["mosaics"] == {a.scene_id: [b.scene_id]}
+    nir = ds["reflectance"].values[0, 3]
+    assert np.isfinite(nir).all()
+    cols = (grid.transform[2] - ORIGIN[0]) / 10 + np.arange(grid.width) + 0.5  # ORIGIN-relative pixel centres
+    np.testing.assert_allclose(nir[:, cols < 32], VEG[3], rtol=2e-3)  # A first (earlier) ...
+    np.testing.assert_allclose(nir[:, cols > 32], VEG[3] * 1.2, rtol=2e-3)  # ... B fills what A lacks
+    clear = ds["clear"].values[0]
+    # A's cloudy columns 28-31 stay cloudy (B is clear there, but A had data); B's own 48-51 too
+    assert not clear[:, (cols > 28) & (cols < 32)].any() and not clear[:, cols > 48].any()
+    assert clear[:, (cols < 28) | ((cols > 32) & (cols < 48))].all()
+
+
+def test_two_platforms_on_one_day_are_two_dates(tmp_path):
+    t = datetime(2023, 6, 1, 2, 15, tzinfo=UTC)
+    a = _granule(tmp_path, t, 0, 1.0, platform="sentinel-2a")
+    b = _granule(tmp_path, t.replace(minute=40), 20, 1.0, platform="landsat-8")
+    with pytest.warns(PartialCoverageWarning):
+        ds = load_stack([a, b], _grid_over_both())
+    assert ds.sizes["time"] == 2 and ds.attrs["mosaics"] == {}
+
+
+def test_a_pass_across_midnight_utc_is_grouped_by_its_solar_day(tmp_path):
+    """At about 129 E (the test grid), 23:59:56 and 00:00:03 UTC are both the morning of 2 June, local solar
+    time; 14:00 and 16:00 UTC of 1 June are two solar days (22:36 and 00:36 local)."""
+    from sitewatch._time import solar_day
+
+    night = datetime(2023, 6, 1, 23, 59, 56, tzinfo=UTC)
+    assert solar_day(night, 129.0) == solar_day(night.replace(day=2, hour=0, minute=0, second=3), 129.0)
+    assert solar_day(night, 129.0).isoformat() == "2023-06-02"
+    assert solar_day(night, -60.0 + 360).isoformat() == "2023-06-01"  # longitudes taken modulo 360
+    grid = _grid_over_both()
+    a = _granule(tmp_path / "a", night, 0, 1.0)
+    b = _granule(tmp_path / "a", night.replace(day=2, hour=0, minute=0, second=3), 20, 1.0)
+    with pytest.warns(PartialCoverageWarning):
+        ds = load_stack([a, b], grid)
+    assert ds.sizes["time"] == 1 and np.isfinite(ds["reflectance"].values).all()
+    c = _granule(tmp_path / "b", datetime(2023, 6, 1, 14, tzinfo=UTC), 0, 1.0)
+    d = _granule(tmp_path / "b", datetime(2023, 6, 1, 16, tzinfo=UTC), 20, 1.0)
+    with pytest.warns(PartialCoverageWarning):
+        assert load_stack([c, d], grid).sizes["time"] == 2

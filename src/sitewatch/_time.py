@@ -1,11 +1,11 @@
-"""Times are UTC everywhere: one helper to make them so."""
+"""Times are UTC everywhere: one helper to make them so, and one for the local solar day of a pass."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import overload
 
-__all__ = ["as_utc"]
+__all__ = ["as_utc", "solar_day"]
 
 
 @overload
@@ -17,3 +17,11 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def solar_day(value: datetime, longitude: float) -> date:
+    """The local solar date of ``value`` at ``longitude`` (degrees east): the UTC time plus longitude / 15
+    hours, as odc-stac's ``groupby="solar_day"``.  The granules of one satellite pass share it, even when the
+    pass crosses midnight UTC (a morning pass east of about 120 degrees E)."""
+    lon = (float(longitude) + 180.0) % 360.0 - 180.0
+    return (as_utc(value) + timedelta(hours=lon / 15.0)).date()

@@ -5,7 +5,11 @@ A stack is an ``xarray.Dataset``:
 * ``reflectance`` (time, band, y, x) float32, surface reflectance 0..1, NaN where there is no data;
 * ``clear`` (time, y, x) bool, a clear view of the ground (no cloud, shadow or snow; data present);
 * coordinates ``time`` (datetime64, UTC), ``band``, ``y``, ``x`` (pixel centres in the grid CRS);
-* attributes ``crs`` (WKT), ``transform`` (affine 6-tuple), ``scene_ids``.
+* attributes ``crs`` (WKT), ``transform`` (affine 6-tuple), ``scene_ids`` (one per time step: its first
+  scene) and ``mosaics`` (first scene id -> the ids of the other scenes mosaicked into that time step).
+
+A time step is one satellite pass (:func:`group_passes`): the scenes of one platform on one local solar day,
+as odc-stac's ``groupby="solar_day"``; adjacent tiles of a pass have timestamps seconds apart.
 
 Only the site's window is read from each file (GDAL warped VRT over the file), so memory is bounded by
 the site, not the scenes.
@@ -17,21 +21,22 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import xarray as xr
 from affine import Affine
 from pyproj import CRS
 from rasterio.warp import transform_bounds
-from shapely.geometry import box
+from shapely.geometry import Point, box
 
-from ._time import as_utc
+from ._time import as_utc, solar_day
 from .errors import NoOverlapError, PartialCoverageWarning
 from .geo import WGS84, to_crs, utm_crs_for
 from .sources.read import read_scene_window
 from .types import Scene, Site
 
-__all__ = ["Grid", "site_grid", "load_stack", "DEFAULT_BANDS", "grid_mask"]
+__all__ = ["Grid", "site_grid", "load_stack", "DEFAULT_BANDS", "grid_mask", "group_passes"]
 
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
@@ -54,6 +59,13 @@ class Grid:
         a = self.affine
         left, top = a.c, a.f
         return (left, top + a.e * self.height, left + a.a * self.width, top)
+
+    @property
+    def centre_lonlat(self) -> tuple[float, float]:
+        """Longitude and latitude (WGS84) of the grid's centre."""
+        x0, y0, x1, y1 = self.bounds
+        c = to_crs(Point((x0 + x1) / 2, (y0 + y1) / 2), self.crs, WGS84)
+        return float(c.x), float(c.y)
 
 
 def site_grid(site: Site, resolution: float = 10.0, crs: str | None = None) -> Grid:
@@ -119,6 +131,19 @@ def _overlaps(scene: Scene, grid: Grid) -> float:
     return box(*sb).intersection(g).area / g.area if g.area else 0.0
 
 
+def group_passes(scenes: Sequence[Scene], longitude: float) -> list[list[Scene]]:
+    """The scenes of each satellite pass, passes in time order, scenes in time order within a pass.
+
+    A pass is one platform (``Scene.platform``, case aside) on one local solar day at ``longitude``
+    (:func:`sitewatch._time.solar_day`): the tiles of a pass have timestamps seconds apart, and may straddle
+    midnight UTC; two platforms on one day are two passes.
+    """
+    groups: dict[tuple[date, str], list[Scene]] = {}
+    for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id)):
+        groups.setdefault((solar_day(s.datetime, longitude), s.platform.strip().lower()), []).append(s)
+    return list(groups.values())
+
+
 def load_stack(
     scenes: Sequence[Scene],
     grid: Grid,
@@ -129,7 +154,8 @@ def load_stack(
     """Resample ``scenes`` onto ``grid`` (bilinear for reflectance, nearest for masks), sorted by time.
 
     Scenes that do not overlap the grid are left out; if none does, :class:`NoOverlapError`.
-    Scenes of the same acquisition time (adjacent tiles of one pass) are mosaicked into one time step.
+    The scenes of one pass (:func:`group_passes` at the grid's centre longitude: adjacent tiles, seconds apart)
+    are mosaicked into one time step, at the time of its first scene.
     """
     usable = []
     for s in scenes:
@@ -144,16 +170,14 @@ def load_stack(
         raise NoOverlapError(
             f"none of the {len(scenes)} scene(s) overlaps the site grid {grid.bounds} ({grid.crs[:40]}...)"
         )
-    groups: dict[object, list[Scene]] = {}
-    for s in sorted(usable, key=lambda s: (s.datetime, s.scene_id)):
-        groups.setdefault(s.datetime, []).append(s)
-    ordered = [g[0] for g in groups.values()]
+    groups = group_passes(usable, grid.centre_lonlat[0])
+    ordered = [g[0] for g in groups]
     n = len(ordered)
     refl = np.full((n, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     clear = np.zeros((n, grid.height, grid.width), dtype=bool)
-    for i, group in enumerate(groups.values()):
-        # scenes of one acquisition time (adjacent tiles of one pass) are mosaicked: each fills what the
-        # ones before it left without data
+    for i, group in enumerate(groups):
+        # the scenes of one pass (adjacent tiles) are mosaicked: each fills what the ones before it left
+        # without data
         for s in group:
             r, c = read_scene_window(s, bands, grid, default_scale=scale)
             empty = ~np.isfinite(refl[i]).all(axis=0)
@@ -175,7 +199,7 @@ def load_stack(
             "crs": CRS.from_user_input(grid.crs).to_wkt(),
             "transform": tuple(grid.transform),
             "scene_ids": [s.scene_id for s in ordered],
-            "mosaics": {g[0].scene_id: [s.scene_id for s in g[1:]] for g in groups.values() if len(g) > 1},
+            "mosaics": {g[0].scene_id: [s.scene_id for s in g[1:]] for g in groups if len(g) > 1},
         },
     )
     return ds
