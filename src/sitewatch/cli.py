@@ -201,10 +201,18 @@ def source_add(
     collection: Annotated[list[str] | None, typer.Option(help="Collection to search (repeatable).")] = None,
     preset: Annotated[str | None, typer.Option(help="sentinel-2-l2a or landsat-c2-l2 (default: guessed).")] = None,
     max_cloud: Annotated[float | None, typer.Option(help="Skip items cloudier than this (percent).")] = None,
+    mask_asset: Annotated[str | None, typer.Option(
+        help="Key of the cloud mask asset of each item (default: found by preset, key, classification or role)."
+    )] = None,
+    clear_values: Annotated[str | None, typer.Option(
+        help="Values of the mask that are clear, like 0,4,5; every other value is not (default: from the "
+             "classification classes or roles of the mask)."
+    )] = None,
     replace: Annotated[bool, typer.Option(help="Redefine a source of the same name.")] = False,
 ) -> None:
     """Record a STAC API or static catalog as an imagery source."""
     from .sources import get_source
+    from .sources.stac import parse_clear_values
 
     options: dict[str, Any] = {"url": stac}
     if collection:
@@ -213,6 +221,10 @@ def source_add(
         options["preset"] = preset
     if max_cloud is not None:
         options["max_cloud_cover"] = max_cloud
+    if mask_asset:
+        options["mask_asset"] = mask_asset
+    if clear_values is not None:
+        options["clear_values"] = list(parse_clear_values(clear_values))
     get_source("stac", **options)  # fails now, not at the next fetch, on a bad preset or option
     _store().add_source(name, "stac", options, replace=replace)
     console.print(f"added source {name}")
