@@ -68,3 +68,7 @@ class CloudySceneWarning(SitewatchWarning):
 
 class PartialCoverageWarning(SitewatchWarning):
     """A scene covers only part of a site."""
+
+
+class MissingBandWarning(SitewatchWarning):
+    """Scenes were left out of a run because they lack a band the method needs."""

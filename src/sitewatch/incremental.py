@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from . import __version__
 from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
+from .detectors.base import for_registered_stack
 from .errors import NoOverlapError
 from .masks import clear_fraction
 from .pipeline import (
@@ -42,11 +43,12 @@ from .pipeline import (
     activity_status,
     coregister_stack,
     detection_params,
+    detector_bands,
     grid_for_scenes,
     require_clear,
     warn_cloudy,
 )
-from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack
+from .stack import Grid, grid_mask, load_stack
 from .store import SiteRow, Store, TrackerStateRow
 from .tracking import TrackerState, TrackParams, track_pixels
 from .types import Change, Scene, SiteResult
@@ -185,6 +187,9 @@ def detect_incremental(
     tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
     pp = polygon_params or PolygonParams()
     detector = get_detector(method, **(detector_params or {}))
+    if coregister:  # the stack is registered onto one reference below: the detector need not do it again
+        detector = for_registered_stack(detector)
+    bands, scenes = detector_bands(site.name, method, detector, scenes)
     stored = None if full else load_state(store, site.name, method)
     meta: dict[str, Any] = stored[0] if stored else {}
     if stored:
@@ -215,7 +220,7 @@ def detect_incremental(
         result = _result(site, store, method, previous, meta, params)
         return IncrementalRun(result, "unchanged", (), (), previous, None)
 
-    stack = load_stack(new_scenes, grid, DEFAULT_BANDS,
+    stack = load_stack(new_scenes, grid, bands,
                        progress=(lambda d, t: progress("load", d, t)) if progress else None)
     b = list(stack["band"].values).index(COREG_BAND)
     ts: TrackerState | None = None
@@ -225,7 +230,7 @@ def detect_incremental(
         if meta["ref_clear_fraction"] < 0.5 and max(raw_cf) > meta["ref_clear_fraction"]:
             reason, ts = "rebasing the co-registration reference on a clearer date", None
             new_scenes = scenes
-            stack = load_stack(scenes, grid, DEFAULT_BANDS,
+            stack = load_stack(scenes, grid, bands,
                                progress=(lambda d, t: progress("load", d, t)) if progress else None)
     mode = "incremental" if ts is not None else "full"
     shifts_all: dict[str, Any] = dict(meta.get("shifts_px", {})) if ts is not None else {}

@@ -18,13 +18,20 @@ import xarray as xr
 
 from .catalog import read_scenes
 from .changes import PolygonParams, stack_dates
-from .detectors.base import params_of
-from .errors import AllCloudError, CloudySceneWarning, NoOverlapError, SourceNotFound
+from .detectors.base import missing_bands, params_of, required_bands
+from .errors import (
+    AllCloudError,
+    CloudySceneWarning,
+    MissingBandError,
+    MissingBandWarning,
+    NoOverlapError,
+    SourceNotFound,
+)
 from .masks import clear_fraction
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
 from .tracking import TrackParams
-from .types import Change, SiteResult
+from .types import Change, Scene, SiteResult
 
 __all__ = [
     "IngestSummary", "FetchSummary", "fetch", "ingest", "ingest_source", "detect_site", "coregister_stack",
@@ -189,6 +196,37 @@ def detection_params(method: str, detector: Any, tp: TrackParams, pp: PolygonPar
         "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
         "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
     }
+
+
+def detector_bands(site_name: str, method: str, detector: Any, scenes: list[Scene]) -> tuple[tuple[str, ...],
+                                                                                            list[Scene]]:
+    """The bands a detection run loads (the default six and whatever else ``detector`` needs) and the scenes
+    that have them.
+
+    Scenes without a band the detector needs are left out with a :class:`MissingBandWarning`; when none has
+    them, :class:`MissingBandError` names the bands missing and the method.
+    """
+    need = required_bands(detector)
+    bands = tuple(DEFAULT_BANDS) + tuple(b for b in need if missing_bands([b], DEFAULT_BANDS))
+    lacking = {s.scene_id: missing_bands(bands, s.bands) for s in scenes if s.bands}
+    lacking = {k: v for k, v in lacking.items() if v}
+    usable = [s for s in scenes if s.scene_id not in lacking]
+    if lacking and not usable:
+        gone = sorted({b for v in lacking.values() for b in v})
+        raise MissingBandError(
+            f"site {site_name!r}: band(s) {', '.join(gone)} missing from all {len(scenes)} scene(s) of the "
+            f"site (they have {', '.join(scenes[0].bands)}); method {method!r} needs them: choose another "
+            f"method (`sitewatch methods`), imagery with those bands, or name the bands of a GeoTIFF in its "
+            f"band descriptions"
+        )
+    if lacking:
+        named = ", ".join(f"{k} ({' '.join(v)})" for k, v in list(lacking.items())[:5])
+        warnings.warn(
+            f"site {site_name!r}: {len(lacking)} scene(s) lack band(s) that method {method!r} needs and are "
+            f"left out: {named}",
+            MissingBandWarning, stacklevel=_outside_stacklevel(),
+        )
+    return bands, usable
 
 
 def require_clear(site_name: str, cf: np.ndarray, min_clear: float) -> None:

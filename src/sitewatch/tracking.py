@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from .detectors.base import Detector
+from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .types import ChangeMap
 
@@ -225,19 +225,29 @@ def track_pixels(
             warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels with no reference yet
             ref = np.nanmedian(buf, axis=0)
         valid = clear & has_ref
-        raw = detector.detect(ref, img, bands, valid=valid)
-        onset_map = raw
-        if params.seasonal:
-            # the reference as it would look on this date had nothing changed (see seasonal_reference):
-            # a new change must be one against both, so phenology that the whole site shares is not one
-            adj = seasonal_reference(ref, img, valid & ~state, seed=tg)
-            if adj is not None:
-                seasonal_map = detector.detect(adj, img, bands, valid=valid)
-                onset_map = replace(
-                    raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
-                )
-        flag = _grow(onset_map, valid, params.hysteresis)
-        still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
+        if int(valid.sum()) >= MIN_VALID_PIXELS:
+            raw = detector.detect(ref, img, bands, valid=valid)
+            onset_map = raw
+            if params.seasonal:
+                # the reference as it would look on this date had nothing changed (see seasonal_reference):
+                # a new change must be one against both, so phenology that the whole site shares is not one
+                adj = seasonal_reference(ref, img, valid & ~state, seed=tg)
+                if adj is not None:
+                    seasonal_map = detector.detect(adj, img, bands, valid=valid)
+                    onset_map = replace(
+                        raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
+                    )
+            flag = _grow(onset_map, valid, params.hysteresis)
+            still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
+            onset_score_now = onset_map.score
+        else:
+            # nothing to compare yet: no pixel has a reference on the first clear date (and almost none on a
+            # date that only sees pixels never seen clear before).  A pairwise detector cannot estimate its
+            # scene statistics from a handful of pixels, so it is not asked: the date judges no pixel (no
+            # onset, no hit, no miss) and only feeds the references below.
+            flag = still = np.zeros((h, w), bool)
+            onset_score_now = np.zeros((h, w), np.float32)
+            valid = np.zeros((h, w), bool)
 
         new = flag & ~state
         candidates = new.copy()
@@ -266,9 +276,9 @@ def track_pixels(
         hits[new] = 1
         misses[new] = 0
         consec[new] = 0
-        onset_score[new] = onset_map.score[new]
+        onset_score[new] = onset_score_now[new]
 
-        cont = state & clear & ~new
+        cont = state & valid & ~new  # (a changed pixel keeps its frozen reference: clear means valid)
         hit = cont & still
         hits[hit] += 1
         consec[hit] = 0

@@ -43,6 +43,10 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a - b) / (a + b)
 
 
+#: Fewest pixels valid in both images that a pairwise detector accepts to estimate scene statistics; the
+#: tracker does not ask a detector about a date with fewer (see :func:`sitewatch.tracking.track_pixels`).
+MIN_VALID_PIXELS = 16
+
 _REGISTRY: Registry[Callable[..., Detector]] = Registry("change detector", DetectorNotFound)
 
 
@@ -64,6 +68,26 @@ def describe() -> dict[str, str]:
 def get_detector(name: str, **params: Any) -> Detector:
     """Build the detector registered under ``name`` with ``params``."""
     return _REGISTRY[name](**params)
+
+
+def required_bands(detector: Detector) -> tuple[str, ...]:
+    """The bands ``detector`` needs (its ``required_bands`` attribute; none named: any two or more bands)."""
+    return tuple(getattr(detector, "required_bands", ()))
+
+
+def for_registered_stack(detector: Detector) -> Detector:
+    """``detector`` without its own co-registration step, for images already registered onto one reference
+    (a tracked stack is, see :func:`sitewatch.pipeline.coregister_stack`): measuring the shift again on every
+    date would cost a phase correlation per date and find nothing to remove."""
+    if dataclasses.is_dataclass(detector) and any(f.name == "coregister" for f in dataclasses.fields(detector)):
+        return dataclasses.replace(detector, coregister=False)  # type: ignore[type-var]
+    return detector
+
+
+def missing_bands(required: Sequence[str], have: Sequence[str]) -> list[str]:
+    """The bands of ``required`` that ``have`` lacks (B8/B08 style aliases accepted)."""
+    got = {_norm(b) for b in have}
+    return [b for b in required if _norm(b) not in got]
 
 
 def params_of(detector: Detector) -> dict[str, Any]:

@@ -20,12 +20,10 @@ from skimage.filters import threshold_otsu
 
 from ..errors import AllCloudError
 from ..types import ChangeMap
-from .base import register, valid_mask
+from .base import MIN_VALID_PIXELS, register, valid_mask
 
 __all__ = ["CVA", "check_inputs", "otsu_threshold", "robust_sigma_threshold", "standardise"]
 
-#: Fewest pixels valid in both images that a detector accepts to estimate scene statistics.
-MIN_VALID_PIXELS = 16
 
 
 @register("cva")

@@ -49,6 +49,7 @@ class IndexDetector:
         "spectral indices: new bare/built surfaces (NDVI drop), dry painted roofs (NDMI < 0 under "
         "green), never water or snow; needs B03, B04, B08, B11, B12"
     )
+    required_bands: ClassVar[tuple[str, ...]] = ("B03", "B04", "B08", "B11", "B12")
     threshold: float = 0.5
     bare_ndvi: float = 0.22
     camo_ndvi: float = 0.6

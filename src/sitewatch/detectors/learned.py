@@ -245,6 +245,7 @@ class LearnedDetector:
         "training cities. Needs B02-B08, B8A, B11, B12."
     )
 
+    required_bands: ClassVar[tuple[str, ...]] = MODEL_BANDS
     model: str | None = None
     threshold: float | None = None
     tile: int = 256

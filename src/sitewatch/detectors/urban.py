@@ -129,6 +129,7 @@ class UrbanDetector:
         "objects smooth on both dates (fields, flats) dropped. Needs B02-B04, B08, B11."
     )
 
+    required_bands: ClassVar[tuple[str, ...]] = _REQUIRED
     threshold: Literal["otsu"] | float = 1e-5
     smooth: int = 3
     veg_ndvi: float = 0.4
