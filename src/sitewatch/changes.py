@@ -35,6 +35,9 @@ __all__ = ["PolygonParams", "extract_changes", "stack_dates"]
 class PolygonParams:
     min_area_m2: float = 800.0
     min_onset_px: int = 3
+    #: and at least this share of the region's pixels: a few early stragglers in a large change (pixels
+    #: whose own looks are ambiguous) do not date the whole of it
+    min_onset_share: float = 0.0
 
 
 def stack_dates(stack: xr.Dataset) -> list[datetime]:
@@ -88,7 +91,8 @@ def extract_changes(
             continue
         onsets = history.onset[comp]
         counts = np.bincount(onsets, minlength=len(dates))
-        need = min(params.min_onset_px, size)
+        n_comp = int(comp.sum())
+        need = min(max(params.min_onset_px, int(np.ceil(params.min_onset_share * n_comp))), n_comp)
         t_first = int(np.argmax(np.cumsum(counts) >= need))
         first_px = comp & (history.onset == t_first)
         prev = history.prev_clear[first_px]

@@ -286,14 +286,21 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG files o
 @app.command()
 def detect(
     site: Annotated[str | None, typer.Option(help="Site name (default: every site).")] = None,
-    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "index",
+    method: Annotated[
+        str | None, typer.Option(help="Detector name (see `sitewatch methods`; default: the best on real imagery).")
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="How the detector's comparisons become dated changes: 'series' (change points between "
+                          "composites of clear looks) or 'tracker' (date by date against a running reference)."),
+    ] = None,
     min_clear: Annotated[
         float | None, typer.Option(help="Skip dates less clear than this over the site (default: setting).")
     ] = None,
     no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
-    from .pipeline import detect_site
+    from .pipeline import DEFAULT_ENGINE, DEFAULT_METHOD, detect_site
 
     settings = _settings()
     store = _store()
@@ -305,9 +312,9 @@ def detect(
         try:
             with _progress() as cb:
                 r = detect_site(
-                    store, name, method, resolution=settings.resolution,
+                    store, name, method or DEFAULT_METHOD, resolution=settings.resolution,
                     min_clear_fraction=settings.min_clear_fraction if min_clear is None else min_clear,
-                    coregister=not no_coregister, progress=cb,
+                    coregister=not no_coregister, progress=cb, engine=engine or DEFAULT_ENGINE,
                 )
         except SitewatchError as exc:
             if site or state.verbose:
@@ -544,17 +551,23 @@ def monitor(
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit (for cron).")] = False,
     every: Annotated[str, typer.Option(help="Time between passes: 1d, 6h, 30m...")] = "1d",
     site: Annotated[str | None, typer.Option(help="Only this site (default: every site).")] = None,
-    method: Annotated[str, typer.Option(help="Detector name (see `sitewatch methods`).")] = "index",
+    method: Annotated[
+        str | None, typer.Option(help="Detector name (see `sitewatch methods`; default: as `detect`).")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(help="'series' or 'tracker' (default: as `detect`).")] = None,
     no_fetch: Annotated[bool, typer.Option(help="Do not search the sources; use the scenes stored.")] = False,
 ) -> None:
     """Fetch new scenes, detect incrementally, raise alerts, write the Atom feed and send the alerts."""
     from .monitor import monitor as _monitor
     from .monitor import monitor_once, parse_every
+    from .pipeline import DEFAULT_ENGINE, DEFAULT_METHOD
+
+    method, engine = method or DEFAULT_METHOD, engine or DEFAULT_ENGINE
 
     settings, store = _settings(), _store()
     sites = [site] if site else None
     if once:
-        p = monitor_once(store, settings, sites, method, fetch=not no_fetch)
+        p = monitor_once(store, settings, sites, method, fetch=not no_fetch, engine=engine)
         _print_pass(p)
         if p.sites and all(s.mode == "error" for s in p.sites):
             raise SitewatchError("monitoring failed for every site: " + "; ".join(p.errors))
@@ -562,7 +575,7 @@ def monitor(
     period = parse_every(every)
     console.print(f"monitoring every {period} (Ctrl-C to stop)")
     try:
-        _monitor(store, settings, period, sites, method, on_pass=_print_pass)
+        _monitor(store, settings, period, sites, method, on_pass=_print_pass, engine=engine)
     except KeyboardInterrupt:
         console.print("stopped")
 

@@ -39,7 +39,9 @@ from .detectors.base import for_registered_stack
 from .errors import NoOverlapError
 from .masks import clear_fraction
 from .pipeline import (
+    DEFAULT_ENGINE,
     DEFAULT_METHOD,
+    ENGINES,
     activity_status,
     coregister_stack,
     detection_params,
@@ -48,6 +50,7 @@ from .pipeline import (
     require_clear,
     warn_cloudy,
 )
+from .series import SERIES_POLYGONS, SeriesParams, composite_history
 from .stack import Grid, grid_mask, load_stack
 from .store import SiteRow, Store, TrackerStateRow
 from .tracking import TrackerState, TrackParams, track_pixels
@@ -170,6 +173,8 @@ def detect_incremental(
     full: bool = False,
     also: Callable[[Session, int, int, IncrementalRun], None] | None = None,
     keep_stack: bool = False,
+    engine: str = DEFAULT_ENGINE,
+    series_params: SeriesParams | None = None,
 ) -> IncrementalRun:
     """Track the site's new scenes from its stored state (or every scene, see the module), save the run.
 
@@ -184,8 +189,12 @@ def detect_incremental(
             f"no stored scene covers site {site.name!r}; run `sitewatch ingest` or `sitewatch fetch` first"
         )
     previous = tuple(store.changes(site.name, method=method))
+    if engine not in ENGINES:
+        raise ValueError(f"unknown detection engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    series = engine == "series"
     tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
-    pp = polygon_params or PolygonParams()
+    sp = series_params or SeriesParams(min_clear_fraction=min_clear_fraction)
+    pp = polygon_params or (SERIES_POLYGONS if series else PolygonParams())
     detector = get_detector(method, **(detector_params or {}))
     if coregister:  # the stack is registered onto one reference below: the detector need not do it again
         detector = for_registered_stack(detector)
@@ -197,7 +206,8 @@ def detect_incremental(
         grid = Grid(g["crs"], tuple(g["transform"]), g["width"], g["height"])  # type: ignore[arg-type]
     else:
         grid = grid_for_scenes(site, scenes, resolution)
-    params = detection_params(method, detector, tp, pp, resolution, coregister, grid)
+    params = detection_params(method, detector, sp if series else tp, pp, resolution, coregister, grid)
+    params["engine"] = engine
     key = _params_key(params)
 
     new_scenes: list[Scene] = scenes
@@ -214,6 +224,8 @@ def detect_incremental(
             reason = "a scene tracked before is no longer stored"
         elif any(s.datetime <= last for s in new_scenes):
             reason = "a new scene is older than the last one tracked"
+        elif series and new_scenes:
+            reason = "the series engine dates changes from the whole history"
         if reason:
             new_scenes = scenes
     if stored and not reason and not new_scenes:
@@ -224,7 +236,7 @@ def detect_incremental(
                        progress=(lambda d, t: progress("load", d, t)) if progress else None)
     b = list(stack["band"].values).index(COREG_BAND)
     ts: TrackerState | None = None
-    if stored and not reason:
+    if stored and not reason and not series:
         ts, ref_band, ref_clear = _unpack(stored[1])
         raw_cf = [clear_fraction(c) for c in stack["clear"].values]
         if meta["ref_clear_fraction"] < 0.5 and max(raw_cf) > meta["ref_clear_fraction"]:
@@ -247,13 +259,18 @@ def detect_incremental(
         stack, shifts = coregister_stack(stack, COREG_BAND, reference=(ref_band, ref_clear) if ts else None)
     inside = grid_mask(site, grid)
     stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
-    if ts is None:
-        ts = TrackerState.empty(stack["time"].values[0], tp.ref_depth, len(stack["band"]), grid.height, grid.width)
-    history = track_pixels(stack, detector, tp, inside=inside, resume=ts,
-                           progress=(lambda d, t: progress("detect", d, t)) if progress else None)
-    require_clear(site.name, ts.clear_fraction, tp.min_clear_fraction)
+    step = (lambda d, t: progress("detect", d, t)) if progress else None
+    if series:
+        history = composite_history(stack, detector, sp, inside=inside, progress=step)
+    else:
+        if ts is None:
+            ts = TrackerState.empty(stack["time"].values[0], tp.ref_depth, len(stack["band"]), grid.height,
+                                    grid.width)
+        history = track_pixels(stack, detector, tp, inside=inside, resume=ts, progress=step)
+    cf_all = history.clear_fraction
+    require_clear(site.name, cf_all, tp.min_clear_fraction)
     new_ids = list(stack.attrs["scene_ids"])
-    warn_cloudy(site.name, new_ids, ts.clear_fraction[-len(new_ids):], tp.min_clear_fraction,
+    warn_cloudy(site.name, new_ids, cf_all[-len(new_ids):], tp.min_clear_fraction,
                 "new " if mode == "incremental" else "")
     new_times = [d.isoformat() for d in stack_dates(stack)]
     if mode == "incremental":
@@ -266,7 +283,7 @@ def detect_incremental(
     meta = {
         "scene_ids": scene_ids, "all_scene_ids": all_ids, "times": times, "grid": params["grid"],
         "crs_wkt": stack.attrs["crs"], "params_key": key, "version": __version__, "ref_clear_fraction": ref_cf,
-        "shifts_px": shifts_all,
+        "shifts_px": shifts_all, "engine": engine,
     }
     frame = _frame(meta)
     provenance = {"detector": method, "sitewatch": __version__, "params": params}
@@ -278,7 +295,7 @@ def detect_incremental(
     all_set = set(all_ids)
     result = SiteResult(
         site=site, changes=tuple(changes), dates=tuple(dates),
-        clear_fraction=tuple(float(x) for x in ts.clear_fraction),
+        clear_fraction=tuple(float(x) for x in cf_all),
         changed_area_m2=tuple(float(((history.onset <= t) & history.changed).sum() * resolution * resolution)
                               for t in range(len(dates))),
         scenes=tuple(s for s in scenes if s.scene_id in all_set), method=method, params=run_params,
@@ -286,14 +303,15 @@ def detect_incremental(
     )
     used_dates = tuple(d for d, u in zip(dates, history.used, strict=True) if u)
     run = IncrementalRun(result, mode, tuple(new_ids), tuple(stack_dates(stack)), previous, None, reason, used_dates)
-    data = _pack(ts, ref_band, ref_clear)
+    # the series engine keeps no per-pixel state: its next run re-reads the history (see the module)
+    data = _pack(ts, ref_band, ref_clear) if ts is not None else b""
 
     def write(s: Session, site_id: int, run_id: int) -> None:
         _write_state(s, site_id, method, meta, data)
         if also is not None:
             also(s, site_id, run_id, replace(run, run_id=run_id))
 
-    run_id = store.save_run(site, changes, method, run_params, scene_ids, list(ts.clear_fraction), activity,
+    run_id = store.save_run(site, changes, method, run_params, scene_ids, list(cf_all), activity,
                             __version__, also=write)
     return replace(run, run_id=run_id)
 

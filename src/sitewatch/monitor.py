@@ -38,7 +38,7 @@ from .errors import SitewatchError
 from .feed import write_feed
 from .incremental import IncrementalRun, detect_incremental
 from .notify import DeliverySummary, deliver_pending
-from .pipeline import DEFAULT_METHOD, FetchSummary, stored_result
+from .pipeline import DEFAULT_ENGINE, DEFAULT_METHOD, FetchSummary, stored_result
 from .pipeline import fetch as fetch_scenes
 from .store import Store
 
@@ -118,7 +118,7 @@ def _evidence(settings: Any, report: Path, change_ids: set[str]) -> dict[str, di
 def monitor_once(
     store: Store, settings: Any, sites: Sequence[str] | None = None, method: str = DEFAULT_METHOD, *,
     fetch: bool = True, deliver: bool = True, reports: bool = True, now: datetime | None = None,
-    progress: Progress | None = None, areas: Sequence[str] | None = None,
+    progress: Progress | None = None, areas: Sequence[str] | None = None, engine: str = DEFAULT_ENGINE,
 ) -> MonitorPass:
     """One monitoring pass (see the module); errors of one site, area or source are reported, not raised.
 
@@ -154,7 +154,8 @@ def monitor_once(
                 raised.extend(write_alerts(s, site_id, run, rule, endpoints, now or datetime.now(UTC)))
 
             run = detect_incremental(store, name, method, resolution=settings.resolution,
-                                     min_clear_fraction=settings.min_clear_fraction, progress=progress, also=also)
+                                     min_clear_fraction=settings.min_clear_fraction, progress=progress, also=also,
+                                     engine=engine)
             if raised and reports:
                 report = _write_report(store, settings, run.result.site.name, home)
                 alerts = list_alerts(store, ids=raised)
@@ -242,13 +243,14 @@ def _write_report(store: Store, settings: Any, site: str, home: Path) -> Path:
 def monitor(
     store: Store, settings: Any, every: timedelta, sites: Sequence[str] | None = None,
     method: str = DEFAULT_METHOD, *, passes: int | None = None, on_pass: Callable[[MonitorPass], None] | None = None,
+    engine: str = DEFAULT_ENGINE,
     sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None,
 ) -> int:
     """Run :func:`monitor_once` every ``every`` (``passes`` times, or until interrupted); returns passes run."""
     n = 0
     while passes is None or n < passes:
         t0 = time.monotonic()
-        result = monitor_once(store, settings, sites, method, progress=progress)
+        result = monitor_once(store, settings, sites, method, progress=progress, engine=engine)
         n += 1
         if on_pass:
             on_pass(result)

@@ -39,6 +39,11 @@ __all__ = [
 ]
 
 DEFAULT_METHOD = "index"
+#: how a run turns a pairwise detector into dated changes: ``series`` (change points between composites of
+#: clear looks, :mod:`sitewatch.series`) or ``tracker`` (date by date against a running reference, with
+#: seasons and land-use cycles, :mod:`sitewatch.tracking`)
+ENGINES = ("series", "tracker")
+DEFAULT_ENGINE = "tracker"
 Progress = Callable[[str, int, int], None]
 
 
@@ -188,7 +193,7 @@ def grid_for_scenes(site: Any, scenes: Iterable[Any], resolution: float) -> Any:
     return site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
 
 
-def detection_params(method: str, detector: Any, tp: TrackParams, pp: PolygonParams, resolution: float,
+def detection_params(method: str, detector: Any, tp: Any, pp: PolygonParams, resolution: float,
                coregister: bool, grid: Any) -> dict[str, Any]:
     """The parameters a detection run records (its provenance)."""
     return {
@@ -273,6 +278,7 @@ def detect_site(
     track_params: TrackParams | None = None,
     polygon_params: PolygonParams | None = None,
     progress: Progress | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> SiteResult:
     """Detect, date and track the changes at one site over every stored scene that covers it, and save the run.
 
@@ -285,7 +291,7 @@ def detect_site(
     run = detect_incremental(
         store, site_name, method, resolution=resolution, min_clear_fraction=min_clear_fraction,
         coregister=coregister, detector_params=detector_params, track_params=track_params,
-        polygon_params=polygon_params, progress=progress, full=True, keep_stack=True,
+        polygon_params=polygon_params, progress=progress, full=True, keep_stack=True, engine=engine,
     )
     return run.result
 

@@ -1,0 +1,136 @@
+"""The series engine (sitewatch.series): change points between composites of clear looks, dated per pixel."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from shapely.geometry import box
+
+from sitewatch.detectors import get_detector
+from sitewatch.errors import MissingBandError
+from sitewatch.geo import to_crs
+from sitewatch.pipeline import detect_site, ingest
+from sitewatch.series import SeriesParams, composite_history
+from sitewatch.sites import make_site
+from sitewatch.store import Store
+
+from .conftest import BANDS, CRS, ORIGIN, ROOF, VEG
+
+SQUARE = (slice(20, 32), slice(24, 36))
+
+
+def _stack(n=10, change_at=5, revert_at=None, cloudy_px=None, seed=0, size=64):
+    """A (time, band, y, x) stack of vegetation with jitter; a roof square from ``change_at`` (to ``revert_at``)."""
+    rng = np.random.default_rng(seed)
+    texture = rng.uniform(0.8, 1.2, (1, size, size)).astype(np.float32)
+    refl = np.empty((n, len(BANDS), size, size), np.float32)
+    clear = np.ones((n, size, size), bool)
+    for t in range(n):
+        # pixel texture and look-to-look noise of a few percent, as on real surfaces
+        img = VEG[:, None, None] * texture * rng.uniform(0.97, 1.03, (1, size, size)).astype(np.float32)
+        img = img * rng.uniform(0.95, 1.05, (len(BANDS), 1, 1)).astype(np.float32)  # a per-date gain per band
+        if t >= change_at and (revert_at is None or t < revert_at):
+            img[:, SQUARE[0], SQUARE[1]] = ROOF[:, None, None]
+        refl[t] = img + rng.normal(0, 0.004, img.shape).astype(np.float32)
+    if cloudy_px is not None:
+        for t, sl in cloudy_px:
+            clear[t][sl] = False
+            refl[t][:, sl[0], sl[1]] = 0.7
+    times = np.array([np.datetime64("2023-01-01") + np.timedelta64(30 * t, "D") for t in range(n)],
+                     dtype="datetime64[ns]")
+    return xr.Dataset(
+        {"reflectance": (("time", "band", "y", "x"), refl), "clear": (("time", "y", "x"), clear)},
+        coords={"time": times, "band": list(BANDS)},
+    )
+
+
+@pytest.mark.parametrize("method", ["cva", "irmad", "index"])
+def test_a_lasting_change_is_found_and_dated_exactly(method):
+    h = composite_history(_stack(), get_detector(method))
+    sq = np.zeros(h.changed.shape, bool)
+    sq[SQUARE] = True
+    assert h.changed[sq].mean() > 0.9
+    assert (h.changed & ~sq).sum() <= 4  # a pixel or so of noise at most
+    assert (h.onset[sq & h.changed] == 5).all() and (h.prev_clear[sq & h.changed] == 4).all()
+    assert (h.hits[sq & h.changed] == 5).all()  # every look from the onset on
+
+
+def test_a_cloud_on_the_onset_date_moves_the_onset_to_the_next_clear_look_not_before():
+    # the square's top half is under cloud on the change date: those pixels are first seen one date later
+    top = (slice(20, 26), slice(24, 36))
+    h = composite_history(_stack(cloudy_px=[(5, top)]), get_detector("cva"))
+    assert (h.onset[top] == 6).all() and (h.prev_clear[top] == 4).all()
+    bottom = (slice(26, 32), slice(24, 36))
+    assert (h.onset[bottom] == 5).all()
+
+
+def test_a_change_that_went_back_is_not_a_change():
+    # a flood or a harvested field: three looks changed, then back for good
+    h = composite_history(_stack(n=12, change_at=4, revert_at=7), get_detector("cva"))
+    assert not h.changed[SQUARE].any()
+
+
+def test_the_last_date_alone_raises_a_probable_change_and_the_first_date_none():
+    h = composite_history(_stack(n=8, change_at=7), get_detector("cva"))
+    assert h.changed[SQUARE].mean() > 0.9 and (h.hits[SQUARE] == 1).all()
+    # a change on the first usable date has nothing clear before it: no pixel can be dated, none is reported
+    h0 = composite_history(_stack(n=8, change_at=0), get_detector("cva"))
+    assert not h0.changed.any()
+
+
+def test_min_clear_fraction_skips_cloudy_dates():
+    st = _stack(cloudy_px=[(5, (slice(0, 64), slice(0, 60)))])
+    h = composite_history(st, get_detector("cva"), SeriesParams(min_clear_fraction=0.2))
+    assert not h.used[5] and h.used.sum() == 9
+    assert (h.onset[SQUARE] == 6).all() and (h.prev_clear[SQUARE] == 4).all()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(f"sqlite:///{tmp_path / 'home' / 'sitewatch.db'}")
+
+
+def _site():
+    x0, y0 = ORIGIN
+    return make_site("base", to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), CRS, "EPSG:4326"))
+
+
+@pytest.mark.parametrize("engine", ["series", "tracker"])
+@pytest.mark.parametrize("method", ["index", "cva", "irmad"])
+def test_every_pairwise_method_runs_through_detect(store, make_series, method, engine):
+    """The tracker used to ask cva/irmad/urban for scene statistics on the first date, where no pixel has a
+    reference yet: AllCloudError.  Both engines run every method and date the roof."""
+    paths, square, dates = make_series(n=7, change_at=3)
+    store.add_site(_site())
+    ingest([paths[0].parent], store)
+    r = detect_site(store, "base", method, coregister=False, engine=engine)
+    roof = [c for c in r.changes if c.area_m2 > 1000]
+    assert len(roof) == 1, [(c.first_seen_before, c.area_m2) for c in r.changes]
+    assert roof[0].area_m2 == pytest.approx(12 * 12 * 100, rel=0.3)
+    if engine == "series" or method == "index":
+        assert roof[0].first_seen_after == dates[2] and roof[0].first_seen_before == dates[3]
+    assert r.params["engine"] == engine
+
+
+def test_a_method_whose_bands_are_missing_names_them(store, make_series):
+    paths, _, _ = make_series(n=4, change_at=2)
+    store.add_site(_site())
+    ingest([paths[0].parent], store)
+    with pytest.raises(MissingBandError, match=r"B05, B06, B07, B8A missing .* method 'learned' needs them"):
+        detect_site(store, "base", "learned", engine="series")
+
+
+def test_a_series_run_then_a_new_date_reruns_the_history_and_keeps_change_ids(store, make_series):
+    from sitewatch.incremental import detect_incremental
+
+    paths, _, dates = make_series(n=6, change_at=3)
+    store.add_site(_site())
+    ingest([p for p in paths[:5]], store)
+    first = detect_site(store, "base", "cva", coregister=False, engine="series")
+    ingest([paths[5]], store)
+    run = detect_incremental(store, "base", "cva", coregister=False, engine="series")
+    assert run.mode == "full" and "whole history" in run.reason
+    assert {c.change_id for c in run.result.changes} == {c.change_id for c in first.changes}
+    again = detect_incremental(store, "base", "cva", coregister=False, engine="series")
+    assert again.mode == "unchanged"
+    assert run.result.dates[-1] == dates[5]
+
