@@ -23,7 +23,9 @@ than one pair, so this stage compares *composites* instead:
    look from it.  Looks from the onset on that are after-like are *hits*, the others *misses*.  A step that
    leaves more than ``max_wrong`` of the looks on the wrong side explains nothing (a change that came and
    went: a flood, a crop) and is no change; so is a step to a state that two clear looks before it already
-   showed (the end of a change that came and went).
+   showed (the end of a change that came and went), and a step other than the one the detector was shown
+   (the pixel's first clear look from the split that flagged it): a pixel flagged at one split but stepping
+   at another is evidence of neither.  On the dev cities this last rule halves the false alarms.
    A change must also be *significant*: the two composites must differ by more than the pixel's looks
    scatter (a chi-square test at ``alpha``), so a detector whose threshold always flags some pixels (Otsu's
    method splits even pure noise) cannot turn noise into changes.
@@ -122,7 +124,8 @@ def composite_history(
             ys, xs = np.nonzero(cmap.mask & valid)
             if ys.size:
                 thr = cmap.threshold if cmap.threshold > 0 else 1.0
-                cand = _step(refl, clear_u, ut, ys, xs, pre[:, ys, xs], post[:, ys, xs], scale, gain, limit, params)
+                cand = _step(refl, clear_u, ut, ys, xs, pre[:, ys, xs], post[:, ys, xs], scale, gain, limit, params,
+                             j)
                 out.update(ys, xs, cand, (cmap.score[ys, xs] / np.float32(thr)).astype(np.float32))
         if progress:
             progress(j, n_split)
@@ -167,7 +170,7 @@ class _Best:
 
 def _step(
     refl: np.ndarray, clear: np.ndarray, ut: np.ndarray, ys: np.ndarray, xs: np.ndarray, a: np.ndarray,
-    b: np.ndarray, scale: np.ndarray, gain: np.ndarray, limit: float, params: SeriesParams,
+    b: np.ndarray, scale: np.ndarray, gain: np.ndarray, limit: float, params: SeriesParams, split: int,
 ) -> dict[str, np.ndarray]:
     """Step 3-4 of the module for the pixels ``ys, xs`` flagged between composites ``a`` and ``b`` (band, n):
     their onset, dates, hits and misses, and the significance ``ratio`` (> 1 for a change kept)."""
@@ -220,8 +223,12 @@ def _step(
     d_look = np.where(before_ok, d_look, np.inf)
     near = np.sort(d_look, axis=0)[np.minimum(1, np.maximum(n1 - 1, 0)), np.arange(len(xs))]
     new = near > 0.5 * (1.0 + np.pi / (2.0 * n2)) * limit
+    # the step must be the one the detector was shown: its first clear look from the split (a pixel flagged
+    # at one split but stepping at another is evidence of neither)
+    from_split = ok & (u_idx >= split)
+    aligned = from_split.any(axis=0) & (first == np.argmax(from_split, axis=0))
     # a change needs a clear look without it (it is dated from one) and one with it, and must have lasted
-    keep = good & fits & new & (last_before >= 0) & (hit_rows.sum(axis=0) >= 1) & (trail < params.max_misses)
+    keep = good & fits & new & aligned & (last_before >= 0) & (hit_rows.sum(axis=0) >= 1) & (trail < params.max_misses)
     return {
         "ratio": np.where(keep, ratio, 0.0).astype(np.float32),
         "onset": ut[np.maximum(first, 0)].astype(np.int32),
