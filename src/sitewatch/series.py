@@ -175,8 +175,8 @@ def _step(
     """Step 3-4 of the module for the pixels ``ys, xs`` flagged between composites ``a`` and ``b`` (band, n):
     their onset, dates, hits and misses, and the significance ``ratio`` (> 1 for a change kept)."""
     u_idx = np.arange(len(ut))[:, None]
-    lk = refl[ut][:, :, ys, xs] / gain[:, :, None]  # (u, band, n): each look without its date's gain
-    ok = clear[ut][:, ys, xs]  # (u, n)
+    lk = refl[:, :, ys, xs][ut] / gain[:, :, None]  # (u, band, n): each look without its date's gain
+    ok = clear[:, ys, xs][ut]  # (u, n)
     d_pre = (((lk - a[None]) / scale[None, :, None]) ** 2).sum(axis=1)
     d_post = (((lk - b[None]) / scale[None, :, None]) ** 2).sum(axis=1)
     after_like = d_post < d_pre  # (u, n)
