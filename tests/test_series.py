@@ -134,3 +134,15 @@ def test_a_series_run_then_a_new_date_reruns_the_history_and_keeps_change_ids(st
     assert again.mode == "unchanged"
     assert run.result.dates[-1] == dates[5]
 
+
+
+def test_each_method_runs_its_own_engine_by_default_and_an_unknown_engine_is_refused(store, make_series):
+    from sitewatch.errors import InvalidParameter
+
+    paths, _, _ = make_series(n=5, change_at=2)
+    store.add_site(_site())
+    ingest([paths[0].parent], store)
+    assert detect_site(store, "base", "index", coregister=False).params["engine"] == "tracker"
+    assert detect_site(store, "base", "cva", coregister=False).params["engine"] == "series"
+    with pytest.raises(InvalidParameter, match="unknown detection engine 'fast'; choose one of: series, tracker"):
+        detect_site(store, "base", "cva", engine="fast")

@@ -292,7 +292,8 @@ def detect(
     engine: Annotated[
         str | None,
         typer.Option(help="How the detector's comparisons become dated changes: 'series' (change points between "
-                          "composites of clear looks) or 'tracker' (date by date against a running reference)."),
+                          "composites of clear looks) or 'tracker' (date by date against a running reference); "
+                          "default: the method's own (tracker for index, series for the others)."),
     ] = None,
     min_clear: Annotated[
         float | None, typer.Option(help="Skip dates less clear than this over the site (default: setting).")
@@ -300,7 +301,7 @@ def detect(
     no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
-    from .pipeline import DEFAULT_ENGINE, DEFAULT_METHOD, detect_site
+    from .pipeline import DEFAULT_METHOD, detect_site
 
     settings = _settings()
     store = _store()
@@ -314,7 +315,7 @@ def detect(
                 r = detect_site(
                     store, name, method or DEFAULT_METHOD, resolution=settings.resolution,
                     min_clear_fraction=settings.min_clear_fraction if min_clear is None else min_clear,
-                    coregister=not no_coregister, progress=cb, engine=engine or DEFAULT_ENGINE,
+                    coregister=not no_coregister, progress=cb, engine=engine,
                 )
         except SitewatchError as exc:
             if site or state.verbose:
@@ -560,9 +561,9 @@ def monitor(
     """Fetch new scenes, detect incrementally, raise alerts, write the Atom feed and send the alerts."""
     from .monitor import monitor as _monitor
     from .monitor import monitor_once, parse_every
-    from .pipeline import DEFAULT_ENGINE, DEFAULT_METHOD
+    from .pipeline import DEFAULT_METHOD
 
-    method, engine = method or DEFAULT_METHOD, engine or DEFAULT_ENGINE
+    method = method or DEFAULT_METHOD
 
     settings, store = _settings(), _store()
     sites = [site] if site else None

@@ -42,6 +42,10 @@ class AllCloudError(SitewatchError, ValueError):
     """No clear pixel is left over the site after masking clouds, shadows and snow."""
 
 
+class InvalidParameter(SitewatchError, ValueError):
+    """A run parameter has a value the run cannot use (an unknown engine, ...)."""
+
+
 class InvalidSite(SitewatchError, ValueError):
     """A site definition (name, geometry, GeoJSON) is not valid."""
 

@@ -35,11 +35,10 @@ from sqlalchemy.orm import Session
 from . import __version__
 from .changes import PolygonParams, extract_changes, stack_dates
 from .detectors import get_detector
-from .detectors.base import for_registered_stack
-from .errors import NoOverlapError
+from .detectors.base import engine_of, for_registered_stack
+from .errors import InvalidParameter, NoOverlapError
 from .masks import clear_fraction
 from .pipeline import (
-    DEFAULT_ENGINE,
     DEFAULT_METHOD,
     ENGINES,
     activity_status,
@@ -173,7 +172,7 @@ def detect_incremental(
     full: bool = False,
     also: Callable[[Session, int, int, IncrementalRun], None] | None = None,
     keep_stack: bool = False,
-    engine: str = DEFAULT_ENGINE,
+    engine: str | None = None,
     series_params: SeriesParams | None = None,
 ) -> IncrementalRun:
     """Track the site's new scenes from its stored state (or every scene, see the module), save the run.
@@ -189,13 +188,14 @@ def detect_incremental(
             f"no stored scene covers site {site.name!r}; run `sitewatch ingest` or `sitewatch fetch` first"
         )
     previous = tuple(store.changes(site.name, method=method))
+    detector = get_detector(method, **(detector_params or {}))
+    engine = engine or engine_of(detector)
     if engine not in ENGINES:
-        raise ValueError(f"unknown detection engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+        raise InvalidParameter(f"unknown detection engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     series = engine == "series"
     tp = track_params or TrackParams(min_clear_fraction=min_clear_fraction)
     sp = series_params or SeriesParams(min_clear_fraction=min_clear_fraction)
     pp = polygon_params or (SERIES_POLYGONS if series else PolygonParams())
-    detector = get_detector(method, **(detector_params or {}))
     if coregister:  # the stack is registered onto one reference below: the detector need not do it again
         detector = for_registered_stack(detector)
     bands, scenes = detector_bands(site.name, method, detector, scenes)

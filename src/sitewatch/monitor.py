@@ -38,7 +38,7 @@ from .errors import SitewatchError
 from .feed import write_feed
 from .incremental import IncrementalRun, detect_incremental
 from .notify import DeliverySummary, deliver_pending
-from .pipeline import DEFAULT_ENGINE, DEFAULT_METHOD, FetchSummary, stored_result
+from .pipeline import DEFAULT_METHOD, FetchSummary, stored_result
 from .pipeline import fetch as fetch_scenes
 from .store import Store
 
@@ -118,7 +118,7 @@ def _evidence(settings: Any, report: Path, change_ids: set[str]) -> dict[str, di
 def monitor_once(
     store: Store, settings: Any, sites: Sequence[str] | None = None, method: str = DEFAULT_METHOD, *,
     fetch: bool = True, deliver: bool = True, reports: bool = True, now: datetime | None = None,
-    progress: Progress | None = None, areas: Sequence[str] | None = None, engine: str = DEFAULT_ENGINE,
+    progress: Progress | None = None, areas: Sequence[str] | None = None, engine: str | None = None,
 ) -> MonitorPass:
     """One monitoring pass (see the module); errors of one site, area or source are reported, not raised.
 
@@ -243,7 +243,7 @@ def _write_report(store: Store, settings: Any, site: str, home: Path) -> Path:
 def monitor(
     store: Store, settings: Any, every: timedelta, sites: Sequence[str] | None = None,
     method: str = DEFAULT_METHOD, *, passes: int | None = None, on_pass: Callable[[MonitorPass], None] | None = None,
-    engine: str = DEFAULT_ENGINE,
+    engine: str | None = None,
     sleep: Callable[[float], None] = time.sleep, progress: Progress | None = None,
 ) -> int:
     """Run :func:`monitor_once` every ``every`` (``passes`` times, or until interrupted); returns passes run."""

@@ -41,9 +41,9 @@ __all__ = [
 DEFAULT_METHOD = "index"
 #: how a run turns a pairwise detector into dated changes: ``series`` (change points between composites of
 #: clear looks, :mod:`sitewatch.series`) or ``tracker`` (date by date against a running reference, with
-#: seasons and land-use cycles, :mod:`sitewatch.tracking`)
+#: seasons and land-use cycles, :mod:`sitewatch.tracking`); by default, the method's own (see
+#: :func:`sitewatch.detectors.base.engine_of`)
 ENGINES = ("series", "tracker")
-DEFAULT_ENGINE = "tracker"
 Progress = Callable[[str, int, int], None]
 
 
@@ -278,7 +278,7 @@ def detect_site(
     track_params: TrackParams | None = None,
     polygon_params: PolygonParams | None = None,
     progress: Progress | None = None,
-    engine: str = DEFAULT_ENGINE,
+    engine: str | None = None,
 ) -> SiteResult:
     """Detect, date and track the changes at one site over every stored scene that covers it, and save the run.
 

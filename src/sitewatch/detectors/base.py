@@ -75,6 +75,14 @@ def required_bands(detector: Detector) -> tuple[str, ...]:
     return tuple(getattr(detector, "required_bands", ()))
 
 
+def engine_of(detector: Detector) -> str:
+    """The engine that turns ``detector``'s comparisons into dated changes by default (its ``engine``
+    attribute): ``tracker`` for a detector that rates each image on its own (``index``: its land-use cycle
+    memory lives in the tracker), ``series`` for one that needs scene statistics of a pair (cva, irmad,
+    urban, learned: composites of several clear looks give it clean images, see :mod:`sitewatch.series`)."""
+    return str(getattr(detector, "engine", "series"))
+
+
 def for_registered_stack(detector: Detector) -> Detector:
     """``detector`` without its own co-registration step, for images already registered onto one reference
     (a tracked stack is, see :func:`sitewatch.pipeline.coregister_stack`): measuring the shift again on every

@@ -50,6 +50,7 @@ class IndexDetector:
         "green), never water or snow; needs B03, B04, B08, B11, B12"
     )
     required_bands: ClassVar[tuple[str, ...]] = ("B03", "B04", "B08", "B11", "B12")
+    engine: ClassVar[str] = "tracker"  # see sitewatch.detectors.base.engine_of
     threshold: float = 0.5
     bare_ndvi: float = 0.22
     camo_ndvi: float = 0.6
