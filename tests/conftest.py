@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,3 +108,21 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[tuple[
     calls: list[tuple[str, int, int]] = []
     summary = run_demo(tmp_path_factory.mktemp("demo"), progress=lambda s, d, t: calls.append((s, d, t)))
     return summary, calls
+
+
+SEMIREAL = REPO.parent / "shared" / "tools" / "semireal"
+
+
+@pytest.fixture(scope="session")
+def semireal_rennes(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The semi-real Rennes series of the shared fixture (real OSCD surfaces, 14 cloudy dates, exact truth),
+    built by its own builder into a temporary folder: ``scenes/catalog.json``, ``truth.tif``, ``truth.json``."""
+    builder = SEMIREAL / "build_series.py"
+    if not builder.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the semi-real series builder {builder} is missing (CI=true requires it)")
+        pytest.skip(f"the semi-real series builder {builder} is not there")
+    out = tmp_path_factory.mktemp("semireal") / "rennes"
+    subprocess.run([sys.executable, str(builder), "rennes", str(out)], check=True, capture_output=True,
+                   env={**os.environ, "SITEWATCH_DATA": str(real_data)}, timeout=600)
+    return out

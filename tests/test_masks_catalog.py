@@ -7,9 +7,6 @@ shared fixture when the real data are there.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ from sitewatch.stack import Grid
 from sitewatch.store import Store
 from sitewatch.types import Scene
 
-from .conftest import CRS, ORIGIN, REPO
+from .conftest import CRS, ORIGIN
 from .stac_helpers import BANDS, save_catalog, scene_data, write_cog
 
 SIZE = 64
@@ -252,22 +249,8 @@ def test_mask_asset_and_clear_values_from_the_command_line_reach_fetch(tmp_path)
 
 # -- the semi-real series of the shared fixture ------------------------------------------------------------
 
-SEMIREAL = REPO.parent / "shared" / "tools" / "semireal" / "build_series.py"
-
-
-@pytest.fixture(scope="module")
-def rennes(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SEMIREAL.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the semi-real series builder {SEMIREAL} is missing (CI=true requires it)")
-        pytest.skip(f"the semi-real series builder {SEMIREAL} is not there")
-    out = tmp_path_factory.mktemp("semireal") / "rennes"
-    subprocess.run([sys.executable, str(SEMIREAL), "rennes", str(out)], check=True, capture_output=True,
-                   env={**os.environ, "SITEWATCH_DATA": str(real_data)}, timeout=600)
-    return out
-
-
-def test_semireal_series_masks_read_exactly(rennes):
+def test_semireal_series_masks_read_exactly(semireal_rennes):
+    rennes = semireal_rennes
     """Through the library as a user would: the series' catalog, then every scene's mask on its own grid."""
     scenes = get_source("stac", url=str(rennes / "scenes" / "catalog.json")).search([-180, -90, 180, 90])
     truth = json.loads((rennes / "truth.json").read_text())

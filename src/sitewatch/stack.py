@@ -163,7 +163,7 @@ def load_stack(
         if cover <= 0:
             continue
         if cover < 0.999:
-            warnings.warn(f"scene {s.scene_id} covers {cover:.0%} of the site", PartialCoverageWarning,
+            warnings.warn(f"scene {s.scene_id} covers {cover:.1%} of the site", PartialCoverageWarning,
                           stacklevel=2)
         usable.append(s)
     if not usable:
