@@ -14,8 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .detectors.base import band_index
-
 __all__ = [
     "SCL_CLEAR", "SCL_CLOUD", "SCL_SHADOW", "SCL_SNOW", "SCL_NODATA", "SCL_DEFECTIVE", "SCL_CLOUD_SHADOW",
     "SCL_CLEAR_LAND", "SCL_CLOUD_HIGH", "SCL_SNOW_ICE", "clear_from_scl", "spectral_clear", "clear_fraction",
@@ -40,22 +38,20 @@ def clear_from_scl(scl: np.ndarray) -> np.ndarray:
     return np.isin(scl, SCL_CLEAR)
 
 
-def spectral_clear(image: np.ndarray, bands: Sequence[str]) -> np.ndarray:
-    """A spectral cloud/snow test for images without a mask (reflectance 0..1, (band, y, x)).
+def spectral_clear(
+    image: np.ndarray, bands: Sequence[str], *, product: str = "l1c", pixel_size: float = 10.0
+) -> np.ndarray:
+    """Clear ground in an image without a mask (reflectance 0..1, ``(band, y, x)``, NaN = no data).
 
-    Cloud: bright in blue (B02 > 0.25) and not water; snow: NDSI (B03 - B11)/(B03 + B11) > 0.4 with
-    B03 > 0.2.  Coarse on purpose: it removes thick cloud and snow, not haze or shadow.
+    :func:`sitewatch.cloudmask.detect_clear`: the ukis-csmask cloud and shadow model when it is installed
+    (``pip install 'sitewatch[clouds]'``) and the image has B02 B03 B04 B08, else a spectral test of cloud
+    (bright white seeds grown through haze), cloud shadow (dark near a cloud) and snow; cloud and shadow are
+    widened by :data:`sitewatch.cloudmask.BUFFER_PX` pixels.  ``product``: ``"l1c"`` (top of atmosphere,
+    the default for scenes that come without a mask) or ``"l2a"``; ``pixel_size``: ground resolution in m.
     """
-    b02 = image[band_index(bands, "B02")]
-    b03 = image[band_index(bands, "B03")]
-    clear = np.isfinite(image).all(axis=0) & (b02 < 0.25)
-    try:
-        b11 = image[band_index(bands, "B11")]
-    except KeyError:
-        return clear
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ndsi = (b03 - b11) / (b03 + b11)
-    return clear & ~((ndsi > 0.4) & (b03 > 0.2))
+    from .cloudmask import detect_clear
+
+    return detect_clear(image, bands, product="l2a" if product == "l2a" else "l1c", pixel_size=pixel_size)
 
 
 def clear_fraction(clear: np.ndarray, inside: np.ndarray | None = None) -> float:
