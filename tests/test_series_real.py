@@ -59,6 +59,9 @@ def test_urban_through_the_cli_finds_and_dates_the_construction(rennes_home, sem
     out = tmp_path / "detections.geojson"
     r = runner.invoke(app, ["--home", str(rennes_home), "export", "--site", "rennes", "--out", str(out)])
     assert r.exit_code == 0, (r.output, r.exception)
+    # monitoring goes on from it with the same method and engine: nothing new, nothing run again
+    r = runner.invoke(app, ["--home", str(rennes_home), "monitor", "--once", "--no-fetch", "--method", "urban"])
+    assert r.exit_code == 0 and "rennes: unchanged" in r.output, (r.output, r.exception)
     s = _score(semireal_rennes, out)
     # measured 2026-12-02 (series engine, masks given): F1 0.58, dated_ok 1.00, early 1,510 m2 of 532,095 m2
     assert s["F1"] >= 0.45, s
