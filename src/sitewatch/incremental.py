@@ -13,6 +13,10 @@ changed, when a scene was removed, or when a new scene is not later than the las
 back-filling an older date), and when the stored co-registration reference is poor (under half clear) and a
 new date is clearer (the reference is rebased; this happens in the first dates of a new site only).
 
+The ``series`` engine (:mod:`sitewatch.series`, the default of the pairwise detectors) keeps no per-pixel
+state: a change point is found between composites of the looks either side of it, so every run with a new
+scene reads the whole history again (a run without one is ``unchanged``).
+
 Changes keep their identity from run to run: a change that overlaps one of the previous run's changes takes
 its id (see :func:`carry_ids`), so a change that grows or is confirmed later stays the same change.
 """
