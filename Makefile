@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,clouds]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,7 +31,7 @@ system-deps:
 	sh scripts/system-deps.sh
 
 $(TRAIN_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,train]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,train,clouds]"
 	touch $(TRAIN_STAMP)
 
 test: lint typecheck system-deps $(TRAIN_STAMP)
