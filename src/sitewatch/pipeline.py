@@ -282,8 +282,10 @@ def detect_site(
 ) -> SiteResult:
     """Detect, date and track the changes at one site over every stored scene that covers it, and save the run.
 
-    A full run of :func:`sitewatch.incremental.detect_incremental`: its tracker state is stored too, so the next
-    ``monitor`` pass only tracks the dates that arrive later; changes keep their ids from run to run.  The
+    A full run of :func:`sitewatch.incremental.detect_incremental`: with the ``tracker`` engine its state is
+    stored too, so the next ``monitor`` pass only tracks the dates that arrive later (the ``series`` engine
+    re-reads the history when a scene arrives); changes keep their ids from run to run.  ``engine``: ``series``
+    or ``tracker`` (default: the method's own, :func:`sitewatch.detectors.base.engine_of`).  The
     result keeps the aligned, co-registered stack (``result.stack``) for reports.
     """
     from .incremental import detect_incremental
