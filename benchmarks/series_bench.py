@@ -201,6 +201,7 @@ class Setup:
     work: Path
     seed: int = 0
     timeout: float = 3600.0
+    engine: str | None = None  # detect --engine (default: each method's own)
     python: str = sys.executable
 
 
@@ -304,6 +305,13 @@ class Cell:
             d.update(summary(self.score))
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        """A cell from :meth:`to_dict` (``--resume``)."""
+        score = Score(**{f: d[f] for f in Score.__dataclass_fields__}) if "tp" in d else None
+        return cls(d["city"], d["method"], d["variant"], d["city"] in DEV_CITIES, dict(d["seconds"]), score,
+                   d.get("error"), list(d.get("warnings") or []))
+
 
 def run_method(setup: Setup, series: Series, method: str, variant: str, site: Path) -> Cell:
     """sitewatch's CLI in a fresh home: add the source and the site, fetch, detect, export; then score."""
@@ -317,7 +325,8 @@ def run_method(setup: Setup, series: Series, method: str, variant: str, site: Pa
         "source": [*sw, "source", "add", SOURCE, "--stac", series.catalog(variant)],
         "site": [*sw, "site", "add", series.city, "--geojson", site],
         "fetch": [*sw, "fetch"],
-        "detect": [*sw, "detect", "--site", series.city, "--method", method],
+        "detect": [*sw, "detect", "--site", series.city, "--method", method,
+                   *(["--engine", setup.engine] if setup.engine else [])],
         "export": [*sw, "export", "--site", series.city, "--out", out],
     }
     for step, cmd in steps.items():
@@ -367,17 +376,39 @@ class CityRun:
     build_seconds: float | None = None
     truth: dict[str, Any] | None = None
     error: str | None = None  # the series could not be built: no cell ran
+    resumed: bool = False  # taken from an earlier run's JSON (--resume), not measured in this run
 
     def info(self) -> dict[str, Any]:
         t = self.truth or {}
         grid = t.get("grid") or {}
         return {
-            "city": self.city, "dev": self.city in DEV_CITIES, "error": self.error,
+            "city": self.city, "dev": self.city in DEV_CITIES, "error": self.error, "resumed": self.resumed,
             "build_seconds": self.build_seconds, "wall_seconds": self.wall_seconds,
             "shape": [grid["height"], grid["width"]] if "height" in grid else None, "dates": t.get("dates"),
             "onset_after": t.get("onset_after"), "onset_before": t.get("onset_before"),
             "cloudy_dates": t.get("cloudy_dates"), "full_cloud_date": t.get("full_cloud_date"),
         }
+
+    @classmethod
+    def from_dict(cls, info: dict[str, Any], results: Iterable[dict[str, Any]]) -> CityRun:
+        """A city of an earlier run's JSON (``--resume``)."""
+        truth = {k: info.get(k) for k in ("dates", "onset_after", "onset_before", "cloudy_dates", "full_cloud_date")}
+        if info.get("shape"):
+            truth["grid"] = {"height": info["shape"][0], "width": info["shape"][1]}
+        cells = [Cell.from_dict(r) for r in results if r["city"] == info["city"]]
+        return cls(info["city"], cells, info["wall_seconds"], info.get("build_seconds"), truth, info.get("error"),
+                   resumed=True)
+
+
+def resumable(doc: dict[str, Any], methods: Sequence[str]) -> dict[str, CityRun]:
+    """The cities of an earlier run's JSON that have a cell for every method, variant and baseline."""
+    wanted = {(m, v) for m in methods for v in VARIANTS} | {(b, "mask") for b in BASELINES}
+    out = {}
+    for info in doc.get("cities", []):
+        results = [r for r in doc.get("results", []) if r["city"] == info["city"]]
+        if not info.get("error") and wanted <= {(r["method"], r["variant"]) for r in results}:
+            out[info["city"]] = CityRun.from_dict(info, [r for r in results if (r["method"], r["variant"]) in wanted])
+    return out
 
 
 def run_city(setup: Setup, cache: SeriesCache, city: str, methods: Sequence[str],
@@ -533,18 +564,24 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  {escape(c.city):<12} {c.variant:<7} {escape(c.method):<11} {what}  "
                           f"({sum(c.seconds.values()):.1f} s)")
 
+    previous: dict[str, CityRun] = {}
+    if args.resume:
+        try:
+            earlier = json.loads(Path(args.resume).read_text())
+        except (OSError, ValueError) as exc:
+            return fail(f"cannot read --resume {args.resume}: {exc}")
+        commit, then = (environment().get("git") or {}).get("commit"), (earlier.get("git") or {}).get("commit")
+        same = {"seed": args.seed, "engine": args.engine}
+        if commit != then or any(earlier.get("options", {}).get(k) != v for k, v in same.items()):
+            return fail(f"--resume {args.resume} was run at commit {then} with {earlier.get('options')}; this run is "
+                        f"at {commit} with {same}: not comparable")
+        previous = {c: r for c, r in resumable(earlier, methods).items() if c in cities}
+        if previous:
+            console.print(f"  resumed from {args.resume}: {', '.join(previous)}", markup=False)
+
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="sitewatch-series-") as tmp:
-        work = Path(args.keep).resolve() if args.keep else Path(tmp)
-        setup = Setup(sitewatch, tools, root, work, args.seed, args.timeout)
-        cache = SeriesCache(setup)
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool_:
-            runs = list(pool_.map(lambda c: run_city(setup, cache, c, methods, progress), cities))
-    total = time.perf_counter() - t0
-
-    cells = [c for r in runs for c in r.cells]
-    doc: dict[str, Any] = {
+    header: dict[str, Any] = {
         "schema": 1,
         "benchmark": "series",
         "created": started.isoformat(timespec="seconds"),
@@ -552,23 +589,44 @@ def main(argv: list[str] | None = None) -> int:
         "data_root": str(root),
         "tools": str(tools),
         "sitewatch": str(sitewatch),
-        "options": {"cities": cities, "methods": wanted, "seed": args.seed, "jobs": args.jobs,
-                    "variants": list(VARIANTS), "bands": list(BANDS)},
+        "options": {"cities": cities, "methods": wanted, "seed": args.seed, "engine": args.engine,
+                    "jobs": args.jobs, "variants": list(VARIANTS), "bands": list(BANDS)},
+        "resumed_from": args.resume,
         "dev_cities": list(DEV_CITIES),
         "held_out_cities": [c for c in cities if c not in DEV_CITIES],
         "methods": [{"name": m, "description": listed[m], "run": problems[m] is None,
                      "not_applicable": problems[m]} for m in wanted],
         "baselines": {name: f"baseline_cva.py --dating {d} (reads the exact masks)" for name, d in BASELINES.items()},
-        "cities": [r.info() for r in runs],
-        "results": [c.to_dict() for c in cells],
-        "pooled": pooled(cells),
-        "wall_seconds": total,
     }
+    finished = dict(previous)
+
+    def document(complete: bool) -> dict[str, Any]:
+        runs = [finished[c] for c in cities if c in finished]
+        cells = [c for r in runs for c in r.cells]
+        return {**header, "complete": complete, "cities": [r.info() for r in runs],
+                "results": [c.to_dict() for c in cells], "pooled": pooled(cells),
+                "wall_seconds": time.perf_counter() - t0}
+
+    def one_city(city: str) -> None:
+        run = run_city(setup, cache, city, methods, progress)
+        with lock:  # the JSON so far, after every city: a run that is stopped keeps what it measured
+            finished[city] = run
+            write_results(document(complete=False), prefix="series-", out=args.out, when=started)
+
+    with tempfile.TemporaryDirectory(prefix="sitewatch-series-") as tmp:
+        work = Path(args.keep).resolve() if args.keep else Path(tmp)
+        setup = Setup(sitewatch, tools, root, work, args.seed, args.timeout, engine=args.engine)
+        cache = SeriesCache(setup)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool_:
+            list(pool_.map(one_city, [c for c in cities if c not in previous]))
+
+    doc = document(complete=True)
     print_tables(console, doc)
-    console.print(f"total run time {total:.1f} s on {doc['machine']['cpu_count']} CPU(s), {args.jobs} job(s)")
+    console.print(f"total run time {doc['wall_seconds']:.1f} s on {doc['machine']['cpu_count']} CPU(s), "
+                  f"{args.jobs} job(s)")
     paths = write_results(doc, prefix="series-", out=args.out, when=started)
     console.print(f"results written to {', '.join(str(p) for p in paths)}")
-    failed = [c for c in cells if c.error] + [r for r in runs if r.error]
+    failed = [r for r in doc["results"] if r["error"]] + [c for c in doc["cities"] if c["error"]]
     if failed:
         err.print(f"[red]{len(failed)} cell(s) or series failed[/] (see the note column / JSON)")
         return 1
@@ -582,6 +640,9 @@ def _parser() -> argparse.ArgumentParser:
                     "that runs on the six bands; the others are reported as not applicable)")
     ap.add_argument("--jobs", type=int, default=1, help="cities run in parallel (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="build_series.py seed: the calendar and clouds (default 0)")
+    ap.add_argument("--engine", help="sitewatch detect --engine for every method (default: each method's own)")
+    ap.add_argument("--resume", metavar="JSON", help="take the cities an earlier run of the same commit, seed and "
+                    "engine finished (its JSON, complete or not) and run only the others")
     ap.add_argument("--data-root", help="data folder (default: env SITEWATCH_DATA, else <repo>/../shared/data)")
     ap.add_argument("--tools", help=f"the semi-real tool folder (default: {TOOLS})")
     ap.add_argument("--sitewatch", help="the sitewatch executable (default: the one beside this Python)")
@@ -649,7 +710,8 @@ def print_tables(console: Any, doc: dict[str, Any]) -> None:
         shape = "x".join(map(str, c["shape"])) if c["shape"] else "-"
         onset = f"{c['onset_after']} .. {c['onset_before']}" if c["onset_after"] else "-"
         cities.add_row(c["city"], "dev" if c["dev"] else "", shape, onset, _f(c["build_seconds"], ".1f"),
-                       _f(c["wall_seconds"], ".1f"), escape(c["error"] or ""))
+                       _f(c["wall_seconds"], ".1f"),
+                       escape(c["error"] or ("from --resume" if c.get("resumed") else "")))
     console.print(cities)
 
 

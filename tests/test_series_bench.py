@@ -218,6 +218,26 @@ def test_run_with_stand_ins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert pooled["bad", "mask", "all"]["failed"] == ["bercy", "pisa"]
     assert {c["city"]: c["shape"] for c in doc["cities"]} == {"bercy": [10, 10], "pisa": [10, 10]}
     assert all(c["wall_seconds"] > 0 and c["build_seconds"] >= 0 for c in doc["cities"])
+    assert doc["complete"] and not any(c["resumed"] for c in doc["cities"])
+
+    # a run stopped after bercy left its JSON; --resume takes bercy from it and runs pisa only
+    partial = {**doc, "complete": False, "cities": [c for c in doc["cities"] if c["city"] == "bercy"],
+               "results": [r for r in doc["results"] if r["city"] == "bercy"]}
+    (tmp_path / "partial.json").write_text(json.dumps(partial))
+    again = tmp_path / "again.json"
+    assert sb.main([*argv[:-1], str(again), "--resume", str(tmp_path / "partial.json")]) == 1
+    redo = json.loads(again.read_text())
+    assert {c["city"]: c["resumed"] for c in redo["cities"]} == {"bercy": True, "pisa": False}
+    def untimed(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+    assert redo["results"][:6] == doc["results"][:6]  # bercy's cells as they were, timings included
+    assert untimed(redo["results"]) == untimed(doc["results"])  # pisa's measured again
+    assert untimed(redo["pooled"]) == untimed(doc["pooled"]) and redo["resumed_from"] == str(tmp_path / "partial.json")
+    stale = {**partial, "options": {**partial["options"], "seed": 1}}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    assert sb.main([*argv, "--resume", str(tmp_path / "stale.json")]) == 2
+    assert "not comparable" in capsys.readouterr().err
 
 
 def test_bad_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,7 +271,8 @@ def test_real_series_smallest_city(tmp_path: Path) -> None:
     oracle = cells["cva-oracle", "mask"]
     assert oracle["error"] is None and oracle["f1"] > 0.05 and oracle["dated_ok"] == 1.0  # 0.133 when written
     assert oracle["early_m2"] == 0.0
-    assert cells["index", "nomask"]["error"] is None  # sitewatch finds the clouds itself and gives detections
+    assert cells["index", "mask"]["error"] is None  # the classification-extension masks are read
+    assert cells["index", "nomask"]["error"] is None  # sitewatch finds the clouds itself
     assert all(r["error"] or r["truth_px"] > 0 for r in doc["results"])
     (city,) = doc["cities"]
     assert city["shape"] == [395, 360] and city["wall_seconds"] > 0
