@@ -7,15 +7,15 @@ every pixel that is a little unusual.  Several clear looks before and after a ch
 than one pair, so this stage compares *composites* instead:
 
 1. **Candidate splits.**  Between every two consecutive usable dates ``t-1 | t`` (dates with at least
-   ``min_clear_fraction`` of the site clear), the *before* composite is each pixel's median over its last
-   ``depth`` clear looks before ``t`` and the *after* composite its median over its first ``depth`` clear
-   looks from ``t`` on (clouds, shadows and snow never enter a median).  The detector compares the two
-   composites, so its scene statistics (gains, noise scale, threshold) are those of two clean images.
-2. **Best split per pixel.**  A pixel is changed at the split where the detector flags it with the highest
-   score relative to that run's threshold.  A pixel is judged at a split only with ``min_looks`` clear looks
-   before it: the last date alone can raise a *probable* change, the first date none (nothing clear before
-   it to compare with).
-3. **Dating by the pixel's own looks.**  Each clear look of a changed pixel is labelled *after-like* when it
+   ``min_clear_fraction`` of the site clear), the *before* composite is each pixel's median over its clear
+   looks on the ``depth`` usable dates before ``t`` and the *after* composite its median over its clear looks
+   on the ``depth`` usable dates from ``t`` on (clouds, shadows and snow never enter a median).  The detector
+   compares the two composites, so its scene statistics (gains, noise scale, threshold) are those of two
+   clean images.  A pixel is judged at a split only with ``min_looks`` clear looks before it: the last date
+   alone can raise a *probable* change, the first date none (nothing clear before it to compare with).
+2. **Every split that flags a pixel proposes a step** (step 3); of the steps kept, the most significant
+   (the largest distance between the medians either side, over its no-change limit) dates the pixel.
+3. **Dating by the pixel's own looks.**  Each clear look of a flagged pixel is labelled *after-like* when it
    is nearer (in units of the scene's per-band no-change scatter, after the per-date gain is removed) to the
    after composite than to the before one.  The onset is the step that best separates before-like from
    after-like looks (fewest looks on the wrong side; the later step on a tie, so a change is never claimed
