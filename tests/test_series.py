@@ -146,3 +146,30 @@ def test_each_method_runs_its_own_engine_by_default_and_an_unknown_engine_is_ref
     assert detect_site(store, "base", "cva", coregister=False).params["engine"] == "series"
     with pytest.raises(InvalidParameter, match="unknown detection engine 'fast'; choose one of: series, tracker"):
         detect_site(store, "base", "cva", engine="fast")
+
+
+def test_a_few_pixels_hidden_the_day_before_do_not_push_the_whole_interval_back():
+    # a false cloud on two of the roof's 144 pixels on the last look before the change (a bright roof edge,
+    # a mask's buffer): those two were last seen 2 dates earlier, the region as a whole on date 4
+    from sitewatch.changes import PolygonParams, extract_changes
+
+    st = _stack(cloudy_px=[(4, (slice(20, 21), slice(24, 26)))])
+    st.attrs.update(crs=CRS, transform=(10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1]),
+                    scene_ids=[f"s{t}" for t in range(st.sizes["time"])])
+    h = composite_history(st, get_detector("cva"))
+    assert (h.prev_clear[20, 24:26] == 3).all()
+    dates = [np.datetime64(t, "D").item() for t in st["time"].values]
+    (roof,) = extract_changes(h, st, "s", "cva", PolygonParams(min_onset_share=0.2))
+    assert roof.first_seen_after.date() == dates[4] and roof.first_seen_before.date() == dates[5]
+    # the former rule (every first-seen pixel seen on the date) gives the looser interval
+    (strict,) = extract_changes(h, st, "s", "cva", PolygonParams(min_onset_share=0.2, after_share=1.0))
+    assert strict.first_seen_after.date() == dates[3]
+
+
+def test_first_seen_after_is_the_date_by_which_the_share_was_seen():
+    from sitewatch.changes import _seen_before
+
+    prev = np.array([4] * 95 + [2] * 5)
+    assert _seen_before(prev, 0.9) == 4 and _seen_before(prev, 1.0) == 2
+    assert _seen_before(np.array([4] * 80 + [-1] * 20), 0.9) == -1  # a fifth never seen before: undated
+    assert _seen_before(np.array([], int), 0.9) == -1

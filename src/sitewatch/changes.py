@@ -3,8 +3,8 @@
 Connected components (4-connected, one-pixel gaps bridged) of the pixels whose change is still open at
 the end of the series become polygons (holes and parts smaller than ``min_area_m2`` filled or dropped).  Each polygon
 is dated by the first date on which at least ``min_onset_px`` of its pixels were flagged
-(``first_seen_before``) and the last clear observation of all those pixels before it
-(``first_seen_after``; none when one of them had no clear look before).
+(``first_seen_before``) and the last date by which 90 % of those pixels had been seen clear and unchanged
+(``first_seen_after``, :attr:`PolygonParams.after_share`; none when fewer had a clear look before).
 It is *confirmed* when most of its pixels were flagged again on a later clear date, else *probable*.
 """
 
@@ -38,6 +38,11 @@ class PolygonParams:
     #: and at least this share of the region's pixels: a few early stragglers in a large change (pixels
     #: whose own looks are ambiguous) do not date the whole of it
     min_onset_share: float = 0.0
+    #: ``first_seen_after`` is the last date by which at least this share of the first-seen pixels had been
+    #: seen clear and unchanged: a change happens once, so when most of a region was seen without it on a date,
+    #: it came later; a few pixels that a cloud mask hid on that date (a false cloud on a bright roof) do not
+    #: push the whole region's interval back by months.  1.0: every first-seen pixel must have been seen.
+    after_share: float = 0.9
 
 
 def stack_dates(stack: xr.Dataset) -> list[datetime]:
@@ -58,6 +63,20 @@ def _fill_small_holes(region: np.ndarray, max_px: int) -> np.ndarray:
     small = sizes < max_px
     small[0] = False
     return region | small[lab]
+
+
+def _seen_before(prev_clear: np.ndarray, share: float) -> int:
+    """The last date index by which ``share`` of the pixels had a clear look before their onset (-1: none).
+
+    ``prev_clear`` holds each pixel's last clear look before its onset (-1 where it had none).  The answer is
+    the largest date ``t`` with at least ``share`` of the pixels seen clear on ``t`` or later; -1 when fewer
+    than ``share`` were ever seen before (the change was there from the first look).
+    """
+    prev = np.sort(prev_clear.ravel())
+    if prev.size == 0:
+        return -1
+    k = min(int(np.floor((1.0 - share) * prev.size + 1e-9)), prev.size - 1)
+    return int(prev[k])
 
 
 def _slug(name: str) -> str:
@@ -95,11 +114,7 @@ def extract_changes(
         need = min(max(params.min_onset_px, int(np.ceil(params.min_onset_share * n_comp))), n_comp)
         t_first = int(np.argmax(np.cumsum(counts) >= need))
         first_px = comp & (history.onset == t_first)
-        prev = history.prev_clear[first_px]
-        prev = prev[prev >= 0]
-        # the last date on which *all* of the first-seen pixels were seen clear and unchanged: where cloud hid
-        # part of it on a later date, that part may have changed then already
-        t_after = int(prev.min()) if prev.size and (history.prev_clear[first_px] >= 0).all() else -1
+        t_after = _seen_before(history.prev_clear[first_px], params.after_share)
         hits = history.hits[comp]
         misses = history.misses[comp]
         confirmed = float((hits >= 2).mean()) >= 0.5
