@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,9 @@ from .notify import DeliverySummary, deliver_pending
 from .pipeline import DEFAULT_METHOD, FetchSummary, stored_result
 from .pipeline import fetch as fetch_scenes
 from .store import Store
+
+if TYPE_CHECKING:
+    from .report import Report
 
 __all__ = ["SitePass", "AreaPass", "MonitorPass", "monitor_once", "monitor", "parse_every", "FEED_NAME"]
 
@@ -103,15 +106,15 @@ def _link(settings: Any, path: Path, anchor: str = "") -> str:
     return path.as_uri() + anchor
 
 
-def _evidence(settings: Any, report: Path, change_ids: set[str]) -> dict[str, dict[str, Any]]:
-    """Report link (to the change's section) and chip links of each change, from the files the report wrote."""
-    from .report import _safe
-
+def _evidence(settings: Any, report: Report, change_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Report link (to the change's section) and chip links of each change, as the report drew them."""
     out: dict[str, dict[str, Any]] = {}
     for cid in change_ids:
-        chips = sorted((report.parent / "chips").glob(f"*-{_safe(cid)}-*.png"))
-        anchor = f"#change-{int(chips[0].name.split('-', 1)[0])}" if chips else ""
-        out[cid] = {"report": _link(settings, report, anchor), "chips": [_link(settings, c) for c in chips]}
+        anchor = report.anchors.get(cid)
+        out[cid] = {
+            "report": _link(settings, report.index, f"#{anchor}" if anchor else ""),
+            "chips": [_link(settings, chip.path) for chip in report.chips_of(cid)],
+        }
     return out
 
 
@@ -234,10 +237,10 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
         return AreaPass(area.name, "error", error=str(exc), seconds=time.perf_counter() - t0)
 
 
-def _write_report(store: Store, settings: Any, site: str, home: Path) -> Path:
-    from .report import write_report
+def _write_report(store: Store, settings: Any, site: str, home: Path) -> Report:
+    from .report import render_report
 
-    return write_report(stored_result(store, site, resolution=settings.resolution), home / "reports" / _slug(site))
+    return render_report(stored_result(store, site, resolution=settings.resolution), home / "reports" / _slug(site))
 
 
 def monitor(

@@ -1,8 +1,8 @@
 """Evidence chips of search candidates: the report's before / first-seen / latest looks, per candidate.
 
 Each of the best candidates gets its own small stack (its polygon plus ``margin_m`` on each side, every
-scene of the search) and the chips :mod:`sitewatch.report` draws for a change: true colour and SWIR false
-colour, the polygon outlined, written as ``<evidence_dir>/chips/NN-<candidate id>-<look>.png``.
+scene of the search) and the chips :mod:`sitewatch.render` draws for a change in a report: true colour and
+SWIR false colour, the polygon outlined, written as ``<evidence_dir>/chips/NN-<candidate id>-<look>.png``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..geo import WGS84, to_crs
+from ..render import render_change_chips, stack_grid
 from ..stack import DEFAULT_BANDS, Grid, load_stack
 from ..types import Change, Scene
 from ._core import Candidate
@@ -22,7 +23,7 @@ __all__ = ["write_chips", "candidate_change"]
 
 
 def candidate_change(c: Candidate) -> Change:
-    """A candidate seen as a :class:`~sitewatch.types.Change` (what the report's chip code draws)."""
+    """A candidate seen as a :class:`~sitewatch.types.Change` (what :mod:`sitewatch.render` draws)."""
     return Change(
         change_id=c.candidate_id, site="search", geometry=c.geometry, area_m2=c.area_m2,
         first_seen_after=c.first_seen_after, first_seen_before=c.first_seen_before, last_seen=c.last_seen,
@@ -47,8 +48,6 @@ def write_chips(
     margin_m: float = 300.0, progress: Callable[[int, int], None] | None = None,
 ) -> list[Candidate]:
     """``candidates`` with the chip files of the first ``n`` of them written and listed in ``chips``."""
-    from ..report import _change_chips, _grid  # the report's chip drawing, shared on purpose
-
     out = list(candidates)
     todo = min(n, len(out))
     for i in range(todo):
@@ -57,14 +56,12 @@ def write_chips(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             stack = load_stack(scenes, win, DEFAULT_BANDS)
-        g, _why = _grid(stack, tuple(scenes))
+        g, _why = stack_grid(stack, scenes)
         if g is not None:
-            looks = _change_chips(g, candidate_change(c), c.rank, evidence_dir)
-            files = tuple(str(evidence_dir / chip.file) for chip in looks.chips)
-            out[i] = replace(c, chips=files, provenance={
-                **c.provenance, "chips": [{"file": str(evidence_dir / ch.file), "role": ch.role,
-                                           "composite": ch.composite, "time": ch.time,
-                                           "scene_ids": list(ch.scene_ids)} for ch in looks.chips],
+            drawn = render_change_chips(g, candidate_change(c), c.rank, evidence_dir)
+            out[i] = replace(c, chips=tuple(str(chip.path) for chip in drawn.chips), provenance={
+                **c.provenance, "chips": [{"file": str(ch.path), "role": ch.role, "composite": ch.composite,
+                                           "time": ch.time, "scene_ids": list(ch.scene_ids)} for ch in drawn.chips],
             })
         if progress:
             progress(i + 1, todo)
