@@ -249,6 +249,12 @@ def test_alerts_are_raised_once_sent_signed_and_mailed(tmp_path, make_series):
         assert bodies[0]["change_id"] in report.read_text()
         chips = [Path(c.removeprefix("file://")) for c in bodies[0]["evidence"]["chips"]]
         assert chips and all(c.exists() and c.suffix == ".png" for c in chips)
+        # ... the link goes to the change's section, which shows those chips
+        anchor = bodies[0]["evidence"]["report"].partition("#")[2]
+        page = report.read_text()
+        section = page[page.index(f'<article class="change" id="{anchor}">') :]
+        section = section[: section.index("</article>")]
+        assert bodies[0]["change_id"] in section and all(f'src="chips/{c.name}"' in section for c in chips)
         # e-mail: one per alert, plain text, links to the evidence
         assert len(mailbox.messages) == 2
         rcpt, msg = mailbox.messages[0]

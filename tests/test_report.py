@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 from datetime import UTC, datetime
@@ -227,10 +228,12 @@ def test_provenance_json_block(rendered: tuple[Path, str, dict[str, Any]]) -> No
 
 def test_provenance_rendered_as_tables(rendered: tuple[Path, str, dict[str, Any]]) -> None:
     _, page, _ = rendered
-    section = page[page.index('id="provenance-section"') :]
+    start = page.index('id="provenance-section"')
+    section = page[start : page.index("</section>", start)]  # the tables, not the JSON block after them
     for scene in make_scenes():
         assert scene.scene_id in section and scene.path in section
-    assert "sentinel-2b" in section and "&quot;ndbi&quot;" in section and "min_area_m2" in section
+    assert "sentinel-2b" in section and "min_area_m2" in section
+    assert '"ndbi"' in html.unescape(section) and '"ndbi"' not in section  # a JSON value, quotes escaped
 
 
 def test_links_are_local_and_exist(rendered: tuple[Path, str, dict[str, Any]]) -> None:
@@ -500,3 +503,80 @@ def test_overview_ignores_pixels_outside_the_site_mask(tmp_path: Path) -> None:
     page = write_report(make_result(stack=stack), tmp_path).read_text("utf-8")
     overview = next(c for c in provenance_json(page)["chips"] if c["role"] == "overview")
     assert overview["time"] == "2023-07-10T02:15:31Z" and overview["clear_fraction"] == 1.0
+
+
+class _Elements(HTMLParser):
+    """Every start tag with its attributes, and the text (entities decoded)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_hostile_text_is_escaped_in_every_page(tmp_path: Path) -> None:
+    """A site name, change id, status, notes, provenance and scene fields with markup in them are shown as
+    text on every page written, and add no element nor attribute."""
+    evil = "\"'><script>alert(1)</script><b onmouseover=x>"
+    base = make_result()
+    scenes = tuple(dataclasses.replace(s, platform=evil, path=f"/data/{evil}.tif") for s in base.scenes)
+    changes = tuple(
+        dataclasses.replace(c, change_id=f"{evil}{k}", status=evil, provenance={evil: evil})
+        for k, c in enumerate(base.changes)
+    )
+    site = dataclasses.replace(base.site, name=evil, aliases=(evil,), notes=evil, reason=evil, added_by=evil)
+    result = dataclasses.replace(base, site=site, changes=changes, scenes=scenes, method=evil, activity=evil,
+                                 params={evil: evil}, version=evil)  # fmt: skip
+    write_report(result, tmp_path)
+    pages = sorted(tmp_path.rglob("*.html"))
+    assert pages == [tmp_path / "index.html"]  # the report is one page; any new page is checked here too
+    for page in pages:
+        text = page.read_text("utf-8")
+        parser = _Elements()
+        parser.feed(text)
+        scripts = [attrs for tag, attrs in parser.tags if tag == "script"]
+        assert scripts == [{"type": "application/json", "id": "provenance"}], page
+        assert not [tag for tag, _ in parser.tags if tag == "b"], page  # no element from the text
+        assert not [a for _, attrs in parser.tags for a in attrs if a.startswith("on")], page  # nor attribute
+        assert "<script>alert" not in text and "<b onmouseover" not in text, page
+        shown = "".join(parser.text)
+        assert shown.count(evil) >= 5, page  # the text is shown, escaped
+        prov = provenance_json(text)
+        assert prov["site"]["name"] == evil and prov["sitewatch_version"] == evil
+        assert {f["id"] for f in prov["changes"]["features"]} == {c.change_id for c in changes}
+        assert all((tmp_path / c["file"]).is_file() and "<" not in c["file"] for c in prov["chips"])
+
+
+def test_render_report_names_each_chip_and_anchor(tmp_path: Path) -> None:
+    """render_report: the page's anchors and the chips of each change, as other modules link to them."""
+    from sitewatch.render import change_anchor
+    from sitewatch.report import render_report
+
+    report = render_report(make_result(), tmp_path)
+    page = report.index.read_text("utf-8")
+    assert report.anchors == {"chg-0001": "change-1", "chg-0002": "change-2"} and change_anchor(2) == "change-2"
+    assert all(f'id="{a}"' in page and f'href="#{a}"' in page for a in report.anchors.values())
+    assert report.timeline == tmp_path / "timeline.png" and report.timeline.is_file()
+    records = provenance_json(page)["chips"]
+    assert [c.record()["file"] for c in report.chips] == [c["file"] for c in records]  # the page's chips, in order
+    first = report.chips_of("chg-0001")
+    assert [c.file for c in first] == [f"chips/01-chg-0001-{r}.png" for r in ROLES] + [
+        f"chips/01-chg-0001-swir-{r}.png" for r in ROLES
+    ]
+    assert all(c.path == tmp_path / c.file and c.path.is_file() and c.anchor == "change-1" for c in first)
+    assert [c.role for c in report.chips if c.change_id is None] == ["overview"]
+
+    # a change first seen earlier renumbers the others: only the chips of this report are linked, not the
+    # files an earlier report left under the old numbers
+    early = make_change("chg-0000", SMALL, None, 0)
+    again = render_report(make_result(changes=(*make_result().changes, early)), tmp_path)
+    assert again.anchors["chg-0001"] == "change-2"
+    assert [c.file for c in again.chips_of("chg-0001")][0] == "chips/02-chg-0001-before.png"
+    assert (tmp_path / "chips/01-chg-0001-before.png").is_file()  # left from the first report, not linked
+    assert all(c.file.startswith("chips/02-") for c in again.chips_of("chg-0001"))
