@@ -12,12 +12,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..geo import WGS84, to_crs
 from ..render import render_change_chips, stack_grid
 from ..stack import DEFAULT_BANDS, Grid, load_stack
 from ..types import Change, Scene
-from ._core import Candidate
+
+if TYPE_CHECKING:  # _core imports this module (lazily) to draw the chips
+    from ._core import Candidate
 
 __all__ = ["write_chips", "candidate_change"]
 
