@@ -24,13 +24,10 @@ from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject, transform_bounds
 
+from .constants import DEFAULT_PAIR_METHOD
 from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
 
 __all__ = ["DEFAULT_PAIR_METHOD", "MAX_SHIFT", "S2_BANDS", "Image", "PairResult", "detect_pair", "read_image"]
-
-#: The default detector of :func:`detect_pair` and `sitewatch detect-pair`: the best one on real pairs
-#: (pooled F1 on the OSCD cities, see the README's Accuracy section).
-DEFAULT_PAIR_METHOD = "urban"
 
 #: Sentinel-2 MSI band names in their conventional order.
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")

@@ -18,6 +18,7 @@ import xarray as xr
 
 from .catalog import read_scenes
 from .changes import PolygonParams, stack_dates
+from .constants import DEFAULT_METHOD
 from .detectors.base import missing_bands, params_of, required_bands
 from .errors import (
     AllCloudError,
@@ -38,7 +39,6 @@ __all__ = [
     "activity_status", "stored_result", "DEFAULT_METHOD",
 ]
 
-DEFAULT_METHOD = "index"
 #: how a run turns a pairwise detector into dated changes: ``series`` (change points between composites of
 #: clear looks, :mod:`sitewatch.series`) or ``tracker`` (date by date against a running reference, with
 #: seasons and land-use cycles, :mod:`sitewatch.tracking`); by default, the method's own (see

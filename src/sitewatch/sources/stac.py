@@ -35,7 +35,7 @@ from ..errors import ImageryError, SitewatchWarning
 from ..types import Scene
 from ._http import gdal_env, gdal_http_options, gdal_path, is_remote, redact, register_signer, sign_href
 from ._stac_io import ApiStacIO, StaticStacIO
-from .base import SourceError, as_geometry, as_utc, in_range, register_source
+from .base import SourceError, as_geometry, as_utc, get_source, in_range, register_source
 from .presets import (
     COMMON_NAMES,
     MASK_ROLES,
@@ -49,7 +49,7 @@ from .presets import (
     with_clear_values,
 )
 
-__all__ = ["StacSource", "item_to_scene", "ITEM_SEARCH", "parse_clear_values"]
+__all__ = ["StacSource", "item_to_scene", "ITEM_SEARCH", "parse_clear_values", "stac_source_options"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,27 @@ def parse_clear_values(values: str | Iterable[int | str]) -> tuple[int, ...]:
     if not out:
         raise ValueError(f"clear values are whole numbers separated by commas, like 0,4,5 (not {values!r})")
     return out
+
+
+def stac_source_options(
+    url: str, *, collections: Sequence[str] | None = None, preset: str | None = None,
+    max_cloud_cover: float | None = None, mask_asset: str | None = None, clear_values: str | None = None,
+) -> dict[str, Any]:
+    """The options of a ``stac`` source as the store records them, checked now (a bad preset, option or
+    ``clear_values`` fails here, not at the next fetch); options not given are left out."""
+    options: dict[str, Any] = {"url": url}
+    if collections:
+        options["collections"] = list(collections)
+    if preset:
+        options["preset"] = preset
+    if max_cloud_cover is not None:
+        options["max_cloud_cover"] = max_cloud_cover
+    if mask_asset:
+        options["mask_asset"] = mask_asset
+    if clear_values is not None:
+        options["clear_values"] = list(parse_clear_values(clear_values))
+    get_source("stac", **options)
+    return options
 
 
 def _number(value: Any) -> float | None:
