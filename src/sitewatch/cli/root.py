@@ -87,12 +87,15 @@ def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> Non
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)
-    except Exception as exc:  # click usage errors and the like
+    except Exception as exc:  # usage errors and the like
         import click
 
-        if isinstance(exc, click.ClickException):
+        # recent typer releases raise their own copy of click's exceptions (based on typer.TyperException); older
+        # releases raise click's
+        usage = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+        if isinstance(exc, usage) and hasattr(exc, "show"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
             sys.exit(130)
         raise
