@@ -123,6 +123,7 @@ def semireal_rennes(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -
             pytest.fail(f"the semi-real series builder {builder} is missing (CI=true requires it)")
         pytest.skip(f"the semi-real series builder {builder} is not there")
     out = tmp_path_factory.mktemp("semireal") / "rennes"
+    # the fixture's own builder script, run as its README says (a separate program, not a sitewatch command)
     subprocess.run([sys.executable, str(builder), "rennes", str(out)], check=True, capture_output=True,
                    env={**os.environ, "SITEWATCH_DATA": str(real_data)}, timeout=600)
     return out

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import warnings
 import xml.etree.ElementTree as ET
@@ -46,6 +44,7 @@ from sitewatch.settings import get_settings
 from sitewatch.sites import make_site
 from sitewatch.store import Store
 
+from .cli_runner import CliResult, run_cli
 from .conftest import CRS, ORIGIN
 from .servers import free_port
 from .stac_helpers import serving
@@ -391,14 +390,8 @@ def test_cli_alert_commands_and_monitor_once(tmp_path, make_series):
     paths, _, _ = make_series(n=4, change_at=3)
     home = tmp_path / "home"
 
-    def run(*args: Any, ok: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        import os
-
-        p = subprocess.run([sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
-                           capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
-        if ok:
-            assert p.returncode == 0, p.stderr + p.stdout
-        return p
+    def run(*args: Any, ok: bool = True, env: dict[str, str] | None = None) -> CliResult:
+        return run_cli(*args, home=home, ok=ok, env=env)
 
     Store(get_settings(home=home).database_url).add_site(_site())
     run("ingest", paths[0].parent)
@@ -542,11 +535,8 @@ def test_cli_area_commands(tmp_path):
     home = tmp_path / "home"
     Store(get_settings(home=home).database_url).add_site(_site())
 
-    def run(*args: Any) -> subprocess.CompletedProcess[str]:
-        import os
-
-        return subprocess.run([sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
-                              capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    def run(*args: Any) -> CliResult:
+        return run_cli(*args, home=home, ok=False, env={"COLUMNS": "200"})
 
     p = run("area", "add", "valley", "--around", "base", "--radius-km", "3", "--min-area", "2000")
     assert p.returncode == 0 and "added search area valley (28 km²)" in p.stdout, p.stderr

@@ -1,22 +1,17 @@
-"""The CLI as a user runs it: a real process, real files, exit codes and one-line errors."""
+"""The CLI as a user runs it: real files, exit codes and one-line errors (in this process, through the shared
+runner; the entry points themselves in a new process)."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from sitewatch import __version__
+
+from .cli_runner import run_cli as run
 from .conftest import ORIGIN
-
-
-def run(*args, home, ok=True):
-    p = subprocess.run(
-        [sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
-        capture_output=True, text=True, timeout=300,
-    )
-    if ok:
-        assert p.returncode == 0, p.stderr + p.stdout
-    return p
 
 
 @pytest.fixture
@@ -85,3 +80,28 @@ def test_methods_lists_every_registered_detector(home):
     out = run("methods", home=home).stdout
     for name in available():
         assert name in out
+
+
+def test_usage_errors_show_usage_and_exit_2(home):
+    p = run("detect", "--bogus", home=home, ok=False)
+    assert p.returncode == 2 and "No such option: --bogus" in p.stderr and "Traceback" not in p.stderr
+    p = run("site", home=home, ok=False)  # a group without its command: its help
+    assert p.returncode == 2 and "promote" in p.output and "Traceback" not in p.stderr
+
+
+# A separate process is the point of this test: the entry points as installed (`python -m sitewatch`, the
+# `sitewatch` console script of pyproject's [project.scripts]) and the exit codes and stderr a parent process sees.
+def test_entry_points_in_a_new_process(home):
+    def proc(*cmd):
+        return subprocess.run([*map(str, cmd)], capture_output=True, text=True, timeout=300)
+
+    p = proc(sys.executable, "-m", "sitewatch", "--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"sitewatch {__version__}", p.stderr
+    p = proc(sys.executable, "-m", "sitewatch", "--home", home, "site", "show", "nowhere")
+    assert p.returncode == 1 and p.stderr.strip().startswith("error:") and "Traceback" not in p.stderr
+    p = proc(sys.executable, "-m", "sitewatch", "--home", home, "detect", "--bogus")
+    assert p.returncode == 2 and "No such option" in p.stderr and "Traceback" not in p.stderr
+    script = Path(sys.executable).parent / "sitewatch"
+    assert script.is_file(), f"the console script {script} is not installed (pip install -e .)"
+    p = proc(script, "--home", home, "site", "list")
+    assert p.returncode == 0 and "Watchlist" in p.stdout, p.stderr

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime
 
 import numpy as np
@@ -18,6 +16,8 @@ from sitewatch.geo import WGS84, to_crs
 from sitewatch.settings import get_settings
 from sitewatch.store import Store
 from sitewatch.types import SiteResult
+
+from .cli_runner import run_cli
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +123,7 @@ def test_the_demo_home_is_a_sitewatch_home(demo_run):
 def test_cli_demo_reuses_the_world_and_is_idempotent(demo_run):
     s = demo_run[0]
     before = {p: p.stat().st_mtime_ns for p in (s.world / "scenes").glob("*.tif")}
-    p = subprocess.run([sys.executable, "-m", "sitewatch", "demo", "--out", str(s.out)],
-                       capture_output=True, text=True, timeout=600)
+    p = run_cli("demo", "--out", s.out, ok=False)
     assert p.returncode == 0, p.stderr
     assert "activity: active" in p.stdout and "index.html" in p.stdout
     assert {q: q.stat().st_mtime_ns for q in (s.world / "scenes").glob("*.tif")} == before  # reused

@@ -13,6 +13,7 @@ README = (REPO / "README.md").read_text()
 
 
 def test_cli_reference_is_current(tmp_path):
+    # a separate process on purpose: the very command `make docs` runs (typer's own CLI loading sitewatch.cli)
     out = tmp_path / "cli.md"
     subprocess.run(
         [sys.executable, "-m", "typer", "sitewatch.cli", "utils", "docs", "--name", "sitewatch", "--output", str(out)],

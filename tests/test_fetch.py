@@ -1,22 +1,12 @@
 """`sitewatch source add` and `fetch` against a static STAC catalog written by the test."""
 
-import subprocess
-import sys
-
 from sitewatch.catalog import read_scenes
 from sitewatch.settings import get_settings
 from sitewatch.sources import write_static_catalog
 from sitewatch.store import Store
 
+from .cli_runner import run_cli as run
 from .test_cli import _site_geojson
-
-
-def run(*args, home, ok=True):
-    p = subprocess.run([sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
-                       capture_output=True, text=True, timeout=300)
-    if ok:
-        assert p.returncode == 0, p.stderr + p.stdout
-    return p
 
 
 def test_fetch_is_incremental_and_respects_since(tmp_path, make_series):

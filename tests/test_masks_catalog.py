@@ -16,9 +16,7 @@ import pystac
 import pytest
 import rasterio
 from shapely.geometry import box, mapping
-from typer.testing import CliRunner
 
-from sitewatch.cli import app
 from sitewatch.errors import ImageryError, SitewatchWarning, SourceError
 from sitewatch.geo import to_crs
 from sitewatch.masks import clear_from_scl
@@ -36,6 +34,7 @@ from sitewatch.stack import Grid
 from sitewatch.store import Store
 from sitewatch.types import Scene
 
+from .cli_runner import run_cli
 from .conftest import CRS, ORIGIN
 from .stac_helpers import BANDS, save_catalog, scene_data, write_cog
 
@@ -225,10 +224,8 @@ def test_mask_asset_and_clear_values_from_the_command_line_reach_fetch(tmp_path)
     site = tmp_path / "site.geojson"
     site.write_text(json.dumps(mapping(to_crs(box(ORIGIN[0] + 20, ORIGIN[1] - 300, ORIGIN[0] + 300, ORIGIN[1] - 20),
                                               CRS, "EPSG:4326"))))
-    runner = CliRunner()
-
     def cli(*args: str) -> Any:
-        return runner.invoke(app, ["--home", str(home), *args])
+        return run_cli(*args, home=home, ok=False)
 
     assert cli("site", "add", "Base", "--geojson", str(site)).exit_code == 0
     r = cli("source", "add", "bad", "--stac", str(cat), "--clear-values", "zero,4")

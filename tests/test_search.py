@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from sitewatch.search import (
 )
 from sitewatch.store import Store
 
+from .cli_runner import CliResult, run_cli
 from .conftest import BANDS, ORIGIN
 
 # reflectance B02 B03 B04 B08 B11 B12
@@ -38,14 +37,8 @@ STUBBLE = np.array([0.07, 0.09, 0.11, 0.22, 0.30, 0.18], np.float32)  # dry plan
 WATER = np.array([0.06, 0.07, 0.05, 0.03, 0.01, 0.005], np.float32)
 
 
-def _run(*args: object, home: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(
-        [sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
-        capture_output=True, text=True, timeout=600,
-    )
-    if ok:
-        assert p.returncode == 0, p.stderr + p.stdout
-    return p
+def _run(*args: object, home: Path, ok: bool = True) -> CliResult:
+    return run_cli(*args, home=home, ok=ok)
 
 
 # ---- the per-pixel screen ------------------------------------------------------------------------------

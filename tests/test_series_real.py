@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 import rasterio
 from shapely.geometry import box, mapping
-from typer.testing import CliRunner
 
-from sitewatch.cli import app
 from sitewatch.errors import MissingBandError
 from sitewatch.pipeline import detect_site
 from sitewatch.settings import get_settings
 from sitewatch.store import Store
 
+from .cli_runner import run_cli
 from .conftest import SEMIREAL
 
 pytestmark = pytest.mark.realdata
@@ -44,23 +43,21 @@ def rennes_home(semireal_rennes: Path, tmp_path_factory: pytest.TempPathFactory)
         extent = box(*src.bounds)
     site = home / "site.geojson"
     site.write_text(json.dumps(mapping(extent)))
-    runner = CliRunner()
     for args in (["source", "add", "semireal", "--stac", str(semireal_rennes / "scenes" / "catalog.json")],
                  ["site", "add", "rennes", "--geojson", str(site)], ["fetch"]):
-        r = runner.invoke(app, ["--home", str(home), *args])
+        r = run_cli(*args, home=home, ok=False)
         assert r.exit_code == 0, (args, r.output, r.exception)
     return home
 
 
 def test_urban_through_the_cli_finds_and_dates_the_construction(rennes_home, semireal_rennes, tmp_path):
-    runner = CliRunner()
-    r = runner.invoke(app, ["--home", str(rennes_home), "detect", "--site", "rennes", "--method", "urban"])
+    r = run_cli("detect", "--site", "rennes", "--method", "urban", home=rennes_home, ok=False)
     assert r.exit_code == 0, (r.output, r.exception)
     out = tmp_path / "detections.geojson"
-    r = runner.invoke(app, ["--home", str(rennes_home), "export", "--site", "rennes", "--out", str(out)])
+    r = run_cli("export", "--site", "rennes", "--out", out, home=rennes_home, ok=False)
     assert r.exit_code == 0, (r.output, r.exception)
     # monitoring goes on from it with the same method and engine: nothing new, nothing run again
-    r = runner.invoke(app, ["--home", str(rennes_home), "monitor", "--once", "--no-fetch", "--method", "urban"])
+    r = run_cli("monitor", "--once", "--no-fetch", "--method", "urban", home=rennes_home, ok=False)
     assert r.exit_code == 0 and "rennes: unchanged" in r.output, (r.output, r.exception)
     s = _score(semireal_rennes, out)
     # measured 2026-12-02 (series engine, masks given): F1 0.58, dated_ok 1.00, early 1,510 m2 of 532,095 m2

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from sitewatch.sources.stac_write import scene_to_item
 from sitewatch.stack import load_stack, site_grid
 from sitewatch.store import Store
 
+from .cli_runner import run_cli
 from .servers import (
     Nginx,
     StacApi,
@@ -245,10 +244,7 @@ def test_cli_fetch_from_the_api_and_the_static_catalog(api, nginx, demo, tmp_pat
     geojson.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": mapping(_base_square(world))}))
 
     def run(*args: object) -> str:
-        p = subprocess.run([sys.executable, "-m", "sitewatch", "--home", str(home), *map(str, args)],
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr + p.stdout
-        return p.stdout
+        return run_cli(*args, home=home).stdout
 
     want = _expected(items, SINCE, MAX_CLOUD)
     n = len(want)

@@ -73,7 +73,7 @@ def _show_warning(message: Any, category: type[Warning], filename: str, lineno: 
 
 def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> None:
     """Entry point: run the app on ``args`` (default: ``sys.argv[1:]``), turning sitewatch errors into one line
-    and exit code 1.  Always ends in ``SystemExit``, with the process's exit code."""
+    and exit code 1 (usage errors: their own code, 2)."""
     open_consoles()
     state.home, state.db_url, state.verbose = None, None, False
     warnings.showwarning = _show_warning
