@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # with its torch weights
 TRAIN_STAMP := $(VENV)/.train-stamp
 
-.PHONY: demo test lint typecheck bench bench-series clean venv docs train system-deps
+.PHONY: demo test test-fast lint typecheck bench bench-series clean venv docs train system-deps
 
 venv: $(STAMP)
 
@@ -34,8 +34,17 @@ $(TRAIN_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,train,clouds]"
 	touch $(TRAIN_STAMP)
 
+# the whole suite, on every core (pytest-xdist): tests that share a costly fixture run in one worker
+# (xdist_group marks, set in tests/conftest.py), the others spread over all of them
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
+
 test: lint typecheck system-deps $(TRAIN_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
+
+# the edit-run loop (under 2 minutes): the suite without the tests marked slow (the demo world, the real-data
+# series, the servers); `make test` before a commit
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -23,6 +23,38 @@ CRS = "EPSG:32652"
 ORIGIN = (500000.0, 4580000.0)
 
 
+# -- parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup) and the fast tier (`make test-fast`:
+# -m "not slow") --------------------------------------------------------------------------------------------
+#: fixtures of this file too costly to build once per worker: the tests that use one run in the same worker
+SHARED_GROUPS = {"semireal_rennes": "semireal"}
+#: fixtures that make a test slow: the demo world (about a minute, built once per worker, so its tests spread
+#: over the workers) and the semi-real series
+SLOW_FIXTURES = ("demo_run", "semireal_rennes")
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture of the tests' own (not pytest's) broader than the test: then the tests
+    of its module run in one worker, which builds that fixture once (``--dist loadfile`` for them)."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        d = defs[-1]
+        if d.scope != "function" and getattr(d.func, "__module__", "").startswith("tests."):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((g for f, g in SHARED_GROUPS.items() if f in names), None)
+        if group is None and item.get_closest_marker("xdist_group") is None and _shares_a_fixture(item):
+            group = item.nodeid.split("::")[0]
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if any(f in names for f in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
 def data_root() -> Path:
     """The real-imagery folder: env SITEWATCH_DATA, default ../shared/data beside the repo."""
     env = os.environ.get("SITEWATCH_DATA")

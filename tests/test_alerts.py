@@ -139,6 +139,7 @@ def _arrive(store: Store, path: Path) -> None:
 
 
 # ---- incremental detection -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_incremental_detection_equals_a_full_run(tmp_path, make_series):
     paths, _, dates = make_series(n=8, change_at=3, cloudy=(5,))
     full_store = Store(f"sqlite:///{tmp_path / 'full.db'}")
@@ -182,6 +183,7 @@ def test_incremental_detection_equals_a_full_run(tmp_path, make_series):
     assert len(meta["scene_ids"]) == 8 and meta["times"][-1].startswith(dates[-1].strftime("%Y-%m-%d"))
 
 
+@pytest.mark.slow
 def test_detect_site_leaves_a_state_the_next_monitor_pass_resumes_from(tmp_path, make_series):
     paths, _, _ = make_series(n=6, change_at=3)
     store = Store(f"sqlite:///{tmp_path / 'inc.db'}")
@@ -200,6 +202,7 @@ def test_detect_site_leaves_a_state_the_next_monitor_pass_resumes_from(tmp_path,
     assert again.params["incremental"]["mode"] == "full" and again.stack.sizes["time"] == 6
     assert [c.change_id for c in again.changes] == [c.change_id for c in full.changes]
 
+@pytest.mark.slow
 def test_a_late_older_scene_makes_a_full_run(tmp_path, make_series):
     paths, _, _ = make_series(n=5, change_at=3)
     store = Store(f"sqlite:///{tmp_path / 'inc.db'}")
@@ -214,6 +217,7 @@ def test_a_late_older_scene_makes_a_full_run(tmp_path, make_series):
 
 
 # ---- alerts --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_alerts_are_raised_once_sent_signed_and_mailed(tmp_path, make_series):
     paths, _, dates = make_series(n=7, change_at=3, cloudy=(4,))
     with webhook_server() as hook, smtp_server() as (mailbox, port):
@@ -263,6 +267,7 @@ def test_alerts_are_raised_once_sent_signed_and_mailed(tmp_path, make_series):
         assert "index.html#change-1" in text and ".png" in text and bodies[0]["change_id"] in text
 
 
+@pytest.mark.slow
 def test_a_failing_webhook_is_retried_and_the_alert_not_lost(tmp_path, make_series):
     paths, _, dates = make_series(n=5, change_at=3)
     with webhook_server(fail=3) as hook:
@@ -290,6 +295,7 @@ def test_a_failing_webhook_is_retried_and_the_alert_not_lost(tmp_path, make_seri
         assert len({b for _, b, _ in hook.received}) == 1
 
 
+@pytest.mark.slow
 def test_a_crash_between_detection_and_delivery_loses_nothing(tmp_path, make_series):
     paths, _, dates = make_series(n=4, change_at=3)
     with webhook_server() as hook:
@@ -306,6 +312,7 @@ def test_a_crash_between_detection_and_delivery_loses_nothing(tmp_path, make_ser
         assert len(list_alerts(store)) == 1
 
 
+@pytest.mark.slow
 def test_rules_filter_and_quiet_hours_hold_deliveries(tmp_path, make_series):
     paths, _, dates = make_series(n=4, change_at=3)
     with webhook_server() as hook:
@@ -359,6 +366,7 @@ def test_bad_endpoints_are_refused_and_change_nothing(tmp_path):
     assert store.counts() == before
 
 
+@pytest.mark.slow
 def test_the_atom_feed_is_valid(tmp_path, make_series):
     paths, _, dates = make_series(n=6, change_at=3)
     store, st = _home(tmp_path)
@@ -415,6 +423,7 @@ def test_cli_alert_commands_and_monitor_once(tmp_path, make_series):
     assert (home / FEED_NAME).exists()
 
 
+@pytest.mark.slow
 def test_monitor_repeats_passes(tmp_path, make_series):
     from sitewatch.monitor import monitor
 

@@ -118,6 +118,7 @@ def test_stack_reprojects_to_another_crs(make_series):
     assert np.isfinite(inner).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_grid_mask_matches_gdal_rasterisation_and_is_quiet_in_threads():
     import warnings
     from concurrent.futures import ThreadPoolExecutor

@@ -91,6 +91,7 @@ def test_usage_errors_show_usage_and_exit_2(home):
 
 # A separate process is the point of this test: the entry points as installed (`python -m sitewatch`, the
 # `sitewatch` console script of pyproject's [project.scripts]) and the exit codes and stderr a parent process sees.
+@pytest.mark.slow
 def test_entry_points_in_a_new_process(home):
     def proc(*cmd):
         return subprocess.run([*map(str, cmd)], capture_output=True, text=True, timeout=300)

@@ -26,6 +26,9 @@ CITY = "rennes"
 # measured by benchmarks/cloudmask_bench.py (no buffer): spectral 0.944, model 0.961; floors 0.03 below
 FLOOR = {"spectral": 0.91, "model": 0.93}
 
+# the U-Nets run on whole scenes and the semi-real series is built: minutes, so out of `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 def _ci_or_skip(reason: str) -> None:
     if os.environ.get("CI") == "true":

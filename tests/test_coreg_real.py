@@ -21,7 +21,8 @@ from scipy import ndimage
 from sitewatch.coreg import estimate_shift
 from sitewatch.pair import _common_bands, _select_bands, _warp, detect_pair, read_image
 
-pytestmark = [pytest.mark.realdata, pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")]
+pytestmark = [pytest.mark.realdata, pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")]
 
 IMAGES = "Onera Satellite Change Detection dataset - Images"
 LABELS = "Onera Satellite Change Detection dataset - Train Labels"

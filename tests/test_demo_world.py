@@ -321,6 +321,7 @@ def crops(tmp_path_factory: pytest.TempPathFactory) -> tuple[WorldInfo, WorldInf
     return a, b
 
 
+@pytest.mark.slow
 def test_window_generation_is_deterministic(crops: tuple[WorldInfo, WorldInfo]) -> None:
     a, b = crops
     assert a.dates == b.dates and len(a.scene_paths) >= 24

@@ -67,6 +67,7 @@ def test_shipped_model_metadata() -> None:
     assert default_model().stat().st_size < 5_000_000  # small enough to commit
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch() -> None:
     """The shipped ONNX model and its torch weights give the same probabilities (tiled inference included)."""
     torch = _need_torch()
@@ -114,6 +115,7 @@ def test_pair_features_are_scene_normalised() -> None:
     np.testing.assert_allclose(pair_features(x1 * 2, x2 * 2, ok)[: len(MODEL_BANDS)], z, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_training_is_reproducible() -> None:
     """Two trainings with one seed give identical weights; another seed gives others."""
     torch = _need_torch()
@@ -227,6 +229,7 @@ def _oscd_city(city: str) -> tuple[Path, Path, Path]:
 
 @pytest.mark.realdata
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.slow
 def test_real_oscd_city_through_detect_pair(tmp_path: Path) -> None:
     """rennes through detect-pair: mask and probability written, and most of the labelled change found
     (the shipped model saw rennes in training: this guards against regressions, it is not a score)."""
@@ -246,6 +249,7 @@ def test_real_oscd_city_through_detect_pair(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.slow
 def test_benchmark_scores_rennes_with_the_fold_model_that_never_saw_it() -> None:
     """`make bench` path: rennes is scored by benchmarks/models/loco-rennes.onnx, whose metadata says it was
     not trained on rennes, and the harness reproduces the score recorded by `make train` exactly."""

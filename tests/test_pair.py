@@ -375,8 +375,8 @@ def test_oscd_city(tmp_path: Path, method: str) -> None:
 def test_cli_and_library_share_the_default_pair_method() -> None:
     import inspect
 
-    from sitewatch import cli
+    from sitewatch.cli import detect
     from sitewatch.pair import DEFAULT_PAIR_METHOD
 
-    default = inspect.signature(cli.detect_pair).parameters["method"].default
+    default = inspect.signature(detect.detect_pair).parameters["method"].default
     assert default == DEFAULT_PAIR_METHOD == "urban"

@@ -96,6 +96,7 @@ def _site():
 
 @pytest.mark.parametrize("engine", ["series", "tracker"])
 @pytest.mark.parametrize("method", ["index", "cva", "irmad"])
+@pytest.mark.slow
 def test_every_pairwise_method_runs_through_detect(store, make_series, method, engine):
     """The tracker used to ask cva/irmad/urban for scene statistics on the first date, where no pixel has a
     reference yet: AllCloudError.  Both engines run every method and date the roof."""
@@ -136,6 +137,7 @@ def test_a_series_run_then_a_new_date_reruns_the_history_and_keeps_change_ids(st
 
 
 
+@pytest.mark.slow
 def test_each_method_runs_its_own_engine_by_default_and_an_unknown_engine_is_refused(store, make_series):
     from sitewatch.errors import InvalidParameter
 

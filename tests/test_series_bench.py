@@ -183,6 +183,7 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_run_with_stand_ins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -253,6 +254,7 @@ def test_bad_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_real_series_smallest_city(tmp_path: Path) -> None:
     """bercy (395 x 360) with the index method, both variants, and the CVA baselines, through the real CLI."""
     root = data_root()

@@ -187,6 +187,7 @@ def _touched_block_bytes(path: Path, grid: Grid) -> int:
         )
 
 
+@pytest.mark.slow
 def test_http_static_catalog_reads_only_the_site_window(big_world):
     root, local = big_world
     # a site over 10 % of the scene (648 x 648 of 2048 x 2048 pixels), off the block grid
@@ -439,6 +440,7 @@ def _api_items(scenes, base_url: str, collection: str) -> list[dict]:
     return items
 
 
+@pytest.mark.slow
 def test_stac_api_requests_are_retried_then_fail_clearly(big_world):
     root, local = big_world
     x0, y0 = 500000.0 + 5300, 4600000.0 - 5300

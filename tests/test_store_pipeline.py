@@ -68,6 +68,7 @@ def test_detect_finds_dates_and_confirms_a_new_roof(store, make_series):
     assert stored[paths[4].stem] == 0.0 and stored[paths[3].stem] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_change_seen_once_is_probable(store, make_series):
     paths, _, dates = make_series(n=5, change_at=4)
     store.add_site(_site())
@@ -76,6 +77,7 @@ def test_change_seen_once_is_probable(store, make_series):
     assert c.status == "probable" and c.first_seen_before == dates[4]
 
 
+@pytest.mark.slow
 def test_reruns_are_idempotent(store, make_series):
     paths, _, _ = make_series(n=6, change_at=3)
     store.add_site(_site())
