@@ -127,27 +127,18 @@ def detect_clear(
     method: Method = "auto",
     buffer: int = BUFFER_PX,
     pixel_size: float = 10.0,
-    snow_margin_m: float = 0.0,
 ) -> np.ndarray:
     """True where ``image`` (reflectance 0..1, ``(band, y, x)``, NaN = no data) shows clear ground.
 
     Cloud, cloud shadow and snow are not clear (see :func:`classify`), nor is a pixel with a NaN in any band;
-    cloud and shadow are widened by ``buffer`` pixels, snow by ``snow_margin_m`` metres (none by default,
-    unlike a product's snow class, see :data:`sitewatch.masks.SNOW_MARGIN_M`: the spectral snow test also
-    finds bright roofs and salt pans, and on the semi-real Mumbai series a 200 m margin around them cost
-    2 % of the true change area on a clear date).  ``pixel_size``: ground resolution in metres.
+    cloud and shadow are widened by ``buffer`` pixels.  ``pixel_size``: ground resolution in metres.
     """
-    from .masks import near_snow
-
     cls = classify(image, bands, product=product, method=method, pixel_size=pixel_size)
     clear = cls == CLEAR
     if buffer > 0:
         bad = (cls == CLOUD) | (cls == SHADOW)
         if bad.any():
             clear &= ~ndimage.binary_dilation(bad, iterations=int(buffer))
-    snow = cls == SNOW
-    if snow_margin_m > 0 and snow.any():
-        clear &= ~near_snow(snow, pixel_size, snow_margin_m)
     return clear
 
 
