@@ -54,6 +54,8 @@ class SearchParams:
     min_area_m2: float = 1500.0
     min_onset_px: int = 3
     link_px: int = 2
+    min_texture: float = 0.03
+    texture_ref: float = 0.1
     max_candidates: int = 50
     workers: int = 2
     screen: ScreenParams = field(default_factory=ScreenParams)
@@ -200,7 +202,7 @@ def _screen_tile(
     rr, cc = np.nonzero(v.candidate)
     px = PixelSet(
         (rr + r0).astype(np.int32), (cc + c0).astype(np.int32), v.onset[rr, cc], v.prev_clear[rr, cc],
-        v.last_hit[rr, cc], v.strength[rr, cc], v.persistence[rr, cc],
+        v.last_hit[rr, cc], v.strength[rr, cc], v.persistence[rr, cc], v.texture[rr, cc],
     )
     px_area = abs(tile.transform[0] * tile.transform[4])
     score = float((v.strength * v.persistence)[v.candidate].sum() * px_area / 1e4)
@@ -274,7 +276,8 @@ def search_area(
     tile_scores.sort(key=lambda d: (d["row"], d["col"]))
     regions = join_regions(
         PixelSet.concat(parts), grid.width, grid.affine, grid.crs, dates,
-        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px,
+        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px, min_texture=p.min_texture,
+        texture_ref=p.texture_ref,
     )
     kept, suppressed = _suppress(store, regions) if suppress_sites else (regions, [])
     kept = kept[: p.max_candidates]
@@ -320,5 +323,6 @@ def _candidate(rank: int, r: Region, groups: list[list[Scene]]) -> Candidate:
         provenance={
             "first_seen_scenes": [s.scene_id for s in groups[t_first]],
             "last_clear_scenes_before": [s.scene_id for s in groups[t_after]] if t_after >= 0 else [],
+            "texture": r.texture,
         },
     )
