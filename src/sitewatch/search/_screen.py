@@ -23,8 +23,9 @@ A pixel is a *candidate* when
   candidates);
 * it was never water (MNDWI over 0 while dark in the near infrared: rivers move their gravel bars, floods
   leave mud);
-* it is not in a farming cycle: a bare-ish look (NDVI under ``cycle_bare_ndvi``) followed by a green one within
-  ``cycle_days`` before the onset is a field ploughed and grown again, whose next bare look is not
+* it is not in a farming cycle: a bare-ish look (the ``index`` detector's artificial-surface membership over
+  ``cycle_bare``: bare or built ground, not brown leaves or snow) followed by a green one within ``cycle_days``
+  before the onset is a field ploughed and grown again, whose next bare look is not
   construction.
 
 Snow (MNDWI over 0 and bright in green and near infrared) is no evidence either way: its looks are skipped.
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..detectors.base import band_index
+from ..detectors.index import IndexDetector
 
 __all__ = ["ScreenParams", "PixelScreen", "Screen"]
 
@@ -57,10 +59,13 @@ class ScreenParams:
     min_base: int = 2
     min_hits: int = 2
     persistence: float = 0.7
+    min_days: float = 120.0  # from the onset to the last departed look: a season's turn is not a lasting change
     green_ndvi: float = 0.45
     regrowth_ndvi: float = 0.15  # a look this much greener than its baseline does not depart
+    veg_loss: float = 0.3  # a look this much less green than its baseline departs (vegetation cleared)
+    learn: float = 0.5  # a look joins the baseline under this share of the thresholds (above: no evidence)
     cycle_days: int = 400
-    cycle_bare_ndvi: float = 0.25
+    cycle_bare: float = 0.25
     water_nir: float = 0.15
     snow_green: float = 0.25
 
@@ -86,6 +91,7 @@ class Screen:
                  params: ScreenParams = ScreenParams()) -> None:
         self.p = params
         self.bands = bands
+        self.det = IndexDetector()
         self._ix = {b: band_index(bands, b) for b in ("B03", "B04", "B08", "B11")}
         self._bx = [band_index(bands, b) for b in params.bands]
         h, w = shape
@@ -130,7 +136,7 @@ class Screen:
         # a green look after a bare-ish one since the last green: the land greened again (a field's cycle)
         self.regreen_day[green & self.bared] = day
         self.bared[green] = False
-        self.bared |= ok & ~green & (ndvi < p.cycle_bare_ndvi) & ~wet
+        self.bared |= ok & ~green & (self.det.membership(image, self.bands) > p.cycle_bare)
 
         # departure from the baseline
         x = image[self._bx]
@@ -139,7 +145,9 @@ class Screen:
             var = p.noise ** 2 + (p.gain * self.mean) ** 2 + self.m2 / np.maximum(nbase, 1.0)
             chi = (np.square(x - self.mean) / var).mean(axis=0)
         est = self.n_base >= p.min_base
-        dep = ok & est & (chi > p.threshold) & ~green & ~(ndvi - self.ndvi > p.regrowth_ndvi)
+        loss = self.ndvi - ndvi
+        chi = np.maximum(chi, p.threshold * np.square(loss / p.veg_loss))  # vegetation lost counts as departure
+        dep = ok & est & (chi > p.threshold) & ~green & ~(loss < -p.regrowth_ndvi)
         stable = ok & ~dep
         run = self.onset >= 0
 
@@ -163,7 +171,7 @@ class Screen:
         self.tex_sum[ends] = 0.0
 
         # what does not depart, outside a departure, joins the baseline
-        learn = stable & (self.onset < 0) & (self.n_base < 255)
+        learn = stable & (self.onset < 0) & (self.n_base < 255) & ~(est & (chi > p.learn * p.threshold))
         if learn.any():
             k = (self.n_base[learn] + 1).astype(np.float32)
             xl = x[:, learn]
@@ -186,7 +194,11 @@ class Screen:
         with np.errstate(invalid="ignore"):
             cycling = (onset_day - self.onset_regreen) <= p.cycle_days  # NaN compares False
         texture = np.maximum(self.tex_base, self.tex_sum / np.maximum(self.hits, 1))
-        cand = has & (self.hits >= p.min_hits) & (pers >= p.persistence) & ~self.water & ~cycling
+        last_day = np.full(self.onset.shape, np.nan, np.float32)
+        last_day[has] = self.days[self.last_hit[has]]
+        with np.errstate(invalid="ignore"):
+            lasting = (last_day - onset_day) >= p.min_days
+        cand = has & (self.hits >= p.min_hits) & (pers >= p.persistence) & lasting & ~self.water & ~cycling
         strength = np.where(cand, self.ssum / np.maximum(self.hits, 1), 0.0).astype(np.float32)
         return PixelScreen(
             candidate=cand, onset=np.where(cand, self.onset, -1).astype(np.int16),
