@@ -59,7 +59,7 @@ class ScreenParams:
     min_base: int = 2
     min_hits: int = 2
     persistence: float = 0.7
-    min_days: float = 120.0  # from the onset to the last departed look: a season's turn is not a lasting change
+    min_days: float = 120.0  # onset to last departed look (a third of the series if shorter): not a season's turn
     green_ndvi: float = 0.45
     regrowth_ndvi: float = 0.15  # a look this much greener than its baseline does not depart
     veg_loss: float = 0.3  # a look this much less green than its baseline departs (vegetation cleared)
@@ -197,7 +197,8 @@ class Screen:
         last_day = np.full(self.onset.shape, np.nan, np.float32)
         last_day[has] = self.days[self.last_hit[has]]
         with np.errstate(invalid="ignore"):
-            lasting = (last_day - onset_day) >= p.min_days
+            span = float(self.days.max() - self.days.min()) if self.days.size else 0.0
+            lasting = (last_day - onset_day) >= min(p.min_days, span / 3.0)
         cand = has & (self.hits >= p.min_hits) & (pers >= p.persistence) & lasting & ~self.water & ~cycling
         strength = np.where(cand, self.ssum / np.maximum(self.hits, 1), 0.0).astype(np.float32)
         return PixelScreen(
