@@ -4,8 +4,9 @@ Usage: ``python benchmarks/search_oscd.py [--tile-px 32] [--k 10] [--data-root D
 
 For each OSCD city (two dates, Sentinel-2 L1C, 13 bands), the bands the search uses (B02 B03 B04 B08 B11 B12)
 are read with :func:`sitewatch.pair.read_image` (AFTER resampled onto BEFORE's 10 m grid, the label's grid),
-run through the search's per-pixel screen (:class:`sitewatch.search.Screen`) in pair mode (one green look
-before, one departed look after: ``min_base=1, min_hits=1, min_days=0``; a pair has no series to test persistence on), and
+run through the search's per-pixel screen (:class:`sitewatch.search.Screen`) in pair mode (one baseline
+look, one departed look after: ``min_base=1, min_hits=1, min_days=0``; a pair has no series to test persistence
+on), and
 the screen's activity (strength x persistence of the candidate pixels) is summed per tile of ``tile_px``
 pixels, as the search scores its tiles.  Tiles are ranked by that score; precision@k is the share of the k
 best tiles that hold labelled change (at least ``min_change_px`` changed pixels).  The chance level (the share

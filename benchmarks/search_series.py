@@ -58,7 +58,9 @@ POOLS = ("all", "held_out")
 # ------------------------------------------------------------------------------------------- scoring
 
 
-def change_shares(features: Sequence[dict[str, Any]], truth: Any, transform: Any, crs: str = "EPSG:4326") -> list[float]:
+def change_shares(
+    features: Sequence[dict[str, Any]], truth: Any, transform: Any, crs: str = "EPSG:4326"
+) -> list[float]:
     """Per GeoJSON feature (WGS84 polygons), the share of its area that is true change (``truth`` == 1).
 
     The polygon is burnt onto the truth grid (pixel centres inside; a polygon too thin to hold a centre: every
