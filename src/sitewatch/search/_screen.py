@@ -32,8 +32,9 @@ Snow (MNDWI over 0 and bright in green and near infrared) is no evidence either 
 
 Each departed look is scored ``1 - exp(-chi / (4 threshold))`` (0.22 at the threshold, 0.63 at four times it);
 a candidate's strength is the mean over its departed looks.  The state is updated date by date, so a tile of
-any length of series needs one date in memory, and each pixel's verdict depends on its own series alone (the
-same whatever the tiling).
+any length of series needs one date in memory.  Each pixel's verdict depends on its own series and on its
+neighbours within ``HALO_PX`` (the local texture's window): a tile screened with a margin of ``HALO_PX`` pixels
+around it, cropped back after, gives the same verdicts whatever the tiling.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ import numpy as np
 from ..detectors.base import band_index
 from ..detectors.index import IndexDetector
 
-__all__ = ["ScreenParams", "PixelScreen", "Screen"]
+__all__ = ["ScreenParams", "PixelScreen", "Screen", "HALO_PX"]
+
+TEXTURE_PX = 3  # side of the local texture's window
+HALO_PX = TEXTURE_PX // 2  # how far a pixel's verdict looks at its neighbours
 
 
 @dataclass(frozen=True)
@@ -212,12 +216,13 @@ class Screen:
 
 
 def _texture(vis: np.ndarray) -> np.ndarray:
-    """Local texture: the standard deviation of log mean visible reflectance in a 3 x 3 window (y, x)."""
+    """Local texture: the standard deviation of log mean visible reflectance in a ``TEXTURE_PX`` square window
+    (y, x); the edge pixels of ``vis`` see their window clamped (screen a tile with a margin of ``HALO_PX``)."""
     from scipy import ndimage
 
     v = np.log(np.clip(np.nan_to_num(vis.mean(axis=0), nan=0.01), 0.005, None)).astype(np.float32)
-    m = ndimage.uniform_filter(v, 3, mode="nearest")
-    m2 = ndimage.uniform_filter(v * v, 3, mode="nearest")
+    m = ndimage.uniform_filter(v, TEXTURE_PX, mode="nearest")
+    m2 = ndimage.uniform_filter(v * v, TEXTURE_PX, mode="nearest")
     return np.sqrt(np.maximum(m2 - m * m, 0.0))
 
 
