@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/search_oscd.py
 	$(BIN)/python benchmarks/search_bench.py
+	$(BIN)/python benchmarks/search_series.py
 	$(BIN)/python benchmarks/series_bench.py $(SERIES_ARGS)
 
 # the time-series benchmark alone (semi-real cloudy series of the ten OSCD cities, sitewatch's CLI end to end);

@@ -4,8 +4,9 @@ Usage: ``python benchmarks/search_oscd.py [--tile-px 32] [--k 10] [--data-root D
 
 For each OSCD city (two dates, Sentinel-2 L1C, 13 bands), the bands the search uses (B02 B03 B04 B08 B11 B12)
 are read with :func:`sitewatch.pair.read_image` (AFTER resampled onto BEFORE's 10 m grid, the label's grid),
-run through the search's per-pixel screen (:class:`sitewatch.search.Screen`) in pair mode (one green look
-before, one built look after: ``min_green=1, min_hits=1``; a pair has no series to test persistence on), and
+run through the search's per-pixel screen (:class:`sitewatch.search.Screen`) in pair mode (one baseline
+look, one departed look after: ``min_base=1, min_hits=1, min_days=0``; a pair has no series to test persistence
+on), and
 the screen's activity (strength x persistence of the candidate pixels) is summed per tile of ``tile_px``
 pixels, as the search scores its tiles.  Tiles are ranked by that score; precision@k is the share of the k
 best tiles that hold labelled change (at least ``min_change_px`` changed pixels).  The chance level (the share
@@ -62,7 +63,7 @@ def evaluate_city(pair: Any, tile_px: int, k: int, min_change_px: int) -> dict[s
     label = pair.load_label()
     if label.shape != img_b.shape[1:]:
         raise ValueError(f"{pair.name}: label {label.shape} vs image {img_b.shape[1:]}")
-    screen = Screen(label.shape, BANDS, np.array([0.0, 365.0]), ScreenParams(min_green=1, min_hits=1))
+    screen = Screen(label.shape, BANDS, np.array([0.0, 365.0]), ScreenParams(min_base=1, min_hits=1, min_days=0))
     for t, img in enumerate((img_b, img_a)):
         screen.update(t, img.astype(np.float32), np.isfinite(img).all(axis=0))
     v = screen.finish()
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "benchmark": "search-oscd", "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "params": {"tile_px": args.tile_px, "k": args.k, "min_change_px": args.min_change_px,
-                   "screen": {"min_green": 1, "min_hits": 1}},
+                   "screen": {"min_base": 1, "min_hits": 1, "min_days": 0}},
         "cities": rows, "mean": {key: round(mean_p, 4), "chance": round(mean_c, 4)}, "environment": environment(),
     }
     write_results(doc, "search-oscd-", args.out)

@@ -201,10 +201,13 @@ def test_a_search_area_raises_one_candidate_alert_for_the_hidden_compound(replay
     assert [a.mode for a in first.areas] == ["searched"] and [a.mode for a in second.areas] == ["unchanged"]
     assert second.alerts == [] and [s.mode for s in first.sites] == ["unchanged"]
     (alert,) = first.alerts
-    hidden = [e for e in read_truth(summary.truth) if e.kind == "hidden"]
+    truth = read_truth(summary.truth)
     g = shape(alert.payload["geometry"])
     assert alert.kind == "candidate" and alert.area == "valley"
-    assert [e.id for e in hidden if e.geometry.intersects(g)] == ["hidden-compound"]
+    # the hidden site: its compound, with or without the access road cut to it (both are the new site;
+    # the any-surface screen sees the road's bare cut too), and nothing else of the truth
+    hit = {e.id for e in truth if e.geometry.intersects(g)}
+    assert "hidden-compound" in hit and hit <= {"hidden-compound", "hidden-road"}, hit
     assert not store.get_site(BASE_NAME).geometry.intersects(g)  # the watched base is not a candidate
     assert [a.key for a in list_alerts(store) if a.area] == [alert.key]
     print(f"\nsearch area: {alert.title}; two passes {replay['area_seconds']:.0f} s")

@@ -45,9 +45,9 @@ def _run(*args: object, home: Path, ok: bool = True) -> CliResult:
 
 
 def _screen(looks: list[list[np.ndarray | None]], params: ScreenParams = ScreenParams()):
-    """Screen a 1 x n strip: ``looks[t][i]`` is pixel i's spectrum at date t (None: cloud)."""
+    """Screen a 1 x n strip: ``looks[t][i]`` is pixel i's spectrum at date t (None: cloud), 45 days apart."""
     n = len(looks[0])
-    days = np.arange(len(looks)) * 30.0
+    days = np.arange(len(looks)) * 45.0
     s = Screen((1, n), BANDS, days, params)
     for t, row in enumerate(looks):
         img = np.stack([FOREST if v is None else v for v in row], axis=1)[:, None, :]
@@ -79,7 +79,7 @@ def test_screen_keeps_lasting_clearing_and_drops_cycles_floods_and_flicker():
 
 
 def test_screen_pair_mode_flags_a_single_after_look():
-    v = _screen([[FOREST, FOREST], [SOIL, FOREST]], ScreenParams(min_green=1, min_hits=1))
+    v = _screen([[FOREST, FOREST], [SOIL, FOREST]], ScreenParams(min_base=1, min_hits=1, min_days=0))
     assert v.candidate[0].tolist() == [True, False]
 
 
@@ -105,14 +105,16 @@ def test_search_finds_the_new_roof_whatever_the_tiling(small_store, tmp_path):
     assert len(whole.candidates) == 1 and len(tiled.candidates) == 1
     assert len(tiled.tile_scores) > len(whole.tile_scores) >= 1  # the roof spans several 16-px tiles
     a, b = whole.candidates[0], tiled.candidates[0]
+    # each tile is screened with a margin for the local texture: the same candidate, score and texture
     assert a.geometry.equals(b.geometry) and a.score == pytest.approx(b.score)
+    assert a.provenance["texture"] == pytest.approx(b.provenance["texture"])
     assert a.first_seen_before == dates[3] and a.first_seen_after == dates[2]
     assert a.rank == 1 and a.n_pixels == 144 and a.area_m2 == pytest.approx(14400, rel=0.05)
     roof = box(ORIGIN[0] + 240, ORIGIN[1] - 320, ORIGIN[0] + 360, ORIGIN[1] - 200)
     assert to_crs(a.geometry, "EPSG:4326", "EPSG:32652").symmetric_difference(roof).area < 0.05 * roof.area
     assert ("search", len(whole.tile_scores), len(whole.tile_scores)) in calls
     assert a.chips and all(Path(p).exists() for p in a.chips)
-    assert whole.params["screen"]["high"] == 0.5 and len(whole.scene_ids) == 6
+    assert whole.params["screen"]["threshold"] == 8.0 and len(whole.scene_ids) == 6
 
     out = write_candidates(whole, tmp_path / "out" / "c.geojson")
     fc = json.loads(out.read_text())

@@ -1,9 +1,10 @@
 """Broad-area search: tile an area, screen every pixel's series, join, suppress and rank candidate sites.
 
 The area is put on one grid (the scenes' CRS, ``resolution`` metres) and cut into square tiles of
-``tile_px`` pixels.  Each tile is read date by date (only its window of each scene, through
-:func:`sitewatch.sources.read.read_scene_window`) into a streaming per-pixel screen
-(:mod:`sitewatch.search._screen`), so memory is one date of one tile per worker plus a few bytes of state
+``tile_px`` pixels.  Each tile is read date by date (only its window of each scene and a margin of
+``HALO_PX`` pixels around it, through :func:`sitewatch.sources.read.read_scene_window`) into a streaming
+per-pixel screen (:mod:`sitewatch.search._screen`), whose verdicts on the tile's own pixels are then those of
+any tiling; so memory is one date of one tile per worker plus a few bytes of state
 per tile pixel, whatever the size of the area and the length of the series.  What a tile keeps is its
 candidate pixels (few) and its activity score; regions are joined across tiles at the end
 (:mod:`sitewatch.search._regions`).  Candidates on a watchlist site are suppressed (that site is already
@@ -37,7 +38,7 @@ from ..stack import DEFAULT_BANDS, Grid, grid_mask, site_grid
 from ..store import Store
 from ..types import Scene, Site
 from ._regions import PixelSet, Region, join_regions
-from ._screen import Screen, ScreenParams
+from ._screen import HALO_PX, Screen, ScreenParams
 
 __all__ = ["SearchParams", "Candidate", "SearchResult", "search_area", "search_around", "read_area", "circle_area"]
 
@@ -54,6 +55,8 @@ class SearchParams:
     min_area_m2: float = 1500.0
     min_onset_px: int = 3
     link_px: int = 2
+    min_texture: float = 0.03
+    texture_ref: float = 0.1
     max_candidates: int = 50
     workers: int = 2
     screen: ScreenParams = field(default_factory=ScreenParams)
@@ -134,7 +137,8 @@ def _dominant_crs(scenes: Sequence[Scene]) -> str:
 def _aligned(grid: Grid, scenes: Sequence[Scene], tile_px: int, bounds: tuple[float, ...] | None = None) -> Grid:
     """A grid over ``bounds`` (default: ``grid``'s; in its CRS) that starts on a tile boundary of the first scene
     of its CRS and resolution, counted from that scene's corner, so that tiles fall on the scenes' own pixels
-    and (COG) blocks: each block is then decompressed by one tile, not four."""
+    and (COG) blocks: each block is then decompressed for one tile, not four (and again for the one-pixel margins
+    of its neighbours, see :func:`_screen_tile`)."""
     res = grid.transform[0]
     ref = next((s for s in scenes if s.crs == grid.crs and abs(s.transform[0] - res) < 1e-9
                 and abs(s.transform[4] + res) < 1e-9 and s.transform[1] == s.transform[3] == 0), None)
@@ -170,41 +174,57 @@ def _scene_box(scene: Scene, crs: str) -> BaseGeometry:
         return box(0, 0, 0, 0)
 
 
+def _with_halo(tile: Grid, halo: int) -> Grid:
+    """``tile`` grown by ``halo`` pixels on every side (beyond the area's grid too)."""
+    a = tile.affine
+    x0, y0 = a * (-halo, -halo)
+    return Grid(tile.crs, (a.a, 0.0, x0, 0.0, a.e, y0), tile.width + 2 * halo, tile.height + 2 * halo)
+
+
 def _screen_tile(
     tile: Grid, r0: int, c0: int, inside: np.ndarray, groups: list[list[Scene]], boxes: dict[str, BaseGeometry],
     days: np.ndarray, params: SearchParams,
 ) -> tuple[PixelSet, dict[str, Any]]:
+    """Screen ``tile`` (``inside``: its pixels in the area) with a margin of ``HALO_PX`` pixels read and screened
+    around it, so that its pixels' verdicts are those they would have in any larger tile; keep the tile's own."""
     bands = tuple(DEFAULT_BANDS)
-    tb = box(*tile.bounds)
-    screen = Screen((tile.height, tile.width), bands, days, params.screen)
+    h = HALO_PX
+    big = _with_halo(tile, h)
+    core = (slice(h, h + tile.height), slice(h, h + tile.width))
+    big_inside = np.zeros((big.height, big.width), bool)  # the margin only lends its looks to the texture
+    big_inside[core] = inside
+    tb = box(*big.bounds)
+    screen = Screen((big.height, big.width), bands, days, params.screen)
     used = 0
     for t, group in enumerate(groups):
         over = [s for s in group if boxes[s.scene_id].intersects(tb)]
         if not over:
             continue
-        refl = np.full((len(bands), tile.height, tile.width), np.nan, np.float32)
-        clear = np.zeros((tile.height, tile.width), bool)
+        refl = np.full((len(bands), big.height, big.width), np.nan, np.float32)
+        clear = np.zeros((big.height, big.width), bool)
         for s in over:
-            r, c = read_scene_window(s, bands, tile)
+            r, c = read_scene_window(s, bands, big)
             empty = ~np.isfinite(refl).all(axis=0)
             refl[:, empty] = r[:, empty]
             clear |= c & empty
-        clear &= inside
-        data = inside & np.isfinite(refl).all(axis=0)
+        clear &= big_inside
+        data = inside & np.isfinite(refl[(slice(None), *core)]).all(axis=0)
         n = int(data.sum())
-        if n == 0 or clear.sum() / n < params.min_clear_fraction:
+        if n == 0 or clear[core].sum() / n < params.min_clear_fraction:
             continue
         screen.update(t, refl, clear)
         used += 1
     v = screen.finish()
-    rr, cc = np.nonzero(v.candidate)
+    cand = v.candidate[core]
+    rr, cc = np.nonzero(cand)
+    at = (rr + h, cc + h)
     px = PixelSet(
-        (rr + r0).astype(np.int32), (cc + c0).astype(np.int32), v.onset[rr, cc], v.prev_clear[rr, cc],
-        v.last_hit[rr, cc], v.strength[rr, cc], v.persistence[rr, cc],
+        (rr + r0).astype(np.int32), (cc + c0).astype(np.int32), v.onset[at], v.prev_clear[at],
+        v.last_hit[at], v.strength[at], v.persistence[at], v.texture[at],
     )
     px_area = abs(tile.transform[0] * tile.transform[4])
-    score = float((v.strength * v.persistence)[v.candidate].sum() * px_area / 1e4)
-    bounds_wgs84 = to_crs(tb, tile.crs, WGS84).bounds
+    score = float((v.strength * v.persistence)[core][cand].sum() * px_area / 1e4)
+    bounds_wgs84 = to_crs(box(*tile.bounds), tile.crs, WGS84).bounds
     return px, {"row": r0, "col": c0, "bounds": [round(x, 6) for x in bounds_wgs84], "score": round(score, 4),
                 "dates_used": used}
 
@@ -274,7 +294,8 @@ def search_area(
     tile_scores.sort(key=lambda d: (d["row"], d["col"]))
     regions = join_regions(
         PixelSet.concat(parts), grid.width, grid.affine, grid.crs, dates,
-        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px,
+        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px, min_texture=p.min_texture,
+        texture_ref=p.texture_ref,
     )
     kept, suppressed = _suppress(store, regions) if suppress_sites else (regions, [])
     kept = kept[: p.max_candidates]
@@ -320,5 +341,6 @@ def _candidate(rank: int, r: Region, groups: list[list[Scene]]) -> Candidate:
         provenance={
             "first_seen_scenes": [s.scene_id for s in groups[t_first]],
             "last_clear_scenes_before": [s.scene_id for s in groups[t_after]] if t_after >= 0 else [],
+            "texture": r.texture,
         },
     )

@@ -41,12 +41,13 @@ class PixelSet:
     last_hit: np.ndarray  # int16
     strength: np.ndarray  # float32
     persistence: np.ndarray  # float32
+    texture: np.ndarray  # float32
 
     @classmethod
     def concat(cls, parts: list[PixelSet]) -> PixelSet:
-        names = ("rows", "cols", "onset", "prev_clear", "last_hit", "strength", "persistence")
+        names = ("rows", "cols", "onset", "prev_clear", "last_hit", "strength", "persistence", "texture")
         if not parts:
-            dtypes = (np.int32, np.int32, np.int16, np.int16, np.int16, np.float32, np.float32)
+            dtypes = (np.int32, np.int32, np.int16, np.int16, np.int16, np.float32, np.float32, np.float32)
             return cls(*(np.zeros(0, d) for d in dtypes))
         return cls(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
@@ -55,7 +56,7 @@ class PixelSet:
 
     def take(self, idx: np.ndarray) -> PixelSet:
         return PixelSet(self.rows[idx], self.cols[idx], self.onset[idx], self.prev_clear[idx], self.last_hit[idx],
-                        self.strength[idx], self.persistence[idx])
+                        self.strength[idx], self.persistence[idx], self.texture[idx])
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Region:
     first_seen_before: datetime
     last_seen: datetime
     onset_dates: int  # dates on which at least min_onset_px pixels were first flagged (growth)
+    texture: float = 0.0  # median local texture of its pixels (see :mod:`sitewatch.search._screen`)
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -126,6 +128,8 @@ def join_regions(
     min_area_m2: float,
     min_onset_px: int = 3,
     link_px: int = 2,
+    min_texture: float = 0.0,
+    texture_ref: float = 0.0,
 ) -> list[Region]:
     """The regions of ``px`` of at least ``min_area_m2`` (pixels), best score first."""
     if len(px) == 0:
@@ -141,6 +145,9 @@ def join_regions(
         if idx.size < min_px:
             continue
         p = px.take(idx)
+        texture = float(np.median(p.texture))
+        if texture < min_texture:
+            continue
         counts = np.bincount(p.onset, minlength=len(dates))
         need = min(min_onset_px, idx.size)
         t_first = int(np.argmax(np.cumsum(counts) >= need))
@@ -150,6 +157,8 @@ def join_regions(
         native = _polygon(p, transform)
         geom = to_crs(native, crs, WGS84)
         score = float((p.strength * p.persistence).sum() * px_area / 1e4)
+        if texture_ref > 0:
+            score *= min(1.0, texture / texture_ref)
         key = f"{dates[t_first]:%Y%m%d}|{native.wkt}"
         rid = f"cand-{dates[t_first]:%Y%m%d}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
         out.append(
@@ -158,7 +167,7 @@ def join_regions(
                 n_pixels=int(idx.size), score=round(score, 4), strength=round(float(p.strength.mean()), 4),
                 persistence=round(float(p.persistence.mean()), 4),
                 first_seen_after=dates[t_after] if t_after >= 0 else None, first_seen_before=dates[t_first],
-                last_seen=dates[t_last], onset_dates=int((counts >= min_onset_px).sum()),
+                last_seen=dates[t_last], onset_dates=int((counts >= min_onset_px).sum()), texture=round(texture, 4),
                 provenance={"first_seen_index": t_first, "last_clear_index_before": t_after},
             )
         )

@@ -1,27 +1,40 @@
-"""The per-pixel screen of a broad-area search: one pass over the dates, a few bytes of state per pixel.
+"""The per-pixel screen of a broad-area search: one pass over the dates, a few dozen bytes of state per pixel.
 
-Each clear observation of a pixel is rated by the ``index`` detector's artificial-surface membership
-(:meth:`sitewatch.detectors.index.IndexDetector.membership`: bare or built ground, dry painted roofs; never
-water, snow, deep shade or dry plant matter) and sorted into one of:
+New construction is a *lasting departure of a pixel from its own baseline*, on any surface: a field, a forest,
+sand, bare rock or a city block.  Each pixel keeps a running baseline of its clear looks (Welford mean and
+variance of the ``bands``' reflectance, and its mean NDVI) and rates every later clear look by its departure
+from it, in units of what that pixel and any scene vary by without change::
 
-* *green*: live vegetation (NDVI over ``green_ndvi`` and NDMI over 0, not water or snow);
-* *built*: membership over ``high``;
-* *water*: MNDWI over 0 while dark in the near infrared (snow is bright there): river, flood, pond;
-* neither (brown grass, stubble, haze, mixed pixels): no evidence either way.
+    chi = mean over bands of (x - mean)^2 / (noise^2 + (gain * mean)^2 + var_pixel)
 
-A pixel is a *candidate* when it was seen green at least ``min_green`` times, then built on at least
-``min_hits`` clear dates after its last green look, on at least ``persistence`` of its clear dates since
-(it lasts to the end of the series: a field that greens again, a flood that recedes, are not candidates),
-and
+``noise`` and ``gain`` are the scene's own scatter between dates (sensor noise and offsets; calibration, sun
+and haze gains, the same for every pixel), ``var_pixel`` the pixel's variance over its baseline looks: a pixel
+on an edge that misregistration moves, or one that varies with the seasons, needs a larger departure.  A look
+*departs* when ``chi`` is over ``threshold`` and it is not green (live vegetation never is construction) and it
+is not much greener than the baseline (a regrowth).  A look that does not depart joins the baseline (only
+outside a departure, so a change is not learnt as normal while it is being tested).
 
-* it was rarely built before (at most ``flicker`` of its clear looks before the last green one): the
-  mixed edge pixels of old roads and villages flicker between the two under sub-pixel misregistration;
-* it was never water (rivers move their gravel bars, floods leave mud);
-* it is not in a farming cycle: a bare-ish look (membership over ``cycle_bare``) followed by a green one
-  within ``cycle_days`` before the onset is a field ploughed and grown again, whose next bare look is not
+A pixel is a *candidate* when
+
+* its baseline holds at least ``min_base`` clear looks before the departure began (its *onset*);
+* it departed on at least ``min_hits`` clear looks since the onset, and on at least ``persistence`` of them:
+  the departure lasts to the end of the series.  A green look, or too many looks back at the baseline, end a
+  departure (a field that greens again, a flood that recedes, a cloud or haze the mask missed are not
+  candidates);
+* it was never water (MNDWI over 0 while dark in the near infrared: rivers move their gravel bars, floods
+  leave mud);
+* it is not in a farming cycle: a bare-ish look (the ``index`` detector's artificial-surface membership over
+  ``cycle_bare``: bare or built ground, not brown leaves or snow) followed by a green one within ``cycle_days``
+  before the onset is a field ploughed and grown again, whose next bare look is not
   construction.
 
-The state is updated date by date, so a tile of any length of series needs one date in memory.
+Snow (MNDWI over 0 and bright in green and near infrared) is no evidence either way: its looks are skipped.
+
+Each departed look is scored ``1 - exp(-chi / (4 threshold))`` (0.22 at the threshold, 0.63 at four times it);
+a candidate's strength is the mean over its departed looks.  The state is updated date by date, so a tile of
+any length of series needs one date in memory.  Each pixel's verdict depends on its own series and on its
+neighbours within ``HALO_PX`` (the local texture's window): a tile screened with a margin of ``HALO_PX`` pixels
+around it, cropped back after, gives the same verdicts whatever the tiling.
 """
 
 from __future__ import annotations
@@ -33,22 +46,32 @@ import numpy as np
 from ..detectors.base import band_index
 from ..detectors.index import IndexDetector
 
-__all__ = ["ScreenParams", "PixelScreen", "Screen"]
+__all__ = ["ScreenParams", "PixelScreen", "Screen", "HALO_PX"]
+
+TEXTURE_PX = 3  # side of the local texture's window
+HALO_PX = TEXTURE_PX // 2  # how far a pixel's verdict looks at its neighbours
 
 
 @dataclass(frozen=True)
 class ScreenParams:
     """Parameters of the per-pixel screen (see the module docstring)."""
 
-    high: float = 0.5
-    green_ndvi: float = 0.45
-    min_green: int = 2
+    bands: tuple[str, ...] = ("B02", "B03", "B04")
+    noise: float = 0.02  # reflectance
+    gain: float = 0.08  # relative
+    threshold: float = 8.0  # mean squared departure per band, in units of the expected scatter
+    min_base: int = 2
     min_hits: int = 2
     persistence: float = 0.7
-    flicker: float = 0.2
+    min_days: float = 120.0  # onset to last departed look (a third of the series if shorter): not a season's turn
+    green_ndvi: float = 0.45
+    regrowth_ndvi: float = 0.15  # a look this much greener than its baseline does not depart
+    veg_loss: float = 0.3  # a look this much less green than its baseline departs (vegetation cleared)
+    learn: float = 0.5  # a look joins the baseline under this share of the thresholds (above: no evidence)
     cycle_days: int = 400
     cycle_bare: float = 0.25
     water_nir: float = 0.15
+    snow_green: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -56,38 +79,46 @@ class PixelScreen:
     """What the screen says of each pixel of a tile (time indices are positions in the dates given; -1 none)."""
 
     candidate: np.ndarray  # bool (y, x)
-    onset: np.ndarray  # int16: first built look after the last green one
-    prev_clear: np.ndarray  # int16: last clear look before the onset that was not built
-    last_hit: np.ndarray  # int16: last built look
-    hits: np.ndarray  # uint8: built looks since the onset
-    strength: np.ndarray  # float32: mean membership over the looks since the onset (0 where not a candidate)
+    onset: np.ndarray  # int16: first departed look of the lasting departure
+    prev_clear: np.ndarray  # int16: last clear look before the onset that did not depart
+    last_hit: np.ndarray  # int16: last departed look
+    hits: np.ndarray  # uint8: departed looks since the onset
+    strength: np.ndarray  # float32: mean score of the departed looks (0 where not a candidate)
     persistence: np.ndarray  # float32: hits / clear looks since the onset
+    texture: np.ndarray  # float32: local texture, the larger of the baseline's and the departed looks' mean
 
 
 class Screen:
     """The streaming per-pixel screen of one tile: call :meth:`update` for each date in time order."""
 
     def __init__(self, shape: tuple[int, int], bands: tuple[str, ...], days: np.ndarray,
-                 params: ScreenParams = ScreenParams(), detector: IndexDetector | None = None) -> None:
+                 params: ScreenParams = ScreenParams()) -> None:
         self.p = params
         self.bands = bands
-        self.det = detector or IndexDetector()
+        self.det = IndexDetector()
         self._ix = {b: band_index(bands, b) for b in ("B03", "B04", "B08", "B11")}
+        self._bx = [band_index(bands, b) for b in params.bands]
         h, w = shape
-        self.n_green = np.zeros((h, w), np.uint8)
-        self.last_green = np.full((h, w), -1, np.int16)
+        nb = len(self._bx)
+        # the baseline: clear looks that did not depart (Welford), and their mean NDVI
+        self.n_base = np.zeros((h, w), np.uint8)
+        self.mean = np.zeros((nb, h, w), np.float32)
+        self.m2 = np.zeros((nb, h, w), np.float32)
+        self.ndvi = np.zeros((h, w), np.float32)
+        # the current departure
         self.onset = np.full((h, w), -1, np.int16)
         self.prev_clear = np.full((h, w), -1, np.int16)
-        self.last_nonbuilt = np.full((h, w), -1, np.int16)
+        self.last_stable = np.full((h, w), -1, np.int16)
         self.last_hit = np.full((h, w), -1, np.int16)
-        self.hits = np.zeros((h, w), np.uint8)  # built looks since the last green one
+        self.hits = np.zeros((h, w), np.uint8)
         self.looks = np.zeros((h, w), np.uint8)  # clear looks since the onset
-        self.msum = np.zeros((h, w), np.float32)  # membership summed since the onset
-        self.n_built = np.zeros((h, w), np.uint8)  # built looks in the whole series
-        self.n_clear = np.zeros((h, w), np.uint8)  # clear looks in the whole series
+        self.ssum = np.zeros((h, w), np.float32)  # look scores summed since the onset
+        self.tex_base = np.zeros((h, w), np.float32)  # mean local texture of the baseline looks
+        self.tex_sum = np.zeros((h, w), np.float32)  # local texture summed over the departed looks
+        # exclusions
         self.water = np.zeros((h, w), bool)
         self.bared = np.zeros((h, w), bool)  # a bare-ish look since the last green one
-        self.regreen_day = np.full((h, w), np.nan, np.float32)  # day of a green look that followed a built one
+        self.regreen_day = np.full((h, w), np.nan, np.float32)  # day of a green look that followed a bare one
         self.onset_regreen = np.full((h, w), np.nan, np.float32)  # regreen_day as it was at the onset
         self.days = np.asarray(days, np.float32)  # day of each date of the series (any origin)
 
@@ -96,68 +127,103 @@ class Screen:
         (NaN no data), ``clear`` (y, x) bool."""
         day = float(self.days[t])
         p = self.p
-        ok = clear & np.isfinite(image).all(axis=0)
-        m = self.det.membership(image, self.bands)
         g, r, n, s = (image[self._ix[b]] for b in ("B03", "B04", "B08", "B11"))
         with np.errstate(invalid="ignore", divide="ignore"):
             ndvi = (n - r) / (n + r)
             ndmi = (n - s) / (n + s)
             mndwi = (g - s) / (g + s)
         wet = mndwi > 0
+        ok = clear & np.isfinite(image).all(axis=0) & ~(wet & (g > p.snow_green) & (n > p.water_nir))  # no snow
         green = ok & (ndvi > p.green_ndvi) & (ndmi > 0) & ~wet
-        built = ok & (m > p.high) & ~green
         self.water |= ok & wet & (n < p.water_nir)
 
-        # a green look after a built one since the last green: the land greened again (a field's cycle)
+        # a green look after a bare-ish one since the last green: the land greened again (a field's cycle)
         self.regreen_day[green & self.bared] = day
         self.bared[green] = False
-        self.bared |= ok & ~green & (m > p.cycle_bare)
-        # a green look restarts the count: what was built since was transient
-        for a in (self.hits, self.looks):
-            a[green] = 0
-        self.msum[green] = 0.0
-        self.onset[green] = -1
-        _inc(self.n_green, green)
-        self.last_green[green] = t
-        _inc(self.n_clear, ok)
-        _inc(self.n_built, built)
+        self.bared |= ok & ~green & (self.det.membership(image, self.bands) > p.cycle_bare)
 
-        tracked = built & (self.last_green >= 0)
-        first = tracked & (self.hits == 0)
+        # departure from the baseline
+        x = image[self._bx]
+        nbase = self.n_base.astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = p.noise ** 2 + (p.gain * self.mean) ** 2 + self.m2 / np.maximum(nbase, 1.0)
+            chi = (np.square(x - self.mean) / var).mean(axis=0)
+        est = self.n_base >= p.min_base
+        loss = self.ndvi - ndvi
+        chi = np.maximum(chi, p.threshold * np.square(loss / p.veg_loss))  # vegetation lost counts as departure
+        dep = ok & est & (chi > p.threshold) & ~green & ~(loss < -p.regrowth_ndvi)
+        stable = ok & ~dep
+        run = self.onset >= 0
+
+        # a departure starts, goes on, or ends
+        first = dep & ~run
         self.onset[first] = t
-        self.prev_clear[first] = self.last_nonbuilt[first]
+        self.prev_clear[first] = self.last_stable[first]
         self.onset_regreen[first] = self.regreen_day[first]
-        _inc(self.hits, tracked)
-        self.last_hit[built] = t
-        since = ok & ~green & (self.onset >= 0)
-        _inc(self.looks, since)
-        self.msum[since] += m[since]
-        self.last_nonbuilt[ok & ~built] = t
+        going = ok & (run | first)
+        _inc(self.looks, going)
+        _inc(self.hits, dep)
+        self.ssum[dep] += (1.0 - np.exp(-chi[dep] / (4.0 * p.threshold))).astype(np.float32)
+        tex = _texture(image[[band_index(self.bands, b) for b in ("B02", "B03", "B04")]])
+        self.tex_sum[dep] += tex[dep]
+        self.last_hit[dep] = t
+        ends = (going & green) | (going & ~dep & (self.hits < p.persistence * self.looks))
+        self.onset[ends] = -1
+        for a in (self.hits, self.looks):
+            a[ends] = 0
+        self.ssum[ends] = 0.0
+        self.tex_sum[ends] = 0.0
+
+        # what does not depart, outside a departure, joins the baseline
+        learn = stable & (self.onset < 0) & (self.n_base < 255) & ~(est & (chi > p.learn * p.threshold))
+        if learn.any():
+            k = (self.n_base[learn] + 1).astype(np.float32)
+            xl = x[:, learn]
+            d = xl - self.mean[:, learn]
+            self.mean[:, learn] += d / k
+            self.m2[:, learn] += d * (xl - self.mean[:, learn])
+            self.ndvi[learn] += (np.nan_to_num(ndvi[learn]) - self.ndvi[learn]) / k
+            self.tex_base[learn] += (np.nan_to_num(tex[learn]) - self.tex_base[learn]) / k
+            self.n_base[learn] += 1
+        self.last_stable[stable] = t
 
     def finish(self) -> PixelScreen:
         """The per-pixel verdicts after the last date."""
         p = self.p
         looks = self.looks.astype(np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pers = np.where(looks > 0, self.hits / np.maximum(looks, 1), 0.0).astype(np.float32)
-            # built looks among the clear ones before the onset
-            flick = (self.n_built - self.hits) / np.maximum(self.n_clear.astype(np.int16) - self.looks, 1)
+        pers = np.where(looks > 0, self.hits / np.maximum(looks, 1), 0.0).astype(np.float32)
         onset_day = np.full(self.onset.shape, np.nan, np.float32)
         has = self.onset >= 0
         onset_day[has] = self.days[self.onset[has]]
-        cycling = (onset_day - self.onset_regreen) <= p.cycle_days  # NaN compares False
-        cand = (
-            has & (self.n_green >= p.min_green) & (self.hits >= p.min_hits) & (pers >= p.persistence)
-            & (flick <= p.flicker) & ~self.water & ~cycling
-        )
-        strength = np.where(cand, self.msum / np.maximum(looks, 1), 0.0).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            cycling = (onset_day - self.onset_regreen) <= p.cycle_days  # NaN compares False
+        texture = np.maximum(self.tex_base, self.tex_sum / np.maximum(self.hits, 1))
+        last_day = np.full(self.onset.shape, np.nan, np.float32)
+        last_day[has] = self.days[self.last_hit[has]]
+        with np.errstate(invalid="ignore"):
+            span = float(self.days.max() - self.days.min()) if self.days.size else 0.0
+            lasting = (last_day - onset_day) >= min(p.min_days, span / 3.0)
+        cand = has & (self.hits >= p.min_hits) & (pers >= p.persistence) & lasting & ~self.water & ~cycling
+        strength = np.where(cand, self.ssum / np.maximum(self.hits, 1), 0.0).astype(np.float32)
         return PixelScreen(
             candidate=cand, onset=np.where(cand, self.onset, -1).astype(np.int16),
             prev_clear=np.where(cand, self.prev_clear, -1).astype(np.int16),
             last_hit=np.where(cand, self.last_hit, -1).astype(np.int16),
             hits=np.where(cand, self.hits, 0).astype(np.uint8), strength=strength,
             persistence=np.where(cand, pers, 0.0).astype(np.float32),
+            texture=np.where(cand, texture, 0.0).astype(np.float32),
         )
+
+
+def _texture(vis: np.ndarray) -> np.ndarray:
+    """Local texture: the standard deviation of log mean visible reflectance in a ``TEXTURE_PX`` square window
+    (y, x); the edge pixels of ``vis`` see their window clamped (screen a tile with a margin of ``HALO_PX``)."""
+    from scipy import ndimage
+
+    v = np.log(np.clip(np.nan_to_num(vis.mean(axis=0), nan=0.01), 0.005, None)).astype(np.float32)
+    m = ndimage.uniform_filter(v, TEXTURE_PX, mode="nearest")
+    m2 = ndimage.uniform_filter(v * v, TEXTURE_PX, mode="nearest")
+    return np.sqrt(np.maximum(m2 - m * m, 0.0))
 
 
 def _inc(counter: np.ndarray, where: np.ndarray) -> None:
