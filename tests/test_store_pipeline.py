@@ -64,7 +64,7 @@ def test_detect_finds_dates_and_confirms_a_new_roof(store, make_series):
     # the per-date clear fraction over the site is stored with the run
     run = store.latest_run("base")
     assert run is not None
-    stored = dict(zip(run["scene_ids"], run["clear_fraction"], strict=True))
+    stored = dict(zip(run.scene_ids, run.clear_fraction, strict=True))
     assert stored[paths[4].stem] == 0.0 and stored[paths[3].stem] == pytest.approx(1.0)
 
 

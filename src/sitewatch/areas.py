@@ -13,50 +13,16 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shapely import wkt
-from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from .errors import InvalidSite, SitewatchError
-from .geo import area_m2
-from .store import AlertRow, DeliveryRow, SearchAreaRow, Store, named_row
+from .errors import AreaNotFound, InvalidSite
+from .store import Store
+from .store.records import SearchArea
 from .types import Scene, Site
 
 __all__ = ["SearchArea", "AreaNotFound", "add_area", "get_area", "list_areas", "remove_area", "area_scenes",
            "scenes_key"]
-
-
-class AreaNotFound(SitewatchError, LookupError):
-    """No search area of that name is recorded."""
-
-
-@dataclass(frozen=True)
-class SearchArea:
-    name: str
-    geometry: BaseGeometry  # WGS84
-    around: str | None = None
-    radius_km: float | None = None
-    min_area_m2: float = 0.0
-    added_by: str = ""
-    reason: str = ""
-    created_at: datetime | None = None
-    searched: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def area_km2(self) -> float:
-        return area_m2(self.geometry) / 1e6
-
-
-def _area(row: SearchAreaRow) -> SearchArea:
-    return SearchArea(row.name, wkt.loads(row.geometry_wkt), row.around, row.radius_km,
-                      float(row.min_area_m2 or 0.0), row.added_by or "", row.reason or "", row.created_at,
-                      dict(row.searched or {}))
 
 
 def add_area(
@@ -82,39 +48,26 @@ def add_area(
     else:
         assert geojson is not None
         geom, radius_km = read_area(geojson), None
-    with Session(store.engine) as s, s.begin():
-        row = named_row(s, SearchAreaRow, name, replace, "search area", InvalidSite)
-        row.geometry_wkt, row.around, row.radius_km = geom.wkt, around, radius_km
-        row.min_area_m2, row.reason, row.searched = float(min_area_m2), reason, {}
-        row.added_by = added_by if added_by is not None else getpass.getuser()
-        s.flush()
-        return _area(row)
+    with store.transaction() as tx:
+        return tx.areas.add(name, geom, around=around, radius_km=radius_km, min_area_m2=min_area_m2,
+                            added_by=added_by if added_by is not None else getpass.getuser(), reason=reason,
+                            replace=replace)
 
 
 def get_area(store: Store, name: str) -> SearchArea:
-    with Session(store.engine) as s:
-        row = s.scalar(select(SearchAreaRow).where(SearchAreaRow.name == name))
-        if row is None:
-            raise AreaNotFound(f"no search area named {name!r} (see `sitewatch area list`)")
-        return _area(row)
+    with store.transaction() as tx:
+        return tx.areas.get(name)
 
 
 def list_areas(store: Store) -> list[SearchArea]:
-    with Session(store.engine) as s:
-        return [_area(r) for r in s.scalars(select(SearchAreaRow).order_by(SearchAreaRow.name))]
+    with store.transaction() as tx:
+        return tx.areas.all()
 
 
 def remove_area(store: Store, name: str) -> None:
     """Forget a search area and its alerts (and their deliveries)."""
-    with Session(store.engine) as s, s.begin():
-        row = s.scalar(select(SearchAreaRow).where(SearchAreaRow.name == name))
-        if row is None:
-            raise AreaNotFound(f"no search area named {name!r} (see `sitewatch area list`)")
-        for a in s.scalars(select(AlertRow).where(AlertRow.area_id == row.id)):
-            for d in s.scalars(select(DeliveryRow).where(DeliveryRow.alert_id == a.id)):
-                s.delete(d)
-            s.delete(a)
-        s.delete(row)
+    with store.transaction() as tx:
+        tx.areas.remove(name)
 
 
 def area_scenes(store: Store, area: SearchArea) -> list[Scene]:
@@ -125,12 +78,3 @@ def area_scenes(store: Store, area: SearchArea) -> list[Scene]:
 def scenes_key(scenes: list[Scene]) -> str:
     """A fingerprint of a set of scenes: the area is searched again when it changes."""
     return hashlib.sha256("\n".join(sorted(s.scene_id for s in scenes)).encode()).hexdigest()[:16]
-
-
-def record_search(s: Session, name: str, searched: dict[str, Any]) -> int:
-    """In session ``s``: note what the area's last search used; returns the area's row id."""
-    row = s.scalar(select(SearchAreaRow).where(SearchAreaRow.name == name))
-    if row is None:
-        raise AreaNotFound(f"search area {name!r} was removed during the pass")
-    row.searched = searched
-    return row.id

@@ -54,6 +54,14 @@ class SiteNotFound(SitewatchError, LookupError):
     """No site of that name (or alias) is in the watchlist."""
 
 
+class AreaNotFound(SitewatchError, LookupError):
+    """No search area of that name is recorded."""
+
+
+class AlertError(SitewatchError, ValueError):
+    """An alert rule or endpoint is not valid (bad hours, URL, address, unknown id)."""
+
+
 class DetectorNotFound(SitewatchError, LookupError):
     """No change detector is registered under that name."""
 

@@ -33,8 +33,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from . import __version__
 from .changes import PolygonParams, extract_changes, stack_dates
@@ -55,11 +53,12 @@ from .pipeline import (
 )
 from .series import SERIES_POLYGONS, SeriesParams, composite_history
 from .stack import Grid, grid_mask, load_stack
-from .store import SiteRow, Store, TrackerStateRow
+from .store import Store, Transaction
 from .tracking import TrackerState, TrackParams, track_pixels
 from .types import Change, Scene, SiteResult
 
-__all__ = ["IncrementalRun", "detect_incremental", "carry_ids", "load_state", "COREG_BAND"]
+__all__ = ["IncrementalRun", "PendingRun", "detect_incremental", "prepare_incremental", "carry_ids", "load_state",
+           "COREG_BAND"]
 
 COREG_BAND = "B08"
 Progress = Callable[[str, int, int], None]
@@ -105,21 +104,37 @@ def _unpack(data: bytes) -> tuple[TrackerState, np.ndarray, np.ndarray]:
 
 def load_state(store: Store, site_name: str, method: str) -> tuple[dict[str, Any], bytes] | None:
     """(meta, data) of the stored tracker state of a site and method, or None."""
-    with Session(store.engine) as s:
-        srow = s.scalar(select(SiteRow).where(SiteRow.name == store.get_site(site_name).name))
-        assert srow is not None
-        row = s.scalar(select(TrackerStateRow).where(TrackerStateRow.site_id == srow.id,
-                                                     TrackerStateRow.method == method))
-        return (dict(row.meta), bytes(row.data)) if row is not None else None
+    with store.transaction() as tx:
+        return tx.runs.state(site_name, method)
 
 
-def _write_state(s: Session, site_id: int, method: str, meta: dict[str, Any], data: bytes) -> None:
-    row = s.scalar(select(TrackerStateRow).where(TrackerStateRow.site_id == site_id,
-                                                 TrackerStateRow.method == method))
-    if row is None:
-        row = TrackerStateRow(site_id=site_id, method=method)
-        s.add(row)
-    row.meta, row.data, row.updated_at = json.loads(json.dumps(meta, default=str)), data, datetime.now(UTC)
+@dataclass(frozen=True)
+class PendingRun:
+    """A detection run computed and not saved yet: :meth:`save` writes it in a transaction that the caller
+    may share (monitoring adds the alerts the run raised, :func:`sitewatch.alerts.write_alerts`)."""
+
+    run: IncrementalRun
+    #: what :meth:`save` writes: the run's changes and summary, and the tracker state; None: nothing (unchanged)
+    record: _Record | None = None
+
+    def save(self, tx: Transaction) -> IncrementalRun:
+        """Write the run, its changes and the tracker state in ``tx``; the run with its id."""
+        r = self.record
+        if r is None:
+            return self.run
+        result = self.run.result
+        run_id = tx.runs.save(result.site.name, result.changes, result.method, result.params, r.scene_ids,
+                              r.clear_fraction, result.activity, __version__)
+        tx.runs.put_state(result.site.name, result.method, r.meta, r.data)
+        return replace(self.run, run_id=run_id)
+
+
+@dataclass(frozen=True)
+class _Record:
+    scene_ids: list[str]
+    clear_fraction: list[float]
+    meta: dict[str, Any]
+    data: bytes
 
 
 def carry_ids(
@@ -174,16 +189,47 @@ def detect_incremental(
     polygon_params: PolygonParams | None = None,
     progress: Progress | None = None,
     full: bool = False,
-    also: Callable[[Session, int, int, IncrementalRun], None] | None = None,
     keep_stack: bool = False,
     engine: str | None = None,
     series_params: SeriesParams | None = None,
 ) -> IncrementalRun:
     """Track the site's new scenes from its stored state (or every scene, see the module), save the run.
 
-    The run, its changes, the new tracker state and whatever ``also(session, site_id, run_id, run)`` writes are
-    saved in one transaction.  ``full=True`` forces a full run.  ``keep_stack=True`` keeps the aligned stack
-    of a full run in ``result.stack`` (for reports; a monitor pass over many sites does not keep them).
+    The run, its changes and the new tracker state are saved in one transaction (see
+    :func:`prepare_incremental` to save more in it).  ``full=True`` forces a full run.  ``keep_stack=True``
+    keeps the aligned stack of a full run in ``result.stack`` (for reports; a monitor pass over many sites does
+    not keep them).
+    """
+    pending = prepare_incremental(
+        store, site_name, method, resolution=resolution, min_clear_fraction=min_clear_fraction,
+        coregister=coregister, detector_params=detector_params, track_params=track_params,
+        polygon_params=polygon_params, progress=progress, full=full, keep_stack=keep_stack, engine=engine,
+        series_params=series_params)
+    with store.transaction() as tx:
+        return pending.save(tx)
+
+
+def prepare_incremental(
+    store: Store,
+    site_name: str,
+    method: str = DEFAULT_METHOD,
+    *,
+    resolution: float = 10.0,
+    min_clear_fraction: float = 0.2,
+    coregister: bool = True,
+    detector_params: dict[str, Any] | None = None,
+    track_params: TrackParams | None = None,
+    polygon_params: PolygonParams | None = None,
+    progress: Progress | None = None,
+    full: bool = False,
+    keep_stack: bool = False,
+    engine: str | None = None,
+    series_params: SeriesParams | None = None,
+) -> PendingRun:
+    """The run :func:`detect_incremental` saves, computed and not saved: ``.save(tx)`` saves it.
+
+    One function (~140 lines) because it is the run's lifecycle in order: state, plan, load, register, track,
+    extract; sitewatch.detect (issue #12, item 1) is to split it.
     """
     site = store.get_site(site_name)
     scenes = store.scenes(site)
@@ -234,7 +280,7 @@ def detect_incremental(
             new_scenes = scenes
     if stored and not reason and not new_scenes:
         result = _result(site, store, method, previous, meta, params)
-        return IncrementalRun(result, "unchanged", (), (), previous, None)
+        return PendingRun(IncrementalRun(result, "unchanged", (), (), previous, None))
 
     stack = load_stack(new_scenes, grid, bands,
                        progress=(lambda d, t: progress("load", d, t)) if progress else None)
@@ -309,15 +355,7 @@ def detect_incremental(
     run = IncrementalRun(result, mode, tuple(new_ids), tuple(stack_dates(stack)), previous, None, reason, used_dates)
     # the series engine keeps no per-pixel state: its next run re-reads the history (see the module)
     data = _pack(ts, ref_band, ref_clear) if ts is not None else b""
-
-    def write(s: Session, site_id: int, run_id: int) -> None:
-        _write_state(s, site_id, method, meta, data)
-        if also is not None:
-            also(s, site_id, run_id, replace(run, run_id=run_id))
-
-    run_id = store.save_run(site, changes, method, run_params, scene_ids, list(cf_all), activity,
-                            __version__, also=write)
-    return replace(run, run_id=run_id)
+    return PendingRun(run, _Record(scene_ids, [float(x) for x in cf_all], meta, data))
 
 
 def _frame(meta: dict[str, Any]) -> xr.Dataset:
@@ -334,10 +372,10 @@ def _result(site: Any, store: Store, method: str, changes: tuple[Change, ...], m
             params: dict[str, Any]) -> SiteResult:
     run = store.latest_run(site.name)
     dates = stack_dates(_frame(meta))
-    cf = tuple(run["clear_fraction"]) if run else tuple(0.0 for _ in dates)
+    cf = run.clear_fraction if run else tuple(0.0 for _ in dates)
     return SiteResult(
         site=site, changes=changes, dates=tuple(dates), clear_fraction=cf,
         changed_area_m2=tuple(sum(c.area_m2 for c in changes if c.first_seen_before <= d) for d in dates),
-        scenes=(), method=method, params=run["params"] if run else params,
-        activity=run["activity"] if run else "no data", stack=None, version=__version__,
+        scenes=(), method=method, params=run.params if run else params,
+        activity=run.activity if run else "no data", stack=None, version=__version__,
     )

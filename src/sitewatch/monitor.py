@@ -3,9 +3,9 @@
 One pass (:func:`monitor_once`, ``sitewatch monitor --once`` for cron) does, for the sites of the watchlist:
 
 1. ``fetch``: search every recorded imagery source and store the scenes not seen before;
-2. for each site, :func:`sitewatch.incremental.detect_incremental`: only the new dates go through tracking;
+2. for each site, :func:`sitewatch.incremental.prepare_incremental`: only the new dates go through tracking;
    the run, the tracker state and the alerts it raises (:func:`sitewatch.alerts.write_alerts`, with one
-   delivery per endpoint) are saved in one transaction;
+   delivery per endpoint) are saved in one ``store.transaction()``;
 3. for a site with new alerts, its evidence report is written to ``<home>/reports/<site>/index.html`` and
    the alerts are given links to it and to the change's chips;
 4. for each search area (:mod:`sitewatch.areas`) whose stored scenes changed since its last search (the
@@ -30,13 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
 from .alerts import Alert, get_rule, list_alerts, list_endpoints, set_evidence, write_alerts
 from .changes import _slug
 from .errors import SitewatchError
 from .feed import write_feed
-from .incremental import IncrementalRun, detect_incremental
+from .incremental import prepare_incremental
 from .notify import DeliverySummary, deliver_pending
 from .pipeline import DEFAULT_METHOD, FetchSummary, stored_result
 from .pipeline import fetch as fetch_scenes
@@ -150,15 +148,13 @@ def monitor_once(
         t0 = time.perf_counter()
         try:
             rule = get_rule(store, name)
-            raised: list[int] = []
-
-            def also(s: Session, site_id: int, run_id: int, run: IncrementalRun, rule: Any = rule,
-                     raised: list[int] = raised) -> None:
-                raised.extend(write_alerts(s, site_id, run, rule, endpoints, now or datetime.now(UTC)))
-
-            run = detect_incremental(store, name, method, resolution=settings.resolution,
-                                     min_clear_fraction=settings.min_clear_fraction, progress=progress, also=also,
-                                     engine=engine)
+            pending = prepare_incremental(store, name, method, resolution=settings.resolution,
+                                          min_clear_fraction=settings.min_clear_fraction, progress=progress,
+                                          engine=engine)
+            with store.transaction() as tx:  # the run, its alerts and their deliveries: all or nothing
+                run = pending.save(tx)
+                raised = (write_alerts(tx, run, rule, endpoints, now or datetime.now(UTC))
+                          if run.run_id is not None else [])
             if raised and reports:
                 report = _write_report(store, settings, run.result.site.name, home)
                 alerts = list_alerts(store, ids=raised)
@@ -202,7 +198,7 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
                progress: Progress | None) -> AreaPass:
     """Search one area again if its scenes changed, and raise its ``candidate`` alerts (see the module)."""
     from .alerts import write_candidate_alerts
-    from .areas import area_scenes, record_search, scenes_key
+    from .areas import area_scenes, scenes_key
     from .export import iso_utc
     from .search import search_area, write_candidates
     from .search._output import candidate_feature
@@ -227,9 +223,9 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
         searched = {"scenes_key": key, "n_scenes": len(scenes), "dates": len(r.dates), "at": iso_utc(now),
                     "candidates": len(r.candidates), "seconds": r.seconds,
                     "last_date": iso_utc(r.dates[-1]) if r.dates else None}
-        with Session(store.engine) as s, s.begin():
-            area_id = record_search(s, area.name, searched)
-            raised = write_candidate_alerts(s, area_id, area.name, cands, area.min_area_m2, endpoints, now)
+        with store.transaction() as tx:
+            area_id = tx.areas.record_search(area.name, searched)
+            raised = write_candidate_alerts(tx, area_id, area.name, cands, area.min_area_m2, endpoints, now)
         alerts = tuple(reversed(list_alerts(store, ids=raised))) if raised else ()
         return AreaPass(area.name, "searched", len(r.candidates), alerts, seconds=time.perf_counter() - t0)
     except SitewatchError as exc:

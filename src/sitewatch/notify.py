@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from .alerts import Alert, Delivery, list_alerts
-from .store import DeliveryRow, EndpointRow, Store
+from .store import Store
 
 __all__ = ["DeliverySummary", "deliver_pending", "retry_failed", "sign", "verify", "alert_json", "alert_text",
            "SIGNATURE_HEADER"]
@@ -127,11 +125,9 @@ def deliver_pending(
     """Send every delivery that is due at ``now`` (default: the present); see the module."""
     now = now or datetime.now(UTC)
     rng = random.Random(seed)
-    with Session(store.engine) as s:
-        due = [(r.id, r.alert_id, r.channel, r.target, r.endpoint_id) for r in s.scalars(
-            select(DeliveryRow).where(DeliveryRow.state == "pending", DeliveryRow.next_attempt <= now)
-            .order_by(DeliveryRow.next_attempt, DeliveryRow.id))]
-        secrets = {r.id: r.secret or "" for r in s.scalars(select(EndpointRow))}
+    with store.transaction() as tx:
+        due = [(d.id, d.alert_id, d.channel, d.target, d.endpoint_id) for d in tx.deliveries.due(now)]
+        secrets = tx.deliveries.secrets()
     alerts = {a.id: a for a in list_alerts(store, ids=sorted({d[1] for d in due}))} if due else {}
     sent = retrying = failed = 0
     errors = []
@@ -147,22 +143,22 @@ def deliver_pending(
                 error = f"unknown channel {channel!r}"
         except (OSError, requests.RequestException, smtplib.SMTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        with Session(store.engine) as s, s.begin():
-            row = s.get(DeliveryRow, did)
-            if row is None or row.state != "pending":  # removed or handled meanwhile
+        with store.transaction() as tx:
+            d = tx.deliveries.get(did)
+            if d is None or d.state != "pending":  # removed or handled meanwhile
                 continue
-            row.attempts += 1
+            attempts = d.attempts + 1
             if not error:
-                row.state, row.sent_at, row.last_error = "sent", datetime.now(UTC), ""
+                tx.deliveries.update(did, attempts=attempts, state="sent", sent_at=datetime.now(UTC), last_error="")
                 sent += 1
                 continue
-            row.last_error = error[:2000]
             errors.append(f"{channel} {target}: {error}")
-            if row.attempts >= settings.alert_max_attempts:
-                row.state = "failed"
+            if attempts >= settings.alert_max_attempts:
+                tx.deliveries.update(did, attempts=attempts, last_error=error[:2000], state="failed")
                 failed += 1
             else:
-                row.next_attempt = now + _backoff(settings, row.attempts, rng)
+                tx.deliveries.update(did, attempts=attempts, last_error=error[:2000],
+                                     next_attempt=now + _backoff(settings, attempts, rng))
                 retrying += 1
     return DeliverySummary(sent, retrying, failed, tuple(errors))
 
@@ -172,11 +168,8 @@ def retry_failed(store: Store, now: datetime | None = None) -> list[Delivery]:
     from .alerts import list_deliveries
 
     now = now or datetime.now(UTC)
-    with Session(store.engine) as s, s.begin():
-        ids = []
-        for r in s.scalars(select(DeliveryRow).where(DeliveryRow.state == "failed")):
-            r.state, r.attempts, r.next_attempt = "pending", 0, now
-            ids.append(r.id)
+    with store.transaction() as tx:
+        ids = tx.deliveries.requeue_failed(now)
     return [d for d in list_deliveries(store) if d.id in set(ids)]
 
 

@@ -304,18 +304,17 @@ def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> Sit
     run = store.latest_run(site.name)
     if run is None:
         raise NoOverlapError(f"site {site.name!r} has no detection yet; run `sitewatch detect --site ...` first")
-    changes = store.changes(site.name, method=run["method"])
-    wanted = set(run["scene_ids"])
+    changes = store.changes(site.name, method=run.method)
+    wanted = set(run.scene_ids)
     scenes = [s for s in store.scenes(site) if s.scene_id in wanted]
-    g = run["params"].get("grid", {})
-    grid = site_grid(site, float(run["params"].get("resolution", resolution)), crs=g.get("crs"))
+    g = run.params.get("grid", {})
+    grid = site_grid(site, float(run.params.get("resolution", resolution)), crs=g.get("crs"))
     stack = load_stack(scenes, grid, DEFAULT_BANDS)
     stack["clear"] = stack["clear"] & xr.DataArray(grid_mask(site, grid), dims=("y", "x"))
     dates = stack_dates(stack)
     areas = [sum(c.area_m2 for c in changes if c.first_seen_before <= d) for d in dates]
     return SiteResult(
         site=site, changes=tuple(changes), dates=tuple(dates),
-        clear_fraction=tuple(run["clear_fraction"]), changed_area_m2=tuple(areas), scenes=tuple(scenes),
-        method=run["method"], params=run["params"], activity=run["activity"], stack=stack,
-        version=run["version"],
+        clear_fraction=run.clear_fraction, changed_area_m2=tuple(areas), scenes=tuple(scenes),
+        method=run.method, params=run.params, activity=run.activity, stack=stack, version=run.version,
     )

@@ -62,8 +62,8 @@ def site_show(name: str) -> None:
         console.print(f"notes: {s.notes}")
     run = st.latest_run(s.name)
     if run:
-        console.print(f"latest run: {run['method']} at {run['created_at']:%Y-%m-%dT%H:%M:%SZ}, "
-                      f"activity {run['activity']}")
+        console.print(f"latest run: {run.method} at {run.created_at:%Y-%m-%dT%H:%M:%SZ}, "
+                      f"activity {run.activity}")
     console.print(changes_table(st.changes(s.name)))
 
 

@@ -1,0 +1,138 @@
+"""The store: sites, scenes, detection runs and changes, monitoring and alerts in SQLite (default) or PostgreSQL.
+
+* :mod:`.tables`: the rows; :mod:`.migrations`: the schema, made and upgraded by Alembic when a store is
+  opened (a database written by sitewatch 0.1.0, before migrations, is upgraded too);
+* :mod:`.repos`: every query, one repository per subject (``tx.sites``, ``tx.scenes``, ``tx.sources``,
+  ``tx.runs`` with tracker states, ``tx.alerts``, ``tx.deliveries``, ``tx.areas``);
+* :class:`Store`: the database, and ``with store.transaction() as tx:``, in which whatever the repositories
+  write is committed together, or not at all (a detection run, the alerts it raised and their deliveries).
+  Its other methods are shorthands that each run one transaction.
+
+Geometries are kept as WKT in WGS84 (this Python's sqlite3 has no SpatiaLite); spatial filtering is done
+with shapely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ..errors import StoreError
+from ..types import Change, Scene, Site
+from ._migrate import upgrade
+from .records import RunRecord
+from .repos import AlertRepo, AreaRepo, DeliveryRepo, RunRepo, SceneRepo, SiteRepo, SourceRepo, counts
+
+__all__ = ["Store", "Transaction", "RunRecord"]
+
+
+class Transaction:
+    """The repositories of one transaction (see the module); made by :meth:`Store.transaction`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.sites = SiteRepo(session)
+        self.sources = SourceRepo(session)
+        self.scenes = SceneRepo(session)
+        self.runs = RunRepo(session)
+        self.alerts = AlertRepo(session)
+        self.deliveries = DeliveryRepo(session)
+        self.areas = AreaRepo(session)
+
+
+class Store:
+    """Access to one database.  ``Store("sqlite:///path.db")`` creates or upgrades its schema."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = create_engine(url, future=True)
+            upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {url}: {exc}") from None
+        self.url = url
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """``with store.transaction() as tx:`` commits what ``tx``'s repositories wrote when the block ends,
+        and rolls it all back when the block raises."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            yield Transaction(s)
+
+    # ---- sites
+    def add_site(self, site: Site, replace: bool = False) -> Site:
+        with self.transaction() as tx:
+            return tx.sites.add(site, replace)
+
+    def get_site(self, name: str) -> Site:
+        with self.transaction() as tx:
+            return tx.sites.get(name)
+
+    def list_sites(self) -> list[Site]:
+        with self.transaction() as tx:
+            return tx.sites.all()
+
+    def remove_site(self, name: str) -> None:
+        """Forget a site and everything about it (runs, changes, tracker states, rule, alerts, deliveries)."""
+        with self.transaction() as tx:
+            tx.sites.remove(name)
+
+    # ---- imagery sources
+    def add_source(self, name: str, kind: str, options: dict[str, Any], replace: bool = False) -> None:
+        """Record an imagery source (``kind`` a registered source name, ``options`` its keyword arguments)."""
+        with self.transaction() as tx:
+            tx.sources.add(name, kind, options, replace)
+
+    def sources(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Name -> (kind, options) of every recorded imagery source."""
+        with self.transaction() as tx:
+            return tx.sources.all()
+
+    def remove_source(self, name: str) -> None:
+        with self.transaction() as tx:
+            tx.sources.remove(name)
+
+    # ---- scenes
+    def add_scenes(self, scenes: Iterable[Scene]) -> tuple[int, int]:
+        """Insert or refresh scenes by id in one transaction; returns (new, already there)."""
+        with self.transaction() as tx:
+            return tx.scenes.add(scenes)
+
+    def scenes(self, site: Site | None = None) -> list[Scene]:
+        """All scenes, or those whose footprint intersects ``site``, in time order."""
+        with self.transaction() as tx:
+            return tx.scenes.find(site.geometry if site is not None else None)
+
+    # ---- detection results
+    def save_run(
+        self, site: Site, changes: Sequence[Change], method: str, params: dict[str, Any],
+        scene_ids: Sequence[str], clear_fraction: Sequence[float], activity: str, version: str,
+    ) -> int:
+        """Replace the site's changes of ``method`` by ``changes`` (one transaction); returns the run id.
+
+        To write more in the same transaction (the tracker state, alerts), use :meth:`transaction` and
+        ``tx.runs.save``.
+        """
+        with self.transaction() as tx:
+            return tx.runs.save(site.name, changes, method, params, scene_ids, clear_fraction, activity, version)
+
+    def latest_run(self, site: str) -> RunRecord | None:
+        """The newest detection run of a site (None if it was never run)."""
+        with self.transaction() as tx:
+            return tx.runs.latest(site)
+
+    def changes(self, site: str | None = None, method: str | None = None) -> list[Change]:
+        with self.transaction() as tx:
+            return tx.runs.changes(site, method)
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table (for checks that a failed operation changed nothing)."""
+        with self.transaction() as tx:
+            return counts(tx.session)

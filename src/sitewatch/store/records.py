@@ -1,0 +1,119 @@
+"""What the repositories return: plain, immutable records (no session, no lazy loading).
+
+The detection types (:class:`sitewatch.types.Site`, ``Scene``, ``Change``) are the domain's own; these are
+the store's: a detection run, the alerting records (re-exported by :mod:`sitewatch.alerts`) and a search
+area (re-exported by :mod:`sitewatch.areas`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+
+from ..geo import area_m2
+from ..types import Change
+
+__all__ = ["RunRecord", "AlertRule", "Endpoint", "Alert", "Delivery", "SearchArea"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored detection run (the newest one of a site: :meth:`sitewatch.store.Store.latest_run`)."""
+
+    id: int
+    site: str
+    method: str
+    params: dict[str, Any]
+    scene_ids: tuple[str, ...]
+    clear_fraction: tuple[float, ...]  # per scene of ``scene_ids``, over the site
+    activity: str
+    version: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Which changes of a site raise alerts, and when they may be sent."""
+
+    site: str
+    min_area_m2: float = 0.0
+    classes: tuple[str, ...] = ()  # empty: every class
+    quiet_hours: tuple[int, int] | None = None  # (start, end) hours UTC; 22-06 spans midnight
+    min_score: float | None = None  # None: the detector's own per-pixel threshold
+
+    def admits(self, change: Change) -> bool:
+        if change.area_m2 < self.min_area_m2:
+            return False
+        floor = self.min_score
+        if floor is None:
+            floor = (change.provenance.get("params") or {}).get("detector", {}).get("threshold")
+        if floor is not None and change.score < float(floor):
+            return False
+        cls = change.provenance.get("class")
+        return not (self.classes and cls is not None and str(cls) not in self.classes)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: int
+    kind: str  # webhook, email
+    target: str  # URL or address
+    secret: str = field(default="", repr=False)
+    sites: tuple[str, ...] = ()  # empty: every site
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    key: str
+    site: str
+    change_id: str
+    kind: str
+    status: str
+    created_at: datetime
+    observed_at: datetime
+    payload: dict[str, Any]
+    area: str | None = None  # a search area's alert: ``site`` is then the area's name too
+
+    @property
+    def title(self) -> str:
+        if self.kind == "candidate":
+            return (f"Candidate site in search area {self.area}: {self.payload.get('area_m2', 0):,.0f} m², "
+                    f"first seen {self.observed_at:%Y-%m-%d}")
+        what = "New change" if self.kind == "new" else "Change confirmed"
+        return (f"{what} ({self.status}) at {self.site}: {self.payload.get('area_m2', 0):,.0f} m², "
+                f"seen {self.observed_at:%Y-%m-%d}")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    alert_id: int
+    channel: str
+    target: str
+    state: str  # pending, sent, failed, dropped
+    attempts: int
+    next_attempt: datetime
+    last_error: str
+    sent_at: datetime | None
+    endpoint_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchArea:
+    name: str
+    geometry: BaseGeometry  # WGS84
+    around: str | None = None
+    radius_km: float | None = None
+    min_area_m2: float = 0.0
+    added_by: str = ""
+    reason: str = ""
+    created_at: datetime | None = None
+    searched: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def area_km2(self) -> float:
+        return area_m2(self.geometry) / 1e6

@@ -1,0 +1,448 @@
+"""Repositories: every query of the store, grouped by what it is about, each working in one session.
+
+A repository is made by :class:`sitewatch.store.Transaction` (``tx.sites``, ``tx.runs``...) and works in that
+transaction's session: what several repositories write in one ``with store.transaction() as tx:`` is
+committed together or not at all.  They take and return domain types and the records of
+:mod:`sitewatch.store.records`, never rows; the policies (which change raises an alert, when to retry a
+delivery) stay with their modules (:mod:`sitewatch.alerts`, :mod:`sitewatch.notify`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shapely import wkt
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..errors import AlertError, AreaNotFound, InvalidSite, SiteNotFound, SitewatchError, StoreError
+from ..geo import to_crs
+from ..types import Change, Scene, Site
+from .records import Alert, AlertRule, Delivery, Endpoint, RunRecord, SearchArea
+from .tables import (
+    AlertRow,
+    AlertRuleRow,
+    ChangeRow,
+    DeliveryRow,
+    EndpointRow,
+    RunRow,
+    SceneRow,
+    SearchAreaRow,
+    SiteRow,
+    SourceRow,
+    TrackerStateRow,
+)
+
+__all__ = ["SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
+           "named_row", "plain_json"]
+
+_Named = TypeVar("_Named", SiteRow, SourceRow, SearchAreaRow)
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as JSON gives it back (datetimes and other objects as their ``str``)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def named_row(s: Session, model: type[_Named], name: str, replace: bool, what: str,
+              error: type[SitewatchError] = StoreError) -> _Named:
+    """The ``model`` row called ``name`` to (re)define, a new one added to ``s`` when there is none.
+
+    ``error`` when one exists and ``replace`` is False: the watchlist's names are not overwritten by accident.
+    """
+    row = s.scalar(select(model).where(model.name == name))
+    if row is not None and not replace:
+        raise error(f"a {what} named {name!r} exists already (use --replace to redefine it)")
+    if row is None:
+        row = model(name=name, created_at=datetime.now(UTC))
+        s.add(row)
+    return row
+
+
+def _site(row: SiteRow) -> Site:
+    return Site(
+        name=row.name, geometry=wkt.loads(row.geometry_wkt), aliases=tuple(row.aliases or ()),
+        notes=row.notes or "", added_by=row.added_by or "", reason=row.reason or "",
+    )
+
+
+def _scene(row: SceneRow) -> Scene:
+    return Scene(
+        scene_id=row.scene_id, path=row.path, datetime=row.datetime, crs=row.crs,
+        transform=tuple(row.transform),  # type: ignore[arg-type]
+        width=row.width, height=row.height, bounds=tuple(row.bounds),  # type: ignore[arg-type]
+        bands=tuple(row.bands), mask_path=row.mask_path, platform=row.platform, source=row.source,
+        cloud_cover=row.cloud_cover, properties=dict(row.properties or {}),
+    )
+
+
+def _change(row: ChangeRow, site: str) -> Change:
+    return Change(
+        change_id=row.change_id, site=site, geometry=wkt.loads(row.geometry_wkt), area_m2=row.area_m2,
+        first_seen_after=row.first_seen_after, first_seen_before=row.first_seen_before,
+        last_seen=row.last_seen, status=row.status,  # type: ignore[arg-type]
+        n_observations=row.n_observations, score=row.score, confidence=row.confidence,
+        method=row.method, provenance=dict(row.provenance or {}),
+    )
+
+
+class _Repo:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+
+class SiteRepo(_Repo):
+    """The watchlist: sites by name or alias."""
+
+    def row(self, name: str) -> SiteRow:
+        """The site's row, by name, alias or name in another case (:class:`SiteNotFound` when none)."""
+        row = self.s.scalar(select(SiteRow).where(SiteRow.name == name))
+        if row is None:
+            for cand in self.s.scalars(select(SiteRow)):
+                if name in (cand.aliases or ()) or cand.name.lower() == name.lower():
+                    return cand
+            raise SiteNotFound(f"no site named {name!r} in the watchlist (see `sitewatch site list`)")
+        return row
+
+    def add(self, site: Site, replace: bool = False) -> Site:
+        row = named_row(self.s, SiteRow, site.name, replace, "site", InvalidSite)
+        row.aliases = list(site.aliases)
+        row.geometry_wkt = site.geometry.wkt
+        row.notes, row.added_by, row.reason = site.notes, site.added_by, site.reason
+        return site
+
+    def get(self, name: str) -> Site:
+        return _site(self.row(name))
+
+    def all(self) -> list[Site]:
+        return [_site(r) for r in self.s.scalars(select(SiteRow).order_by(SiteRow.name))]
+
+    def remove(self, name: str) -> None:
+        """Forget a site with its runs, changes, tracker states, alert rule, alerts and their deliveries."""
+        self.s.delete(self.row(name))
+
+
+class SourceRepo(_Repo):
+    """Recorded imagery sources (a registered source kind and its keyword arguments)."""
+
+    def add(self, name: str, kind: str, options: dict[str, Any], replace: bool = False) -> None:
+        row = named_row(self.s, SourceRow, name, replace, "source")
+        row.kind, row.options = kind, plain_json(options)
+
+    def all(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        return {r.name: (r.kind, dict(r.options))
+                for r in self.s.scalars(select(SourceRow).order_by(SourceRow.name))}
+
+    def remove(self, name: str) -> None:
+        row = self.s.scalar(select(SourceRow).where(SourceRow.name == name))
+        if row is None:
+            raise StoreError(f"no source named {name!r} (see `sitewatch source list`)")
+        self.s.delete(row)
+
+
+class SceneRepo(_Repo):
+    """Scenes by id; their footprints (WGS84) for the spatial filter."""
+
+    def add(self, scenes: Iterable[Scene]) -> tuple[int, int]:
+        """Insert or refresh scenes by id; returns (new, already there)."""
+        new = old = 0
+        for sc in scenes:
+            row = self.s.get(SceneRow, sc.scene_id)
+            if row is not None and row.datetime != sc.datetime:
+                raise StoreError(
+                    f"scene id {sc.scene_id!r} is stored already for {row.datetime:%Y-%m-%dT%H:%M:%SZ} "
+                    f"({row.path}); {sc.path} is of {sc.datetime:%Y-%m-%dT%H:%M:%SZ}: rename one or set "
+                    "its SCENE_ID tag"
+                )
+            if row is None:
+                row = SceneRow(scene_id=sc.scene_id)
+                self.s.add(row)
+                new += 1
+            else:
+                old += 1
+            row.path, row.datetime, row.crs = sc.path, sc.datetime, sc.crs
+            row.transform, row.width, row.height = list(sc.transform), sc.width, sc.height
+            row.bounds, row.bands, row.mask_path = list(sc.bounds), list(sc.bands), sc.mask_path
+            row.footprint_wkt = to_crs(box(*sc.bounds), sc.crs, "EPSG:4326").wkt
+            row.platform, row.source, row.cloud_cover = sc.platform, sc.source, sc.cloud_cover
+            row.properties = dict(sc.properties)
+        return new, old
+
+    def find(self, geometry: BaseGeometry | None = None) -> list[Scene]:
+        """All scenes, or those whose footprint intersects ``geometry`` (WGS84), in time order."""
+        rows = list(self.s.scalars(select(SceneRow).order_by(SceneRow.datetime, SceneRow.scene_id)))
+        if geometry is not None:
+            rows = [r for r in rows if wkt.loads(r.footprint_wkt).intersects(geometry)]
+        return [_scene(r) for r in rows]
+
+
+class RunRepo(_Repo):
+    """Detection runs, their changes, and the tracker state a site's next run goes on from."""
+
+    def save(self, site: str, changes: Sequence[Change], method: str, params: dict[str, Any],
+             scene_ids: Sequence[str], clear_fraction: Sequence[float], activity: str, version: str) -> int:
+        """Replace the site's run and changes of ``method`` by these; returns the new run's id."""
+        site_id = SiteRepo(self.s).row(site).id
+        for model in (ChangeRow, RunRow):  # a re-run replaces the last run of this method
+            for old in self.s.scalars(select(model).where(model.site_id == site_id, model.method == method)):
+                self.s.delete(old)
+        self.s.flush()
+        run = RunRow(
+            site_id=site_id, method=method, params=plain_json(params), scene_ids=list(scene_ids),
+            clear_fraction=[float(x) for x in clear_fraction], activity=activity, version=version,
+            created_at=datetime.now(UTC),
+        )
+        self.s.add(run)
+        self.s.flush()
+        for c in changes:
+            self.s.add(ChangeRow(
+                change_id=c.change_id, site_id=site_id, run_id=run.id, geometry_wkt=c.geometry.wkt,
+                area_m2=c.area_m2, first_seen_after=c.first_seen_after, first_seen_before=c.first_seen_before,
+                last_seen=c.last_seen, status=c.status, n_observations=c.n_observations, score=c.score,
+                confidence=c.confidence, method=c.method, provenance=plain_json(c.provenance),
+            ))
+        self.s.flush()
+        return run.id
+
+    def latest(self, site: str) -> RunRecord | None:
+        """The newest run of a site (None if it was never run)."""
+        srow = SiteRepo(self.s).row(site)
+        run = self.s.scalar(select(RunRow).where(RunRow.site_id == srow.id).order_by(RunRow.id.desc()).limit(1))
+        if run is None:
+            return None
+        return RunRecord(run.id, srow.name, run.method, dict(run.params), tuple(run.scene_ids),
+                         tuple(float(x) for x in run.clear_fraction), run.activity, run.version, run.created_at)
+
+    def changes(self, site: str | None = None, method: str | None = None) -> list[Change]:
+        q = select(ChangeRow, SiteRow.name).join(SiteRow, SiteRow.id == ChangeRow.site_id)
+        if site is not None:
+            q = q.where(ChangeRow.site_id == SiteRepo(self.s).row(site).id)
+        if method is not None:
+            q = q.where(ChangeRow.method == method)
+        rows = self.s.execute(q.order_by(ChangeRow.first_seen_before, ChangeRow.change_id)).all()
+        return [_change(r, name) for r, name in rows]
+
+    def _state_row(self, site: str, method: str) -> tuple[int, TrackerStateRow | None]:
+        site_id = SiteRepo(self.s).row(site).id
+        row = self.s.scalar(select(TrackerStateRow).where(TrackerStateRow.site_id == site_id,
+                                                          TrackerStateRow.method == method))
+        return site_id, row
+
+    def state(self, site: str, method: str) -> tuple[dict[str, Any], bytes] | None:
+        """(meta as stored, packed arrays) of the site's tracker state for ``method``, or None."""
+        row = self._state_row(site, method)[1]
+        return (dict(row.meta), bytes(row.data)) if row is not None else None
+
+    def put_state(self, site: str, method: str, meta: dict[str, Any], data: bytes) -> None:
+        site_id, row = self._state_row(site, method)
+        if row is None:
+            row = TrackerStateRow(site_id=site_id, method=method)
+            self.s.add(row)
+        row.meta, row.data, row.updated_at = plain_json(meta), data, datetime.now(UTC)
+
+
+def _rule(row: AlertRuleRow | None, site: str) -> AlertRule:
+    if row is None:
+        return AlertRule(site)
+    hours = (row.quiet_start, row.quiet_end) if row.quiet_start is not None and row.quiet_end is not None else None
+    return AlertRule(site, float(row.min_area_m2 or 0.0), tuple(row.classes or ()), hours, row.min_score)
+
+
+def _alert(r: AlertRow, site: str | None, area: str | None = None) -> Alert:
+    return Alert(r.id, r.key, site or area or "", r.change_id, r.kind, r.status, r.created_at, r.observed_at,
+                 dict(r.payload), area)
+
+
+def _delivery(r: DeliveryRow) -> Delivery:
+    return Delivery(r.id, r.alert_id, r.channel, r.target, r.state, r.attempts, r.next_attempt,
+                    r.last_error or "", r.sent_at, r.endpoint_id)
+
+
+class AlertRepo(_Repo):
+    """Alert rules, endpoints and alerts (an alert is stored with one pending delivery per endpoint)."""
+
+    def rule(self, site: str) -> AlertRule:
+        srow = SiteRepo(self.s).row(site)
+        return _rule(self.s.scalar(select(AlertRuleRow).where(AlertRuleRow.site_id == srow.id)), srow.name)
+
+    def set_rule(self, site: str, min_area_m2: float | None, classes: list[str] | None,
+                 quiet_hours: tuple[int, int] | None | bool, min_score: float | None) -> AlertRule:
+        """Update the site's rule; None leaves a value as it is (``quiet_hours``: False leaves it, None clears)."""
+        srow = SiteRepo(self.s).row(site)
+        row = self.s.scalar(select(AlertRuleRow).where(AlertRuleRow.site_id == srow.id))
+        if row is None:
+            row = AlertRuleRow(site_id=srow.id, min_area_m2=0.0, classes=[])
+            self.s.add(row)
+        if min_area_m2 is not None:
+            row.min_area_m2 = float(min_area_m2)
+        if min_score is not None:
+            row.min_score = float(min_score) if min_score >= 0 else None  # negative: back to the default
+        if classes is not None:
+            row.classes = [c.strip() for c in classes if c.strip()]
+        if quiet_hours is not False:
+            row.quiet_start, row.quiet_end = quiet_hours if quiet_hours else (None, None)  # type: ignore[misc]
+        self.s.flush()
+        return _rule(row, srow.name)
+
+    def add_endpoint(self, kind: str, target: str, secret: str, sites: list[str]) -> Endpoint:
+        row = EndpointRow(kind=kind, target=target, secret=secret, sites=sites, created_at=datetime.now(UTC))
+        self.s.add(row)
+        self.s.flush()
+        return Endpoint(row.id, kind, target, secret, tuple(sites))
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint(r.id, r.kind, r.target, r.secret or "", tuple(r.sites or ()))
+                for r in self.s.scalars(select(EndpointRow).order_by(EndpointRow.id))]
+
+    def remove_endpoint(self, endpoint_id: int) -> None:
+        """Forget an endpoint; its deliveries not yet sent are dropped (state ``dropped``), sent ones are kept."""
+        row = self.s.get(EndpointRow, endpoint_id)
+        if row is None:
+            raise AlertError(f"no alert endpoint with id {endpoint_id} (see `sitewatch alert endpoints`)")
+        for d in self.s.scalars(select(DeliveryRow).where(DeliveryRow.endpoint_id == endpoint_id,
+                                                          DeliveryRow.state != "sent")):
+            d.state, d.last_error = "dropped", "endpoint removed"
+        self.s.delete(row)
+
+    def of_site(self, site: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(key, status, payload) of every alert raised for a site."""
+        site_id = SiteRepo(self.s).row(site).id
+        return [(k, st, p) for k, st, p in self.s.execute(
+            select(AlertRow.key, AlertRow.status, AlertRow.payload).where(AlertRow.site_id == site_id))]
+
+    def candidates_of_area(self, area_id: int) -> list[dict[str, Any]]:
+        """The payloads of the ``candidate`` alerts raised for a search area."""
+        return [p for (p,) in self.s.execute(
+            select(AlertRow.payload).where(AlertRow.area_id == area_id, AlertRow.kind == "candidate"))]
+
+    def add(self, *, key: str, change_id: str, kind: str, status: str, created_at: datetime,
+            observed_at: datetime, payload: dict[str, Any], targets: Sequence[Endpoint], next_attempt: datetime,
+            site: str | None = None, area_id: int | None = None, run_id: int | None = None) -> int:
+        """Store an alert (of a site, or of a search area) and one pending delivery of it to each of
+        ``targets``, due at ``next_attempt``; returns its id."""
+        row = AlertRow(key=key, site_id=SiteRepo(self.s).row(site).id if site is not None else None,
+                       area_id=area_id, run_id=run_id, change_id=change_id, kind=kind, status=status,
+                       created_at=created_at, observed_at=observed_at, payload=plain_json(payload))
+        self.s.add(row)
+        self.s.flush()
+        for e in targets:
+            self.s.add(DeliveryRow(alert_id=row.id, endpoint_id=e.id, channel=e.kind, target=e.target,
+                                   state="pending", attempts=0, next_attempt=next_attempt, last_error=""))
+        return row.id
+
+    def find(self, site: str | None = None, limit: int | None = None, ids: list[int] | None = None) -> list[Alert]:
+        """Alerts, newest first (by creation, then id); ``site`` may name a search area."""
+        q = (select(AlertRow, SiteRow.name, SearchAreaRow.name)
+             .outerjoin(SiteRow, SiteRow.id == AlertRow.site_id)
+             .outerjoin(SearchAreaRow, SearchAreaRow.id == AlertRow.area_id))
+        if site is not None:
+            area = self.s.scalar(select(SearchAreaRow.id).where(SearchAreaRow.name == site))
+            q = q.where(AlertRow.area_id == area if area is not None
+                        else AlertRow.site_id == SiteRepo(self.s).row(site).id)
+        if ids is not None:
+            q = q.where(AlertRow.id.in_(ids))
+        q = q.order_by(AlertRow.created_at.desc(), AlertRow.id.desc())
+        if limit:
+            q = q.limit(limit)
+        return [_alert(r, name, area) for r, name, area in self.s.execute(q).all()]
+
+    def set_evidence(self, alert_ids: list[int], evidence: dict[str, dict[str, Any]]) -> None:
+        """Record the evidence (report, chips) of alerts, by change id."""
+        for r in self.s.scalars(select(AlertRow).where(AlertRow.id.in_(alert_ids))):
+            if r.change_id in evidence:
+                r.payload = {**r.payload, "evidence": evidence[r.change_id]}
+
+
+class DeliveryRepo(_Repo):
+    """The deliveries of alerts to endpoints, and their outcomes."""
+
+    def find(self, state: str | None = None, alert_id: int | None = None) -> list[Delivery]:
+        q = select(DeliveryRow)
+        if state is not None:
+            q = q.where(DeliveryRow.state == state)
+        if alert_id is not None:
+            q = q.where(DeliveryRow.alert_id == alert_id)
+        return [_delivery(r) for r in self.s.scalars(q.order_by(DeliveryRow.id))]
+
+    def due(self, now: datetime) -> list[Delivery]:
+        """The pending deliveries due at ``now``, the most overdue first."""
+        return [_delivery(r) for r in self.s.scalars(
+            select(DeliveryRow).where(DeliveryRow.state == "pending", DeliveryRow.next_attempt <= now)
+            .order_by(DeliveryRow.next_attempt, DeliveryRow.id))]
+
+    def secrets(self) -> dict[int, str]:
+        """Endpoint id -> the secret that signs its webhook bodies."""
+        return {r.id: r.secret or "" for r in self.s.scalars(select(EndpointRow))}
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        row = self.s.get(DeliveryRow, delivery_id)
+        return _delivery(row) if row is not None else None
+
+    def update(self, delivery_id: int, **values: Any) -> None:
+        """Set columns of a delivery (``state``, ``attempts``, ``next_attempt``, ``last_error``, ``sent_at``)."""
+        row = self.s.get(DeliveryRow, delivery_id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+
+    def requeue_failed(self, now: datetime) -> list[int]:
+        """Put the failed deliveries back in the queue (due ``now``, attempts counted afresh); their ids."""
+        ids = []
+        for r in self.s.scalars(select(DeliveryRow).where(DeliveryRow.state == "failed")):
+            r.state, r.attempts, r.next_attempt = "pending", 0, now
+            ids.append(r.id)
+        return ids
+
+
+def _area(row: SearchAreaRow) -> SearchArea:
+    return SearchArea(row.name, wkt.loads(row.geometry_wkt), row.around, row.radius_km,
+                      float(row.min_area_m2 or 0.0), row.added_by or "", row.reason or "", row.created_at,
+                      dict(row.searched or {}))
+
+
+class AreaRepo(_Repo):
+    """Search areas, and what their last search used."""
+
+    def _row(self, name: str) -> SearchAreaRow:
+        row = self.s.scalar(select(SearchAreaRow).where(SearchAreaRow.name == name))
+        if row is None:
+            raise AreaNotFound(f"no search area named {name!r} (see `sitewatch area list`)")
+        return row
+
+    def add(self, name: str, geometry: BaseGeometry, *, around: str | None, radius_km: float | None,
+            min_area_m2: float, added_by: str, reason: str, replace: bool) -> SearchArea:
+        row = named_row(self.s, SearchAreaRow, name, replace, "search area", InvalidSite)
+        row.geometry_wkt, row.around, row.radius_km = geometry.wkt, around, radius_km
+        row.min_area_m2, row.reason, row.searched, row.added_by = float(min_area_m2), reason, {}, added_by
+        self.s.flush()
+        return _area(row)
+
+    def get(self, name: str) -> SearchArea:
+        return _area(self._row(name))
+
+    def all(self) -> list[SearchArea]:
+        return [_area(r) for r in self.s.scalars(select(SearchAreaRow).order_by(SearchAreaRow.name))]
+
+    def remove(self, name: str) -> None:
+        """Forget a search area with its alerts and their deliveries."""
+        self.s.delete(self._row(name))
+
+    def record_search(self, name: str, searched: dict[str, Any]) -> int:
+        """Note what the area's last search used; returns the area's id (for its alerts)."""
+        try:
+            row = self._row(name)
+        except AreaNotFound:
+            raise AreaNotFound(f"search area {name!r} was removed during the pass") from None
+        row.searched = searched
+        return row.id
+
+
+def counts(s: Session) -> dict[str, int]:
+    """Row counts of the tables a failed ingest or detection must leave as they were."""
+    return {m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
+            for m in (SiteRow, SceneRow, RunRow, ChangeRow, SourceRow)}

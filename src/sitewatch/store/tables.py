@@ -1,0 +1,201 @@
+"""The store's tables (SQLAlchemy declarative rows); the schema itself is made by the Alembic migrations.
+
+Geometries are WKT in WGS84 (this Python's sqlite3 has no SpatiaLite); datetimes are stored naive in UTC.
+Deleting a site or a search area deletes what hangs off it through the ORM cascades declared here (the
+foreign keys say ``ON DELETE CASCADE`` too, but SQLite enforces them only with ``PRAGMA foreign_keys``).
+A change to a table needs a new migration in ``migrations/versions`` (see ``docs/design/architecture.md``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Base", "UTCDateTime", "SiteRow", "SceneRow", "RunRow", "ChangeRow", "SourceRow", "TrackerStateRow",
+    "AlertRuleRow", "EndpointRow", "AlertRow", "DeliveryRow", "SearchAreaRow",
+]
+
+_CASCADE = "all, delete"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Datetimes stored naive in UTC, returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    geometry_wkt: Mapped[str] = mapped_column(Text)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    added_by: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # what goes with the site when it is removed
+    runs: Mapped[list[RunRow]] = relationship(cascade=_CASCADE)
+    changes: Mapped[list[ChangeRow]] = relationship(cascade=_CASCADE)
+    tracker_states: Mapped[list[TrackerStateRow]] = relationship(cascade=_CASCADE)
+    alert_rules: Mapped[list[AlertRuleRow]] = relationship(cascade=_CASCADE)
+    alerts: Mapped[list[AlertRow]] = relationship(cascade=_CASCADE)
+
+
+class SceneRow(Base):
+    __tablename__ = "scenes"
+    scene_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    crs: Mapped[str] = mapped_column(Text)
+    transform: Mapped[list[float]] = mapped_column(JSON)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    bounds: Mapped[list[float]] = mapped_column(JSON)
+    footprint_wkt: Mapped[str] = mapped_column(Text)  # WGS84
+    bands: Mapped[list[str]] = mapped_column(JSON)
+    mask_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    platform: Mapped[str] = mapped_column(String(100), default="")
+    source: Mapped[str] = mapped_column(String(100), default="local")
+    cloud_cover: Mapped[float | None] = mapped_column(Float, nullable=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scene_ids: Mapped[list[str]] = mapped_column(JSON)
+    clear_fraction: Mapped[list[float]] = mapped_column(JSON)
+    activity: Mapped[str] = mapped_column(String(40))
+    version: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changes: Mapped[list[ChangeRow]] = relationship(cascade=_CASCADE)
+
+
+class ChangeRow(Base):
+    __tablename__ = "changes"
+    change_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    geometry_wkt: Mapped[str] = mapped_column(Text)
+    area_m2: Mapped[float] = mapped_column(Float)
+    first_seen_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_seen_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))
+    n_observations: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(100))
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SourceRow(Base):
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TrackerStateRow(Base):
+    """The tracker's state after a site's last run: new dates go on from it (see sitewatch.detect)."""
+
+    __tablename__ = "tracker_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)  # scene ids, dates, grid, parameters, version
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # the arrays, as a compressed .npz
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRuleRow(Base):
+    __tablename__ = "alert_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    min_area_m2: Mapped[float] = mapped_column(Float, default=0.0)
+    min_score: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: the detector's threshold
+    classes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    quiet_start: Mapped[int | None] = mapped_column(Integer, nullable=True)  # hour 0-23, UTC
+    quiet_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class EndpointRow(Base):
+    __tablename__ = "alert_endpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # webhook, email
+    target: Mapped[str] = mapped_column(Text)  # URL or address
+    secret: Mapped[str] = mapped_column(Text, default="")
+    sites: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: every site
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)  # site|method|change|kind: never raised twice
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True, nullable=True)
+    area_id: Mapped[int | None] = mapped_column(  # a search area's alert (then site_id is None)
+        ForeignKey("search_areas.id", ondelete="CASCADE"), index=True, nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    change_id: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # new, confirmed, candidate
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the image that showed it
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    deliveries: Mapped[list[DeliveryRow]] = relationship(cascade=_CASCADE)
+
+
+class DeliveryRow(Base):
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), index=True)  # pending, sent, failed, dropped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SearchAreaRow(Base):
+    """A broad-area search that monitoring repeats as new scenes arrive (sitewatch.areas)."""
+
+    __tablename__ = "search_areas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    geometry_wkt: Mapped[str] = mapped_column(Text)  # WGS84
+    around: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the site it was drawn around
+    radius_km: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_area_m2: Mapped[float] = mapped_column(Float, default=0.0)  # alert rule: smallest candidate announced
+    added_by: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    searched: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # last search: scenes, dates, time
+    alerts: Mapped[list[AlertRow]] = relationship(cascade=_CASCADE)

@@ -1,0 +1,144 @@
+"""The store's schema: Alembic migrations, the upgrade of a database written by sitewatch 0.1.0, transactions
+and cascades, on SQLite and (where installed) on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from shapely.geometry import box
+
+from sitewatch.alerts import get_rule, list_alerts, list_deliveries, list_endpoints, set_evidence
+from sitewatch.areas import get_area, list_areas, remove_area
+from sitewatch.incremental import _unpack, load_state
+from sitewatch.sites import make_site
+from sitewatch.store import RunRecord, Store
+from sitewatch.store._migrate import HEAD, config, current_revision
+
+from .servers import have_postgres, postgres_cluster, require
+
+FIXTURE = Path(__file__).parent / "data" / "store_0_1_0.sql"
+CHANGE = "base-20230530-004586"
+
+
+def _schema(db: Path) -> list[str]:
+    con = sqlite3.connect(db)
+    try:
+        return sorted(s for (s,) in con.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version'"))
+    finally:
+        con.close()
+
+
+def _count(db: Path, table: str) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def old_db(tmp_path: Path) -> Path:
+    """A database as sitewatch 0.1.0 wrote it (see tests/data/make_store_0_1_0.py)."""
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(FIXTURE.read_text())
+    con.close()
+    return db
+
+
+def test_head_is_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(config()).get_current_head() == HEAD
+
+
+def test_a_new_store_has_the_schema_of_0_1_0_and_is_stamped(tmp_path, old_db):
+    new = tmp_path / "new.db"
+    store = Store(f"sqlite:///{new}")
+    assert current_revision(store.engine) == HEAD
+    assert _schema(new) == _schema(old_db)
+
+
+def test_a_store_written_by_0_1_0_is_upgraded_and_read(old_db):
+    before = _schema(old_db)
+    store = Store(f"sqlite:///{old_db}")
+    assert current_revision(store.engine) == HEAD and _schema(old_db) == before  # only stamped
+    (site,) = store.list_sites()
+    assert site.name == "base" and site.aliases == ("the base",) and store.get_site("the base") == site
+    assert len(store.scenes(site)) == 4 and store.sources()["archive"][0] == "local"
+    run = store.latest_run("base")
+    assert isinstance(run, RunRecord) and (run.id, run.site, run.method, run.activity) == (1, "base", "index", "active")
+    assert len(run.scene_ids) == 4 and len(run.clear_fraction) == 4 and run.params["resolution"] == 10.0
+    assert run.created_at.tzinfo is UTC
+    (change,) = store.changes("base", method="index")
+    assert change.change_id == CHANGE and change.area_m2 == 14400.0 and change.status == "probable"
+    stored = load_state(store, "base", "index")
+    assert stored is not None
+    meta, data = stored
+    assert meta["scene_ids"] == list(run.scene_ids) and meta["grid"]["width"] == 61
+    assert _unpack(data)[0].onset.shape[1] == 61
+    rule = get_rule(store, "base")
+    assert (rule.min_area_m2, rule.quiet_hours) == (100.0, (22, 6))
+    assert [(e.kind, e.sites) for e in list_endpoints(store)] == [("webhook", ()), ("email", ("base",))]
+    (alert,) = list_alerts(store, "base")
+    assert (alert.key, alert.kind, alert.area) == (f"base|index|{CHANGE}|new", "new", None)
+    assert alert.payload["area_m2"] == 14400.0
+    assert [(d.channel, d.state) for d in list_deliveries(store, alert_id=alert.id)] == [
+        ("webhook", "pending"), ("email", "pending")]
+    assert [a.name for a in list_areas(store)] == ["valley"] and get_area(store, "valley").around == "base"
+    set_evidence(store, [alert.id], {CHANGE: {"report": "file:///r.html", "chips": []}})
+    assert list_alerts(store)[0].payload["evidence"]["report"] == "file:///r.html"
+    Store(f"sqlite:///{old_db}")  # a second open changes nothing
+    assert len(list_alerts(store)) == 1
+
+
+def test_removing_a_site_or_an_area_removes_what_hangs_off_it(old_db):
+    store = Store(f"sqlite:///{old_db}")
+    remove_area(store, "valley")
+    assert list_areas(store) == []
+    store.remove_site("base")
+    for table in ("runs", "changes", "tracker_states", "alert_rules", "alerts", "alert_deliveries"):
+        assert _count(old_db, table) == 0, table
+    assert _count(old_db, "scenes") == 4 and _count(old_db, "alert_endpoints") == 2
+
+
+def test_a_transaction_writes_all_or_nothing(old_db):
+    store = Store(f"sqlite:///{old_db}")
+    before = {t: _count(old_db, t) for t in ("runs", "changes", "alerts", "alert_deliveries")}
+    (endpoint, _) = list_endpoints(store)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    with pytest.raises(RuntimeError, match="crash"), store.transaction() as tx:
+        tx.runs.save("base", [], "index", {}, [], [], "dormant", "x")
+        tx.alerts.add(key="k", site="base", change_id="c", kind="new", status="probable", created_at=now,
+                      observed_at=now, payload={}, targets=[endpoint], next_attempt=now)
+        raise RuntimeError("crash")
+    assert {t: _count(old_db, t) for t in before} == before
+    assert store.latest_run("base").id == 1  # type: ignore[union-attr]
+
+
+def test_the_store_on_postgresql():
+    require("PostgreSQL 15", have_postgres())
+    with postgres_cluster() as db:
+        url = db.dsn.replace("postgresql://", "postgresql+psycopg://")
+        store = Store(url)
+        assert current_revision(store.engine) == HEAD
+        store.add_site(make_site("base", box(10.0, 45.0, 10.01, 45.01)))
+        now = datetime(2024, 1, 1, tzinfo=UTC)
+        with store.transaction() as tx:
+            run_id = tx.runs.save("base", [], "index", {"resolution": 10.0}, ["a"], [1.0], "dormant", "x")
+            endpoint = tx.alerts.add_endpoint("webhook", "http://127.0.0.1:9/", "", [])
+            tx.alerts.add(key="k", site="base", run_id=run_id, change_id="c", kind="new", status="probable",
+                          created_at=now, observed_at=now, payload={"when": now}, targets=[endpoint],
+                          next_attempt=now)
+        run = store.latest_run("base")
+        assert run is not None and (run.id, run.scene_ids, run.clear_fraction) == (run_id, ("a",), (1.0,))
+        assert [d.state for d in list_deliveries(store)] == ["pending"]
+        assert list_alerts(store)[0].payload == {"when": "2024-01-01 00:00:00+00:00"}
+        store.remove_site("base")  # the foreign keys are enforced here: the ORM deletes children first
+        assert list_alerts(store) == [] and list_deliveries(store) == []
+        Store(url)  # opening again runs no migration
+        store.engine.dispose()
