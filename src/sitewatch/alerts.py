@@ -40,7 +40,7 @@ from .store.records import Alert, AlertRule, Delivery, Endpoint
 from .types import Change
 
 if TYPE_CHECKING:
-    from .incremental import IncrementalRun
+    from .detect import DetectionRun
 
 __all__ = [
     "AlertRule", "Endpoint", "Alert", "Delivery", "AlertError", "parse_quiet_hours", "set_rule", "get_rule",
@@ -137,7 +137,7 @@ def _payload(site: str, method: str, c: Change, kind: str, evidence: dict[str, A
 
 
 def write_alerts(
-    tx: Transaction, run: IncrementalRun, rule: AlertRule, endpoints: list[Endpoint],
+    tx: Transaction, run: DetectionRun, rule: AlertRule, endpoints: list[Endpoint],
     now: datetime, evidence: dict[str, Any] | None = None,
 ) -> list[int]:
     """Raise the alerts of a detection run in ``tx`` (the run's transaction); returns their ids.

@@ -3,7 +3,7 @@
 One pass (:func:`monitor_once`, ``sitewatch monitor --once`` for cron) does, for the sites of the watchlist:
 
 1. ``fetch``: search every recorded imagery source and store the scenes not seen before;
-2. for each site, :func:`sitewatch.incremental.prepare_incremental`: only the new dates go through tracking;
+2. for each site, :func:`sitewatch.detect.prepare`: only the new dates go through tracking;
    the run, the tracker state and the alerts it raises (:func:`sitewatch.alerts.write_alerts`, with one
    delivery per endpoint) are saved in one ``store.transaction()``;
 3. for a site with new alerts, its evidence report is written to ``<home>/reports/<site>/index.html`` and
@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from .alerts import Alert, get_rule, list_alerts, list_endpoints, set_evidence, write_alerts
 from .changes import _slug
+from .detect import DetectConfig, prepare
 from .errors import SitewatchError
 from .feed import write_feed
-from .incremental import prepare_incremental
 from .notify import DeliverySummary, deliver_pending
 from .pipeline import DEFAULT_METHOD, FetchSummary, stored_result
 from .pipeline import fetch as fetch_scenes
@@ -148,9 +148,9 @@ def monitor_once(
         t0 = time.perf_counter()
         try:
             rule = get_rule(store, name)
-            pending = prepare_incremental(store, name, method, resolution=settings.resolution,
-                                          min_clear_fraction=settings.min_clear_fraction, progress=progress,
-                                          engine=engine)
+            config = DetectConfig(method=method, resolution=settings.resolution,
+                                  min_clear_fraction=settings.min_clear_fraction, engine=engine)
+            pending = prepare(store, name, config, progress)
             with store.transaction() as tx:  # the run, its alerts and their deliveries: all or nothing
                 run = pending.save(tx)
                 raised = (write_alerts(tx, run, rule, endpoints, now or datetime.now(UTC))
