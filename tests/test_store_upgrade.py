@@ -96,6 +96,40 @@ def test_a_store_written_by_0_1_0_is_upgraded_and_read(old_db):
     assert len(list_alerts(store)) == 1
 
 
+def test_deliveries_left_pointing_at_the_dropped_alerts_old_table_are_repaired(old_db):
+    """0.1.0 rebuilt an alerts table from before search areas by renaming it: SQLite then pointed
+    alert_deliveries' foreign key at ``alerts_old``, which it dropped (migration 0002 repairs it)."""
+    con = sqlite3.connect(old_db)
+    (create,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'alerts'").fetchone()
+    con.executescript(f"""
+        ALTER TABLE alerts RENAME TO alerts_old;
+        DROP INDEX ix_alerts_site_id; DROP INDEX ix_alerts_area_id; DROP INDEX ix_alerts_change_id;
+        DROP INDEX ix_alerts_created_at;
+        {create};
+        CREATE INDEX ix_alerts_site_id ON alerts (site_id); CREATE INDEX ix_alerts_area_id ON alerts (area_id);
+        CREATE INDEX ix_alerts_change_id ON alerts (change_id);
+        CREATE INDEX ix_alerts_created_at ON alerts (created_at);
+        INSERT INTO alerts SELECT * FROM alerts_old;
+        DROP TABLE alerts_old;
+    """)
+    con.close()
+    assert any("alerts_old" in s for s in _schema(old_db))
+    store = Store(f"sqlite:///{old_db}")
+    schema = _schema(old_db)
+    assert not any("alerts_old" in s for s in schema)
+    assert sorted(schema) == sorted(_schema(_fresh(old_db.parent)))
+    con = sqlite3.connect(old_db)
+    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    con.close()
+    assert [d.channel for d in list_deliveries(store)] == ["webhook", "email"]
+
+
+def _fresh(folder: Path) -> Path:
+    db = folder / "fresh.db"
+    Store(f"sqlite:///{db}")
+    return db
+
+
 def test_removing_a_site_or_an_area_removes_what_hangs_off_it(old_db):
     store = Store(f"sqlite:///{old_db}")
     remove_area(store, "valley")
