@@ -63,6 +63,20 @@ def test_a_new_store_has_the_schema_of_0_1_0_and_is_stamped(tmp_path, old_db):
     assert _schema(new) == _schema(old_db)
 
 
+def test_the_migrations_make_the_schema_a_new_store_is_given(tmp_path):
+    from sqlalchemy import create_engine
+
+    from sitewatch.store._migrate import upgrade
+
+    migrated, created = tmp_path / "migrated.db", tmp_path / "created.db"
+    engine = create_engine(f"sqlite:///{migrated}")
+    upgrade(engine, migrate_empty=True)
+    assert current_revision(engine) == HEAD
+    engine.dispose()
+    Store(f"sqlite:///{created}")
+    assert _schema(migrated) == _schema(created)
+
+
 def test_a_store_written_by_0_1_0_is_upgraded_and_read(old_db):
     before = _schema(old_db)
     store = Store(f"sqlite:///{old_db}")
@@ -158,6 +172,13 @@ def test_the_store_on_postgresql():
     require("PostgreSQL 15", have_postgres())
     with postgres_cluster() as db:
         url = db.dsn.replace("postgresql://", "postgresql+psycopg://")
+        from sqlalchemy import create_engine
+
+        from sitewatch.store._migrate import upgrade
+
+        engine = create_engine(url)
+        upgrade(engine, migrate_empty=True)  # the migrations, not create_all, make the schema here
+        engine.dispose()
         store = Store(url)
         assert current_revision(store.engine) == HEAD
         store.add_site(make_site("base", box(10.0, 45.0, 10.01, 45.01)))

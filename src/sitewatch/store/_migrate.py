@@ -1,16 +1,18 @@
 """Bring a database to the current schema with the Alembic migrations in ``migrations/versions``.
 
 A database at ``HEAD`` is left alone after one query (opening the store stays cheap: alembic is imported only
-when there is something to do).  A new database, and one written by sitewatch 0.1.0 (no ``alembic_version``
-table), go through every revision; the baseline creates what is missing (see ``0001_baseline.py``).
+when there is something to do).  An empty database gets the tables of :mod:`.tables` and is stamped ``HEAD``
+(Alembic's "create_all and stamp" recipe, without importing alembic: tests and the CLI make many; a test
+checks that the migrations give the same schema).  One written by sitewatch 0.1.0 (tables, no
+``alembic_version``) goes through every revision; the baseline creates what is missing (``0001_baseline.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
+from sqlalchemy.engine import Connection, Engine
 
 from ..errors import StoreError
 
@@ -38,11 +40,29 @@ def config():  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Run the migrations the database lacks, in one transaction."""
+def _create_and_stamp(conn: Connection) -> None:
+    from .tables import Base
+
+    Base.metadata.create_all(conn)
+    version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+    version.create(conn)
+    conn.execute(version.insert().values(version_num=HEAD))
+
+
+def upgrade(engine: Engine, *, migrate_empty: bool = False) -> None:
+    """Run the migrations the database lacks, in one transaction (see the module).
+
+    ``migrate_empty``: run the migrations on an empty database too, instead of creating its tables directly.
+    """
     rev = current_revision(engine)
     if rev == HEAD:
         return
+    if rev is None and not migrate_empty:
+        with engine.begin() as conn:
+            if not inspect(conn).get_table_names():
+                _create_and_stamp(conn)
+                return
     from alembic import command
     from alembic.util import CommandError
 
