@@ -50,6 +50,7 @@ from benchmarks.series_bench import (  # noqa: E402
     Setup,
     call,
     site_polygon,
+    sitewatch_cli,
 )
 
 POOLS = ("all", "held_out")
@@ -198,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = data_root(args.data_root)
     tools = Path(args.tools) if args.tools else TOOLS
-    sitewatch = Path(args.sitewatch) if args.sitewatch else Path(sys.executable).with_name("sitewatch")
-    if not sitewatch.exists():
-        sitewatch = Path(shutil.which("sitewatch") or sitewatch)
+    sitewatch = sitewatch_cli(args.sitewatch)
     if not (root / "oscd").is_dir() or not (root / "eolearn_testeopatch").is_dir():
         console.print(f"error: no oscd/ and eolearn_testeopatch/ under the data root {root}", markup=False)
         return 2

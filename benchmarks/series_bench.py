@@ -507,6 +507,14 @@ def six_band_problem(method: str) -> str | None:
 # ----------------------------------------------------------------------------------------------- main
 
 
+
+def sitewatch_cli(given: str | None) -> Path:
+    """The ``sitewatch`` command to run: ``given``, else the one beside this Python, else the one on PATH."""
+    cli = Path(given) if given else Path(sys.executable).with_name("sitewatch")
+    if not cli.exists():
+        cli = Path(shutil.which("sitewatch") or cli)
+    return cli
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status (0 ok, 1 some cell failed, 2 bad usage or missing inputs)."""
     from rich.console import Console
@@ -527,9 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--keep {args.keep} is inside the repository; build series outside it")
     root = data_root(args.data_root)
     tools = Path(args.tools) if args.tools else TOOLS
-    sitewatch = Path(args.sitewatch) if args.sitewatch else Path(sys.executable).with_name("sitewatch")
-    if not sitewatch.exists():
-        sitewatch = Path(shutil.which("sitewatch") or sitewatch)
+    sitewatch = sitewatch_cli(args.sitewatch)
     if not (root / "oscd").is_dir() or not (root / "eolearn_testeopatch").is_dir():
         return fail(f"no oscd/ and eolearn_testeopatch/ under the data root {root}; set SITEWATCH_DATA or --data-root")
     if not all((tools / f).is_file() for f in ("build_series.py", "score_series.py", "baseline_cva.py")):
