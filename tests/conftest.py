@@ -26,9 +26,9 @@ ORIGIN = (500000.0, 4580000.0)
 # -- parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup) and the fast tier (`make test-fast`:
 # -m "not slow") --------------------------------------------------------------------------------------------
 #: fixtures of this file too costly to build once per worker: the tests that use one run in the same worker
-SHARED_GROUPS = {"semireal_rennes": "semireal"}
-#: fixtures that make a test slow: the demo world (about a minute, built once per worker, so its tests spread
-#: over the workers) and the semi-real series
+#: (the demo world: about three minutes with its detection run; the semi-real Rennes series)
+SHARED_GROUPS = {"demo_run": "demo", "semireal_rennes": "semireal"}
+#: fixtures that make a test slow (left out of `make test-fast`)
 SLOW_FIXTURES = ("demo_run", "semireal_rennes")
 
 
@@ -43,16 +43,45 @@ def _shares_a_fixture(item: pytest.Item) -> bool:
     return False
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        group = next((g for f, g in SHARED_GROUPS.items() if f in names), None)
-        if group is None and item.get_closest_marker("xdist_group") is None and _shares_a_fixture(item):
+def _group_of(item: pytest.Item) -> str | None:
+    names = getattr(item, "fixturenames", ())
+    group = next((g for f, g in SHARED_GROUPS.items() if f in names), None)
+    if group is None:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None:
+            group = str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        elif _shares_a_fixture(item):
             group = item.nodeid.split("::")[0]
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-        if any(f in names for f in SLOW_FIXTURES):
+    return group
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's own hook, which reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    loadgroup = bool(getattr(config.option, "loadgroup", False))  # set in xdist's workers by --dist loadgroup
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in SLOW_FIXTURES):
             item.add_marker(pytest.mark.slow)
+        group = _group_of(item)
+        if group is None:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup and "@" not in item.nodeid:
+            _name_group(item, group)
+
+
+def _name_group(item: pytest.Item, group: str) -> None:
+    """Suffix the test's node id with ``@group``, which is how xdist's loadgroup scheduler sees a group.
+
+    xdist (3.8) does this itself by setting ``item._nodeid``, which pytest 9.2 no longer reads (node ids are
+    a structured ``_id``): there every mark was ignored and each worker built the demo world again.
+    """
+    nodeid = f"{item.nodeid}@{group}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        item._nodeid = nodeid
 
 
 def data_root() -> Path:
