@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -30,6 +28,7 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
+from ._atomic import atomic_path
 from .errors import SitewatchError
 from .types import Change
 
@@ -246,20 +245,13 @@ def _check_wgs84(change: Change) -> None:
 
 @contextmanager
 def _atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a path in a fresh temporary folder beside ``dest``; rename it over ``dest`` on success.
-
-    The folder (and any side files a driver leaves, such as SQLite journals) is removed afterwards.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        tmp = tmpdir / ("export" + dest.suffix)
+    """Yield a path in a fresh temporary folder beside ``dest``; rename it over ``dest`` on success
+    (:func:`sitewatch._atomic.atomic_path`; the folder keeps the side files a driver leaves, such as SQLite
+    journals, and is removed afterwards)."""
+    with atomic_path(dest, folder=True) as tmp:
         yield tmp
         if not tmp.exists():
             raise ExportError(f"the exporter wrote nothing for {str(dest)!r}")
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @register_exporter("geojson", suffixes=(".geojson", ".json"))

@@ -7,14 +7,13 @@ entry links to the site's report (``rel="alternate"``) and to the change's chips
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from ._atomic import atomic_path
 from .alerts import Alert
 
 __all__ = ["write_feed", "ATOM_NS", "entry_id"]
@@ -74,13 +73,6 @@ def write_feed(alerts: Sequence[Alert], path: str | Path, title: str = "sitewatc
         ))
     tree = ET.ElementTree(feed)
     ET.indent(tree)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".alerts-", suffix=".atom")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # readable by others: a web server serves the feed
         tree.write(tmp, encoding="utf-8", xml_declaration=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

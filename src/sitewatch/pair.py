@@ -24,6 +24,7 @@ from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject, transform_bounds
 
+from ._atomic import atomic_path
 from .constants import DEFAULT_PAIR_METHOD
 from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
 
@@ -462,8 +463,7 @@ def _write_geotiff(
     description: str,
     nodata: float | None = None,
 ) -> None:
-    """Write one band on ``grid`` atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write one band on ``grid`` atomically (:func:`sitewatch._atomic.atomic_path`)."""
     h, w = band.shape
     profile: dict[str, Any] = {
         "driver": "GTiff",
@@ -481,19 +481,13 @@ def _write_geotiff(
     }
     if band.dtype.kind == "f":
         profile["predictor"] = 3
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with rasterio.open(tmp, "w", **profile) as dst:
+        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             dst.write(band, 1)
             dst.set_band_description(1, description)
             dst.update_tags(**tags)
-        os.replace(tmp, path)
-    except RasterioError as exc:
-        tmp.unlink(missing_ok=True)
+    except (RasterioError, OSError) as exc:  # the temporary file beside it cannot be made, GDAL fails
         raise ImageryError(f"{path}: cannot be written: {exc}; check that it is writable") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _stepper(progress: Progress | None, total: int) -> Callable[[], None]:

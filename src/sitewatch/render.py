@@ -40,6 +40,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from ._atomic import atomic_path
 from ._time import as_utc
 from .export import iso_utc
 from .geo import WGS84, to_crs
@@ -339,8 +340,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _save(img: Image.Image, out: Path, name: str) -> None:
-    (out / name).parent.mkdir(parents=True, exist_ok=True)
-    img.save(out / name, format="PNG", optimize=True)
+    with atomic_path(out / name) as tmp:
+        img.save(tmp, format="PNG", optimize=True)
 
 
 # -- images --------------------------------------------------------------------------------------
@@ -523,6 +524,7 @@ def render_timeline(result: SiteResult, changes: Sequence[Change], path: Path) -
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     fig.legend(loc="outside upper center", ncols=2, fontsize=8, frameon=False)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
     return True
 

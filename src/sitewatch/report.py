@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +29,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from ._atomic import write_text
 from ._time import as_utc
 from .export import feature_collection, geometry_to_geojson, iso_utc, to_jsonable
 from .render import (
@@ -233,18 +232,6 @@ def _payload(
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temporary file beside ``path``, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _page(result: SiteResult, views: list[_ChangeView], overview: Chip | None, why: str, **context: Any) -> str:
     """The HTML of the page (templates/report.html)."""
     site, status, min_clear = result.site, result.activity or "no data", _min_clear(result)
@@ -276,7 +263,7 @@ def render_report(result: SiteResult, out_dir: str | Path) -> Report:
     provenance = Markup(_json_block(_payload(result, changes, scenes, grid, chips)))  # escaped for <script>
     page = _page(result, views, overview, why, scenes=scenes, timeline=timeline, provenance_json=provenance)
     index = out / "index.html"
-    _write_text(index, page)
+    write_text(index, page)
     return Report(index, tuple(chips), {v.change.change_id: v.anchor for v in views}, timeline)
 
 

@@ -13,6 +13,7 @@ from rasterio.transform import Affine
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
+from .._atomic import atomic_path
 from ._events import Event
 from ._render import CRS, TO_LL
 from ._spectra import BANDS
@@ -52,8 +53,8 @@ def write_raster(
     tags: dict[str, str],
     resampling: str,
 ) -> None:
-    tmp = path.with_suffix(".tmp.tif")
-    with rasterio.open(tmp, "w", **prof) as dst:
+    """Write ``data`` to ``path`` with profile ``prof`` (:func:`cog_profile`), atomically."""
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **prof) as dst:
         dst.write(data)
         if names:
             for k, name in enumerate(names, 1):
@@ -61,7 +62,6 @@ def write_raster(
         dst.update_tags(**tags)
         if prof["driver"] == "GTiff":
             dst.build_overviews([2, 4, 8], Resampling[resampling])
-    tmp.replace(path)
 
 
 def to_lonlat(geom: BaseGeometry) -> BaseGeometry:

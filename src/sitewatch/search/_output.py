@@ -18,6 +18,7 @@ from typing import Any
 
 from shapely.geometry import shape
 
+from .._atomic import write_text
 from ..errors import InvalidSite, SitewatchError
 from ..export import geometry_to_geojson, iso_utc, to_jsonable
 from ..geo import WGS84, to_crs, utm_crs_for
@@ -87,11 +88,7 @@ def _write_collection(features: list[dict[str, Any]], meta: dict[str, Any], path
         '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + '\n],\n"sitewatch": '
         + json.dumps(meta, ensure_ascii=False, allow_nan=False) + "}\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)
 
 
 def write_similar(result: SimilarResult, path: str | Path) -> Path:
