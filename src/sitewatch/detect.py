@@ -50,7 +50,7 @@ import xarray as xr
 
 from . import __version__
 from .changes import PolygonParams, extract_changes, stack_dates
-from .constants import DEFAULT_METHOD
+from .constants import DEFAULT_METHOD, MIN_CLEAR_FRACTION, RECENT_DAYS
 from .detectors import get_detector
 from .detectors.base import engine_of, for_registered_stack, missing_bands, params_of, required_bands
 from .errors import (
@@ -114,7 +114,7 @@ class DetectConfig:
 
     method: str = DEFAULT_METHOD
     resolution: float = 10.0
-    min_clear_fraction: float = 0.2
+    min_clear_fraction: float = MIN_CLEAR_FRACTION
     coregister: bool = True
     detector_params: dict[str, Any] | None = None
     track_params: TrackParams | None = None
@@ -289,7 +289,7 @@ def coregister_stack(
     return out, shifts
 
 
-def activity_status(changes: list[Change], dates: list, window_days: int = 183) -> str:
+def activity_status(changes: list[Change], dates: list, window_days: int = RECENT_DAYS) -> str:
     """'active' when a change was first seen in the last ``window_days`` of the series, else 'dormant'."""
     if not dates:
         return "no data"

@@ -18,6 +18,7 @@ import xarray as xr
 from .catalog import read_scenes
 from .changes import PolygonParams, stack_dates
 from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, coregister_stack, detect
+from .constants import MIN_CLEAR_FRACTION
 from .errors import NoOverlapError, SourceNotFound
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
@@ -126,7 +127,7 @@ def detect_site(
     method: str = DEFAULT_METHOD,
     *,
     resolution: float = 10.0,
-    min_clear_fraction: float = 0.2,
+    min_clear_fraction: float = MIN_CLEAR_FRACTION,
     coregister: bool = True,
     detector_params: dict[str, Any] | None = None,
     track_params: TrackParams | None = None,

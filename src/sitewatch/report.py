@@ -31,6 +31,7 @@ from markupsafe import Markup
 
 from ._atomic import write_text
 from ._time import as_utc
+from .constants import MIN_CLEAR_FRACTION, RECENT_DAYS
 from .export import feature_collection, geometry_to_geojson, iso_utc, to_jsonable
 from .render import (
     COMPOSITES,
@@ -50,8 +51,6 @@ from .types import Change, Scene, SiteResult
 
 __all__ = ["Report", "describe_activity", "render_report", "write_report"]
 
-MIN_CLEAR_DEFAULT = 0.2  # a date is "clear" from this share of the site (the pipeline's default)
-RECENT_DAYS = 183  # "the last 6 months of the series", as in the pipeline's activity status
 _TOL = timedelta(seconds=1)
 _DASH = "\u2014"
 
@@ -133,7 +132,7 @@ def _min_clear(result: SiteResult) -> float:
     """The clear share from which a date was used: the run's tracking parameter, else the default."""
     tracking = result.params.get("tracking") if isinstance(result.params, dict) else None
     value = tracking.get("min_clear_fraction") if isinstance(tracking, dict) else None
-    return float(value) if isinstance(value, (int, float)) else MIN_CLEAR_DEFAULT
+    return float(value) if isinstance(value, (int, float)) else MIN_CLEAR_FRACTION
 
 
 def describe_activity(result: SiteResult) -> str:

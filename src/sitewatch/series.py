@@ -48,6 +48,7 @@ import xarray as xr
 from scipy.stats import chi2
 
 from .changes import PolygonParams
+from .constants import MIN_CLEAR_FRACTION
 from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .tracking import PixelHistory
@@ -70,7 +71,7 @@ class SeriesParams:
     #: after-like looks missing in a row at the end of the series that undo a change (it did not last)
     max_misses: int = 2
     #: dates with less of the site clear are not used
-    min_clear_fraction: float = 0.2
+    min_clear_fraction: float = MIN_CLEAR_FRACTION
     #: largest share of a pixel's clear looks that its step may leave on the wrong side
     max_wrong: float = 0.25
     #: false-alarm rate of the test that a pixel's composites differ by more than its looks scatter

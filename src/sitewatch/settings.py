@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .constants import MIN_CLEAR_FRACTION
+
 
 class Settings(BaseSettings):
     """Where sitewatch keeps its data and how it runs.
@@ -38,7 +40,7 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("sitewatch-home"))
     db_url: str | None = None
     data: Path = Field(default=Path("../shared/data"))
-    min_clear_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    min_clear_fraction: float = Field(default=MIN_CLEAR_FRACTION, ge=0.0, le=1.0)
     resolution: float = Field(default=10.0, gt=0.0)
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, gt=0, lt=65536)

@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from .constants import MIN_CLEAR_FRACTION
 from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .types import ChangeMap
@@ -46,7 +47,7 @@ class TrackParams:
     ref_depth: int = 3
     max_misses: int = 2
     season_days: int = 60
-    min_clear_fraction: float = 0.2
+    min_clear_fraction: float = MIN_CLEAR_FRACTION
     seasonal: bool = True
     cycle_days: int = 400
     hysteresis: float = 0.6

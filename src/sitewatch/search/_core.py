@@ -31,6 +31,7 @@ from shapely.prepared import prep
 
 from .. import __version__
 from .._time import as_utc
+from ..constants import MIN_CLEAR_FRACTION
 from ..errors import InvalidSite, NoOverlapError
 from ..geo import WGS84, area_m2, to_crs, utm_crs_for
 from ..sources.read import read_scene_window
@@ -51,7 +52,7 @@ class SearchParams:
 
     resolution: float = 10.0
     tile_px: int = 512
-    min_clear_fraction: float = 0.2  # a date is used in a tile from this clear share of the tile's data
+    min_clear_fraction: float = MIN_CLEAR_FRACTION  # a date is used in a tile from this clear share of its data
     min_area_m2: float = 1500.0
     min_onset_px: int = 3
     link_px: int = 2
