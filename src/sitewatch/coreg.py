@@ -2,7 +2,9 @@
 
 Two acquisitions resampled onto one grid are often still offset by a fraction of a pixel to a few pixels
 (orbit and terrain geolocation errors); every edge then looks like change.  :func:`estimate_shift` measures
-the translation between them and :func:`apply_shift` resamples the moving image onto the reference.
+the translation between them and :func:`apply_shift` resamples the moving image onto the reference;
+:func:`register` is the rule every caller follows (measure, refuse a shift over
+:data:`~sitewatch.constants.MAX_SHIFT` pixels, apply).
 
 The shift is measured on the gradient magnitude by default: edges (roads, field borders, buildings) keep
 their place between seasons even when the reflectances themselves change (a crop greening, snow melting).
@@ -10,12 +12,18 @@ their place between seasons even when the reflectances themselves change (a crop
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 from scipy.signal.windows import tukey
 from skimage.registration import phase_cross_correlation
 
-__all__ = ["apply_shift", "coregister", "estimate_shift", "registration_band"]
+from .constants import MAX_SHIFT
+
+__all__ = [
+    "MAX_SHIFT", "Registration", "apply_shift", "coregister", "estimate_shift", "register", "registration_band",
+]
 
 
 def estimate_shift(
@@ -61,36 +69,81 @@ def estimate_shift(
     return float(shift[0]), float(shift[1])
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What :func:`register` did.
+
+    ``image``: the moved image (the image given, unchanged, when no shift was applied); ``ok``: the valid
+    pixels that still have data after the move; ``measured``: the shift ``(dy, dx)`` measured; ``shift``: the
+    shift applied, None when it was refused (over the largest plausible shift, or leaving too few valid pixels).
+    """
+
+    image: np.ndarray
+    ok: np.ndarray
+    measured: tuple[float, float]
+    shift: tuple[float, float] | None
+
+
+def register(
+    reference: np.ndarray,
+    moving: np.ndarray,
+    valid: np.ndarray,
+    *,
+    image: np.ndarray | None = None,
+    max_shift: float = MAX_SHIFT,
+    min_valid: int = 0,
+) -> Registration:
+    """The co-registration rule: measure the shift of ``moving`` onto ``reference``, refuse it when over
+    ``max_shift`` pixels, apply it.
+
+    The shift is measured over the pixels ``valid`` (:func:`estimate_shift`, which raises ``ValueError`` when
+    it cannot measure one) and applied to ``image`` (by default ``moving`` itself; ``(y, x)`` or
+    ``(band, y, x)``) with :func:`apply_shift`, unless it is over ``max_shift`` pixels (implausible for
+    orthorectified products: :data:`sitewatch.constants.MAX_SHIFT`) or leaves fewer than ``min_valid`` valid
+    pixels.  A zero shift is applied as it is: ``image`` and ``valid`` come back unchanged.
+    """
+    target = moving if image is None else image
+    dy, dx = estimate_shift(reference, moving, valid)
+    largest = max(abs(dy), abs(dx))
+    if not largest <= max_shift:
+        return Registration(target, valid, (dy, dx), None)
+    if largest == 0.0:
+        return Registration(target, valid, (dy, dx), (dy, dx))
+    moved = apply_shift(target, (dy, dx))
+    has_data = np.isfinite(moved) if moved.ndim == 2 else np.isfinite(moved).all(axis=0)
+    ok = valid & has_data
+    if ok.sum() < min_valid:
+        return Registration(target, valid, (dy, dx), None)
+    return Registration(moved, ok, (dy, dx), (dy, dx))
+
+
 def coregister(
     before: np.ndarray,
     after: np.ndarray,
     ok: np.ndarray,
-    max_shift: float,
-    min_valid: int,
+    max_shift: float = MAX_SHIFT,
+    min_valid: int = 0,
     bands: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """AFTER moved onto BEFORE (both ``(band, y, x)``): ``(after, ok, (dy, dx))``.
+    """AFTER moved onto BEFORE (both ``(band, y, x)``) by :func:`register`: ``(after, ok, (dy, dx))``, as the
+    pairwise detectors do it.
 
     The shift is measured over the pixels ``ok`` on the bands ``bands`` (default: all) and applied when it is
-    non-zero, at most ``max_shift`` pixels (more is implausible for orthorectified products) and leaves at
-    least ``min_valid`` valid pixels; ``ok`` loses the pixels the move leaves without data.  Otherwise (an
-    image under 16 pixels a side, no measurable shift) AFTER, ``ok`` and a zero shift come back unchanged.
+    non-zero, at most ``max_shift`` pixels and leaves at least ``min_valid`` valid pixels; ``ok`` loses the
+    pixels the move leaves without data.  Otherwise (an image under 16 pixels a side, no measurable shift)
+    AFTER, ``ok`` and a zero shift come back unchanged.
     """
     unchanged = (after, ok, (0.0, 0.0))
     if min(ok.shape) < 16:
         return unchanged
     sel = slice(None) if bands is None else bands
     try:
-        dy, dx = estimate_shift(before[sel], after[sel], ok)
+        reg = register(before[sel], after[sel], ok, image=after, max_shift=max_shift, min_valid=min_valid)
     except ValueError:
         return unchanged
-    if not 0.0 < max(abs(dy), abs(dx)) <= max_shift:
+    if reg.shift is None or reg.shift == (0.0, 0.0):
         return unchanged
-    moved = apply_shift(after, (dy, dx))
-    ok_moved = ok & np.isfinite(moved).all(axis=0)
-    if ok_moved.sum() < min_valid:
-        return unchanged
-    return moved, ok_moved, (dy, dx)
+    return reg.image, reg.ok, reg.shift
 
 
 def apply_shift(image: np.ndarray, shift: tuple[float, float], order: int = 1) -> np.ndarray:

@@ -257,7 +257,7 @@ def coregister_stack(
     ``reference``: (``band`` image, clear mask) of the date to register onto instead (monitoring keeps the
     reference of earlier runs, see the module).
     """
-    from .coreg import apply_shift, estimate_shift
+    from .coreg import apply_shift, register
 
     refl = stack["reflectance"].values.copy()
     clear = stack["clear"].values.copy()
@@ -273,18 +273,16 @@ def coregister_stack(
         both = clear[t] & ref_clear
         ref_img = np.where(both, ref_band, np.nan)
         mov_img = np.where(both, refl[t, b], np.nan)
-        try:
-            dy, dx = estimate_shift(ref_img, mov_img, valid=both)
+        try:  # a shift over MAX_SHIFT pixels is not applied: the date is kept as it is
+            reg = register(ref_img, mov_img, both, image=refl[t])
         except ValueError:  # too small a site, or no clear pixel shared with the reference date
             shifts.append(None)
             continue
-        if max(abs(dy), abs(dx)) > 3:  # implausible for orthorectified products: keep the date as it is
-            shifts.append(None)
-            continue
-        refl[t] = apply_shift(refl[t], (dy, dx))
-        moved = apply_shift(clear[t].astype(np.float32), (dy, dx))
-        clear[t] = np.nan_to_num(moved, nan=0.0) > 0.99
-        shifts.append((float(dy), float(dx)))
+        if reg.shift is not None:
+            refl[t] = reg.image
+            moved = apply_shift(clear[t].astype(np.float32), reg.shift)
+            clear[t] = np.nan_to_num(moved, nan=0.0) > 0.99
+        shifts.append(reg.shift)
     out = stack.copy(data={"reflectance": refl, "clear": clear})
     return out, shifts
 

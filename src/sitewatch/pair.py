@@ -25,16 +25,13 @@ from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from ._atomic import atomic_path
-from .constants import DEFAULT_PAIR_METHOD
+from .constants import DEFAULT_PAIR_METHOD, MAX_SHIFT
 from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
 
 __all__ = ["DEFAULT_PAIR_METHOD", "MAX_SHIFT", "S2_BANDS", "Image", "PairResult", "detect_pair", "read_image"]
 
 #: Sentinel-2 MSI band names in their conventional order.
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-#: Largest co-registration shift (pixels) that :func:`detect_pair` applies.
-MAX_SHIFT = 3.0
 
 #: Sentinel-2 bands that measure the atmosphere (aerosols, water vapour, cirrus), not the surface.
 _S2_ATMOSPHERIC = frozenset({"B01", "B09", "B10"})
@@ -143,9 +140,9 @@ def detect_pair(
     compare; by default, every band the two images share except the Sentinel-2 atmospheric bands (B01
     aerosols, B09 water vapour, B10 cirrus: they see the air, not the ground) when the images use
     Sentinel-2 band names and at least 2 other bands remain.  With ``coregister`` a residual sub-pixel
-    translation is measured on the overlap (:func:`sitewatch.coreg.estimate_shift`) and removed from AFTER
-    first (a shift over :data:`MAX_SHIFT` pixels is implausible for orthorectified products: it is not
-    applied and a :class:`~sitewatch.errors.SitewatchWarning` says so).  The detector ``method`` (a name
+    translation is measured on the overlap and removed from AFTER first (:func:`sitewatch.coreg.register`;
+    a shift over :data:`MAX_SHIFT` pixels is implausible for orthorectified products: it is not applied and a
+    :class:`~sitewatch.errors.SitewatchWarning` says so).  The detector ``method`` (a name
     from :func:`sitewatch.detectors.available`) is built with ``params``.
 
     ``out`` is a uint8 GeoTIFF (DEFLATE, tiled, no nodata value) on BEFORE's grid: 1 = change, 0 = no
@@ -158,7 +155,7 @@ def detect_pair(
     when the images do not overlap.
     """
     from . import __version__
-    from .coreg import apply_shift, estimate_shift
+    from .coreg import register
     from .detectors import get_detector
 
     t0 = time.perf_counter()
@@ -187,12 +184,11 @@ def detect_pair(
 
     shift: tuple[float, float] | None = None
     if coregister:
-        dy, dx = estimate_shift(data_b, data_a, valid)
-        if max(abs(dy), abs(dx)) <= MAX_SHIFT:
-            shift = (dy, dx)
-            data_a = apply_shift(data_a, shift)
-            valid &= np.isfinite(data_a).all(axis=0)
+        reg = register(data_b, data_a, valid)
+        if reg.shift is not None:
+            shift, data_a, valid = reg.shift, reg.image, reg.ok
         else:
+            dy, dx = reg.measured
             warnings.warn(
                 f"co-registration measured an implausible shift of ({dy:.1f}, {dx:.1f}) pixels between "
                 f"{img_b.path} and {img_a.path}; it was not applied (check the georeferencing)",

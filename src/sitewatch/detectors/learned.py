@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import coreg
+from ..constants import MAX_SHIFT
 from ..errors import ImageryError
 from ..types import ChangeMap
 from .base import band_index, register
@@ -146,7 +147,7 @@ def prepare(
     bands: Sequence[str],
     valid: np.ndarray | None,
     coregister: bool = True,
-    max_shift: float = 3.0,
+    max_shift: float = MAX_SHIFT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
     """The network's inputs: ``(x1, x2, ok, shift)``.
 
@@ -250,7 +251,7 @@ class LearnedDetector:
     threshold: float | None = None
     tile: int = 256
     coregister: bool = True
-    max_shift: float = 3.0
+    max_shift: float = MAX_SHIFT
     threads: int = 0
     folds: str | None = field(default=None, compare=False)
 

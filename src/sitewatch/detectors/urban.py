@@ -54,6 +54,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import chi2
 
+from ..constants import MAX_SHIFT
 from ..coreg import coregister
 from ..types import ChangeMap
 from .base import band_index, normalized_difference, register
@@ -137,7 +138,7 @@ class UrbanDetector:
     min_pixels: int = 10
     min_texture: float = 0.5
     coregister: bool = True
-    max_shift: float = 3.0
+    max_shift: float = MAX_SHIFT
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, str):
