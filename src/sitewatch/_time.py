@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import overload
 
-__all__ = ["as_utc", "solar_day"]
+__all__ = ["as_utc", "iso_utc", "naive_utc", "solar_day"]
 
 
 @overload
@@ -17,6 +17,19 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """``value`` in UTC without a time zone, as numpy's ``datetime64``, matplotlib and the store hold times
+    (naive values are taken as UTC)."""
+    return as_utc(value).replace(tzinfo=None)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """``2023-05-04T02:15:31Z`` for a datetime (naive values are taken as UTC), None for None."""
+    if value is None:
+        return None
+    return naive_utc(value).isoformat(timespec="seconds") + "Z"
 
 
 def solar_day(value: datetime, longitude: float) -> date:

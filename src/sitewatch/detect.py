@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
+from ._time import naive_utc
 from .changes import PolygonParams, extract_changes, stack_dates
 from .constants import DEFAULT_METHOD, MIN_CLEAR_FRACTION, RECENT_DAYS
 from .detectors import get_detector
@@ -613,7 +614,7 @@ def _new_meta(plan: _Plan, ld: _Loaded, tr: _Tracked, mode: Mode, new_ids: list[
 
 def _frame(meta: TrackerMeta) -> xr.Dataset:
     """A stack without pixels: the time axis and grid attributes that change extraction reads."""
-    times = np.array([t.astimezone(UTC).replace(tzinfo=None) for t in meta.times], dtype="datetime64[ns]")
+    times = np.array([naive_utc(t) for t in meta.times], dtype="datetime64[ns]")
     return xr.Dataset(coords={"time": times},
                       attrs={"crs": meta.crs_wkt, "transform": tuple(meta.grid.transform),
                              "scene_ids": list(meta.scene_ids)})

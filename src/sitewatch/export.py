@@ -29,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
 from ._atomic import atomic_path
+from ._time import iso_utc
 from .errors import SitewatchError
 from .types import Change
 
@@ -118,14 +119,6 @@ def export_changes(changes: Sequence[Change], path: str | Path, fmt: str | None 
 
 
 # -- values --------------------------------------------------------------------------------------
-
-
-def iso_utc(dt: datetime | None) -> str | None:
-    """``2023-05-04T02:15:31Z`` for a datetime (naive values are taken as UTC), None for None."""
-    if dt is None:
-        return None
-    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def to_jsonable(value: Any) -> Any:

@@ -14,16 +14,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ._atomic import atomic_path
+from ._time import iso_utc
 from .alerts import Alert
 
 __all__ = ["write_feed", "ATOM_NS", "entry_id"]
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 TAG_AUTHORITY = "sitewatch.invalid,2026"
-
-
-def _iso(d: datetime) -> str:
-    return d.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def entry_id(alert: Alert) -> str:
@@ -46,7 +43,7 @@ def write_feed(alerts: Sequence[Alert], path: str | Path, title: str = "sitewatc
     el(feed, "id", f"tag:{TAG_AUTHORITY}:feed:{quote(feed_key, safe='')}")
     el(feed, "title", title)
     updated = max((a.created_at for a in alerts), default=datetime(1970, 1, 1, tzinfo=UTC))
-    el(feed, "updated", _iso(updated))
+    el(feed, "updated", iso_utc(updated))
     author = el(feed, "author")
     el(author, "name", "sitewatch")
     el(feed, "generator", "sitewatch")
@@ -55,8 +52,8 @@ def write_feed(alerts: Sequence[Alert], path: str | Path, title: str = "sitewatc
         e = el(feed, "entry")
         el(e, "id", entry_id(a))
         el(e, "title", a.title)
-        el(e, "updated", _iso(a.created_at))
-        el(e, "published", _iso(a.created_at))
+        el(e, "updated", iso_utc(a.created_at))
+        el(e, "published", iso_utc(a.created_at))
         label = {"new": "new change", "confirmed": "confirmed change", "candidate": "candidate site"}.get(a.kind)
         el(e, "category", term=a.kind, label=label or a.kind)
         el(e, "category", term=a.status)

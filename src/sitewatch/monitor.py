@@ -199,7 +199,7 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
     """Search one area again if its scenes changed, and raise its ``candidate`` alerts (see the module)."""
     from .alerts import write_candidate_alerts
     from .areas import area_scenes, scenes_key
-    from .export import iso_utc
+    from ._time import iso_utc
     from .search import search_area, write_candidates
     from .search._output import candidate_feature
 

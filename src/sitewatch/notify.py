@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from ._time import iso_utc
 from .alerts import Alert, Delivery, list_alerts
 from .store import Store
 
@@ -56,13 +57,9 @@ def verify(body: bytes, secret: str, header: str | None) -> bool:
 
 def alert_json(alert: Alert) -> bytes:
     """The webhook body of an alert (stable key order)."""
-    doc = {"key": alert.key, "id": alert.id, "title": alert.title, "created_at": _iso(alert.created_at),
-           "observed_at": _iso(alert.observed_at), **alert.payload}
+    doc = {"key": alert.key, "id": alert.id, "title": alert.title, "created_at": iso_utc(alert.created_at),
+           "observed_at": iso_utc(alert.observed_at), **alert.payload}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _iso(d: datetime) -> str:
-    return d.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def alert_text(alert: Alert) -> str:

@@ -41,8 +41,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from ._atomic import atomic_path
-from ._time import as_utc
-from .export import iso_utc
+from ._time import as_utc, iso_utc, naive_utc
 from .geo import WGS84, to_crs
 from .types import Change, Scene, SiteResult
 
@@ -186,7 +185,7 @@ def stack_grid(stack: Any, scenes: Sequence[Scene]) -> tuple[StackGrid | None, s
         missing = [b for b in RGB_BANDS if b not in bands]
         if missing:
             return None, f"The image stack has no band {', '.join(missing)}: no true-colour chips."
-        times = tuple(t.item().replace(tzinfo=UTC) for t in stack["time"].values.astype("datetime64[us]"))
+        times = tuple(as_utc(t.item()) for t in stack["time"].values.astype("datetime64[us]"))
         ids = stack.attrs.get("scene_ids")  # one per time step, as sitewatch.stack writes them
         if ids is not None and len(ids) == len(times) and all(isinstance(i, str) for i in ids):
             per_time: tuple[tuple[str, ...], ...] = tuple((i,) for i in ids)
@@ -504,7 +503,7 @@ def render_timeline(result: SiteResult, changes: Sequence[Change], path: Path) -
     from matplotlib.figure import Figure
 
     def num(d: datetime) -> float:
-        return float(date2num(as_utc(d).replace(tzinfo=None)))
+        return float(date2num(naive_utc(d)))
 
     x, area, red = [num(d) for d in result.dates[:n]], result.changed_area_m2[:n], "#b3261e"
     fig = Figure(figsize=(9, 3.2), dpi=110, layout="constrained")

@@ -30,9 +30,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ._atomic import write_text
-from ._time import as_utc
+from ._time import as_utc, iso_utc
 from .constants import MIN_CLEAR_FRACTION, RECENT_DAYS
-from .export import feature_collection, geometry_to_geojson, iso_utc, to_jsonable
+from .export import feature_collection, geometry_to_geojson, to_jsonable
 from .render import (
     COMPOSITES,
     MOSTLY_CLEAR,

@@ -30,7 +30,7 @@ from pyproj import CRS
 from rasterio.warp import transform_bounds
 from shapely.geometry import Point, box
 
-from ._time import as_utc, solar_day
+from ._time import as_utc, naive_utc, solar_day
 from .errors import NoOverlapError, PartialCoverageWarning
 from .geo import WGS84, to_crs, utm_crs_for
 from .sources.read import read_scene_window
@@ -188,7 +188,7 @@ def load_stack(
     a = grid.affine
     xs = a.c + a.a * (np.arange(grid.width) + 0.5)
     ys = a.f + a.e * (np.arange(grid.height) + 0.5)
-    times = np.array([as_utc(s.datetime).replace(tzinfo=None) for s in ordered], dtype="datetime64[ns]")
+    times = np.array([naive_utc(s.datetime) for s in ordered], dtype="datetime64[ns]")
     ds = xr.Dataset(
         {
             "reflectance": (("time", "band", "y", "x"), refl),

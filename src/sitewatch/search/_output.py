@@ -19,8 +19,9 @@ from typing import Any
 from shapely.geometry import shape
 
 from .._atomic import write_text
+from .._time import as_utc, iso_utc
 from ..errors import InvalidSite, SitewatchError
-from ..export import geometry_to_geojson, iso_utc, to_jsonable
+from ..export import geometry_to_geojson, to_jsonable
 from ..geo import WGS84, to_crs, utm_crs_for
 from ..store import Store
 from ..types import Site
@@ -197,7 +198,7 @@ def _date(value: str | datetime | None, what: str) -> datetime | None:
         d = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidSite(f"{what} wants a date like 2024-05-01, not {value!r}") from None
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    return as_utc(d)
 
 
 def search_to_file(

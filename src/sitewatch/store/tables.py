@@ -8,12 +8,14 @@ A change to a table needs a new migration in ``migrations/versions`` (see ``docs
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from .._time import as_utc, naive_utc
 
 __all__ = [
     "Base", "UTCDateTime", "SiteRow", "SceneRow", "RunRow", "ChangeRow", "SourceRow", "TrackerStateRow",
@@ -32,10 +34,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        return naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
+        return as_utc(value)
 
 
 class Base(DeclarativeBase):
