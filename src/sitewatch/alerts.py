@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from .errors import AlertError
-from .export import iso_utc
+from .geo import WGS84, to_crs, utm_crs_for
+from ._time import as_utc, iso_utc
 from .store import Store, Transaction
 from .store.records import Alert, AlertRule, Delivery, Endpoint
 from .types import Change
@@ -45,11 +48,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertRule", "Endpoint", "Alert", "Delivery", "AlertError", "parse_quiet_hours", "set_rule", "get_rule",
     "add_endpoint", "list_endpoints", "remove_endpoint", "write_alerts", "list_alerts", "list_deliveries",
-    "set_evidence", "in_quiet_hours", "quiet_end", "KINDS", "write_candidate_alerts",
+    "set_evidence", "in_quiet_hours", "quiet_end", "KINDS", "write_candidate_alerts", "is_growth", "GROWTH_M",
 ]
 
 KINDS = ("new", "confirmed", "candidate")
-GROWTH_DEG = 30.0 / 111_320.0  # 30 m in degrees of latitude: a change this close to an announced one is its growth
+GROWTH_M = 30.0  # a change closer than this (metres) to one announced already is its growth, not news
 ENDPOINT_KINDS = ("webhook", "email")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -67,7 +70,7 @@ def parse_quiet_hours(text: str | None) -> tuple[int, int] | None:
 def in_quiet_hours(when: datetime, hours: tuple[int, int] | None) -> bool:
     if hours is None:
         return False
-    h = when.astimezone(UTC).hour
+    h = as_utc(when).hour
     start, end = hours
     return start <= h < end if start < end else (h >= start or h < end)
 
@@ -77,7 +80,7 @@ def quiet_end(when: datetime, hours: tuple[int, int] | None) -> datetime:
     if not in_quiet_hours(when, hours):
         return when
     assert hours is not None
-    w = when.astimezone(UTC)
+    w = as_utc(when)
     end = w.replace(hour=hours[1], minute=0, second=0, microsecond=0)
     return end if end > w else end + timedelta(days=1)
 
@@ -136,6 +139,18 @@ def _payload(site: str, method: str, c: Change, kind: str, evidence: dict[str, A
     }
 
 
+def is_growth(geometry: BaseGeometry, announced: Sequence[BaseGeometry]) -> bool:
+    """Whether a change outline (WGS84 lon/lat) is within :data:`GROWTH_M` metres of one of the ``announced``
+    outlines: the distance is measured in metres, in the UTM zone of the change (a degree of longitude is
+    111 km at the equator, 38 km at 70 degrees north)."""
+    if not announced or geometry.is_empty:
+        return False
+    c = geometry.centroid
+    utm = utm_crs_for(c.x, c.y)
+    local = to_crs(geometry, WGS84, utm)
+    return any(local.distance(to_crs(g, WGS84, utm)) < GROWTH_M for g in announced)
+
+
 def write_alerts(
     tx: Transaction, run: DetectionRun, rule: AlertRule, endpoints: list[Endpoint],
     now: datetime, evidence: dict[str, Any] | None = None,
@@ -165,7 +180,7 @@ def write_alerts(
             # news: first seen on the latest clear date or the one before (too small on its first date to be a
             # change, it is one from the next look on, dated back),
             # and not the growth of a change announced already (a road extended, a pile grown)
-            if c.first_seen_before not in recent or any(c.geometry.distance(g) < GROWTH_DEG for g in announced):
+            if c.first_seen_before not in recent or is_growth(c.geometry, announced):
                 continue
             todo.append(("new", c.first_seen_before))
             announced.append(c.geometry)
