@@ -14,9 +14,9 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -27,6 +27,9 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from ._atomic import atomic_path
 from .constants import DEFAULT_PAIR_METHOD, MAX_SHIFT
 from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
+
+if TYPE_CHECKING:
+    from .types import ChangeMap
 
 __all__ = ["DEFAULT_PAIR_METHOD", "MAX_SHIFT", "S2_BANDS", "Image", "PairResult", "detect_pair", "read_image"]
 
@@ -154,24 +157,63 @@ def detect_pair(
     unreadable inputs or fewer than 2 common bands, :class:`MissingCRSError` and :class:`NoOverlapError`
     when the images do not overlap.
     """
-    from . import __version__
-    from .coreg import register
     from .detectors import get_detector
 
     t0 = time.perf_counter()
-    total = 6
-    step = _stepper(progress, total)
+    step = _stepper(progress, 6)
     detector = get_detector(method, **params)  # fail on a bad name or parameter before any reading
+    pair = _load_pair(before, after, bands, step)
+    step()
+    shift: tuple[float, float] | None = None
+    if coregister:
+        pair, shift = _coregister(pair)
+    step()
+    cmap = detector.detect(pair.before, pair.after, pair.names, pair.valid)
+    mask = cmap.mask & pair.valid
+    step()
+    tags = _tags(cmap, pair, shift)
+    out_p = Path(out)
+    _write_geotiff(out_p, mask.astype(np.uint8), pair.img_b, tags, "change (1) / no change (0)")
+    score_out: str | None = None
+    if score_path is not None:
+        score = np.where(pair.valid, cmap.score, np.nan).astype(np.float32)
+        _write_geotiff(Path(score_path), score, pair.img_b, tags, f"{cmap.detector} change score", nodata=np.nan)
+        score_out = str(score_path)
+    step()
+
+    n_valid, changed = int(pair.valid.sum()), int(mask.sum())
+    return PairResult(
+        out=str(out_p), shape=pair.img_b.shape, crs=pair.img_b.crs, changed_pixels=changed,
+        changed_fraction=changed / n_valid, threshold=float(cmap.threshold), method=cmap.detector,
+        seconds=time.perf_counter() - t0, valid_pixels=n_valid, bands=pair.names, score_path=score_out, shift=shift,
+    )
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The two images of :func:`detect_pair` on BEFORE's grid: the bands compared (``names``), their data
+    ``(band, y, x)`` and the pixels with data in both (``valid``)."""
+
+    img_b: Image
+    img_a: Image
+    names: tuple[str, ...]
+    before: np.ndarray
+    after: np.ndarray
+    valid: np.ndarray
+
+
+def _load_pair(before: str | Path, after: str | Path, bands: Sequence[str] | None, step: Callable[[], None]) -> _Pair:
+    """Read BEFORE and AFTER (``step()`` after each), pick the bands to compare and put AFTER on BEFORE's grid.
+
+    Raises :class:`NoOverlapError` when no pixel has data in both."""
     img_b = read_image(before)
     step()
     img_a = read_image(after)
     step()
-
     pairs = _select_bands(_common_bands(img_b, img_a), img_b, bands)
     _check_overlap(img_b, img_a)
     ib = [i for i, _ in pairs]
     ia = [j for _, j in pairs]
-    names = tuple(img_b.bands[i] for i in ib)
     data_b = img_b.data[ib]
     data_a = _warp(img_a.data[ia], img_a, img_b)
     valid = np.isfinite(data_b).all(axis=0) & np.isfinite(data_a).all(axis=0)
@@ -180,63 +222,44 @@ def detect_pair(
             f"{img_a.path} and {img_b.path} overlap, but no pixel has data in both; "
             "give two images of the same place with data in common"
         )
-    step()
+    return _Pair(img_b, img_a, tuple(img_b.bands[i] for i in ib), data_b, data_a, valid)
 
-    shift: tuple[float, float] | None = None
-    if coregister:
-        reg = register(data_b, data_a, valid)
-        if reg.shift is not None:
-            shift, data_a, valid = reg.shift, reg.image, reg.ok
-        else:
-            dy, dx = reg.measured
-            warnings.warn(
-                f"co-registration measured an implausible shift of ({dy:.1f}, {dx:.1f}) pixels between "
-                f"{img_b.path} and {img_a.path}; it was not applied (check the georeferencing)",
-                SitewatchWarning,
-                stacklevel=2,
-            )
-    step()
 
-    cmap = detector.detect(data_b, data_a, names, valid)
-    mask = cmap.mask & valid
-    step()
+def _coregister(pair: _Pair) -> tuple[_Pair, tuple[float, float] | None]:
+    """``pair`` with AFTER moved onto BEFORE (:func:`sitewatch.coreg.register`) and the shift applied; a
+    refused shift is not applied (None) and a :class:`SitewatchWarning` says so."""
+    from .coreg import register
+
+    reg = register(pair.before, pair.after, pair.valid)
+    if reg.shift is not None:
+        return replace(pair, after=reg.image, valid=reg.ok), reg.shift
+    dy, dx = reg.measured
+    warnings.warn(
+        f"co-registration measured an implausible shift of ({dy:.1f}, {dx:.1f}) pixels between "
+        f"{pair.img_b.path} and {pair.img_a.path}; it was not applied (check the georeferencing)",
+        SitewatchWarning,
+        stacklevel=3,  # the caller of detect_pair
+    )
+    return pair, None
+
+
+def _tags(cmap: ChangeMap, pair: _Pair, shift: tuple[float, float] | None) -> dict[str, str]:
+    """The tags of :func:`detect_pair`'s GeoTIFFs: the detector, its parameters and threshold, the inputs, the
+    bands, the sitewatch version and the co-registration shift applied."""
+    from . import __version__
 
     tags = {
         "detector": cmap.detector,
         "params": json.dumps(cmap.params, default=str, sort_keys=True),
         "threshold": repr(float(cmap.threshold)),
-        "before": str(Path(img_b.path).resolve()),
-        "after": str(Path(img_a.path).resolve()),
-        "bands": ",".join(names),
+        "before": str(Path(pair.img_b.path).resolve()),
+        "after": str(Path(pair.img_a.path).resolve()),
+        "bands": ",".join(pair.names),
         "sitewatch_version": __version__,
     }
     if shift is not None:
         tags["coregistration_shift_dy_dx"] = f"{shift[0]:.3f},{shift[1]:.3f}"
-    out_p = Path(out)
-    _write_geotiff(out_p, mask.astype(np.uint8), img_b, tags, "change (1) / no change (0)")
-    score_out: str | None = None
-    if score_path is not None:
-        score = np.where(valid, cmap.score, np.nan).astype(np.float32)
-        _write_geotiff(Path(score_path), score, img_b, tags, f"{cmap.detector} change score", nodata=np.nan)
-        score_out = str(score_path)
-    step()
-
-    n_valid = int(valid.sum())
-    changed = int(mask.sum())
-    return PairResult(
-        out=str(out_p),
-        shape=img_b.shape,
-        crs=img_b.crs,
-        changed_pixels=changed,
-        changed_fraction=changed / n_valid,
-        threshold=float(cmap.threshold),
-        method=cmap.detector,
-        seconds=time.perf_counter() - t0,
-        valid_pixels=n_valid,
-        bands=names,
-        score_path=score_out,
-        shift=shift,
-    )
+    return tags
 
 
 # --------------------------------------------------------------------------------------------- reading

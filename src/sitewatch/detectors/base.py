@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._registry import Registry
-from ..errors import DetectorNotFound, MissingBandError
+from ..errors import AllCloudError, DetectorNotFound, MissingBandError
 from ..types import ChangeMap
 
 
@@ -34,7 +34,11 @@ class Detector(Protocol):
         after: np.ndarray,
         bands: Sequence[str],
         valid: np.ndarray | None = None,
-    ) -> ChangeMap: ...
+    ) -> ChangeMap:
+        """Compare ``before`` and ``after``, float ``(band, y, x)`` reflectance on one grid (NaN = no data) whose
+        bands are named ``bands``; ``valid`` (bool ``(y, x)``, optional) marks the usable pixels.  Pixels not
+        valid, or without data in an image, get score 0 and mask False."""
+        ...
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -130,3 +134,42 @@ def valid_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray | None) 
     if valid is not None:
         ok &= valid.astype(bool)
     return ok
+
+
+def check_inputs(
+    before: np.ndarray, after: np.ndarray, bands: Sequence[str], valid: np.ndarray | None
+) -> np.ndarray:
+    """Check the shapes of a detector's inputs and return the mask of the pixels usable in both images.
+
+    Raises ``ValueError`` for arrays that do not match and :class:`~sitewatch.errors.AllCloudError` when
+    fewer than :data:`MIN_VALID_PIXELS` pixels are valid in both images.
+    """
+    if before.ndim != 3 or before.shape != after.shape:
+        raise ValueError(
+            f"before and after must be (band, y, x) arrays of one shape; got {before.shape} and "
+            f"{after.shape}: put both images on one grid with the same bands first"
+        )
+    if before.shape[0] < 2:
+        raise ValueError(f"a pairwise detector needs at least 2 bands, got {before.shape[0]}")
+    if len(bands) != before.shape[0]:
+        raise ValueError(f"{len(bands)} band names given for {before.shape[0]} bands")
+    if valid is not None and valid.shape != before.shape[1:]:
+        raise ValueError(f"valid mask has shape {valid.shape}, the images {before.shape[1:]}")
+    ok = valid_mask(before, after, valid)
+    n = int(ok.sum())
+    if n < MIN_VALID_PIXELS:
+        raise AllCloudError(
+            f"only {n} pixel(s) have data in both images (need {MIN_VALID_PIXELS}); "
+            "check that the two images overlap and are not masked out (clouds, nodata)"
+        )
+    return ok
+
+
+def change_map(name: str, ok: np.ndarray, values: np.ndarray, threshold: float, params: dict[str, Any]) -> ChangeMap:
+    """The :class:`ChangeMap` of detector ``name`` from the ``values`` of the pixels ``ok`` (in their order):
+    the score, change where it is over ``threshold``, and score 0 and no change at the other pixels."""
+    score = np.zeros(ok.shape, np.float32)
+    score[ok] = values
+    mask = np.zeros(ok.shape, bool)
+    mask[ok] = values > threshold
+    return ChangeMap(score=score, mask=mask, threshold=float(threshold), detector=name, params=params)

@@ -18,12 +18,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from ..errors import AllCloudError
 from ..types import ChangeMap
-from .base import MIN_VALID_PIXELS, register, valid_mask
+from .base import MIN_VALID_PIXELS, change_map, check_inputs, register
 
-__all__ = ["CVA", "check_inputs", "otsu_threshold", "robust_sigma_threshold", "standardise"]
-
+__all__ = ["CVA", "MIN_VALID_PIXELS", "check_inputs", "otsu_threshold", "robust_sigma_threshold", "standardise"]
 
 
 @register("cva")
@@ -71,11 +69,8 @@ class CVA:
         bands: Sequence[str],
         valid: np.ndarray | None = None,
     ) -> ChangeMap:
-        """Score every pixel by the length of its standardised change vector and threshold it.
-
-        ``before`` and ``after`` are float arrays ``(band, y, x)`` on one grid (NaN = no data), ``valid``
-        an optional bool ``(y, x)`` mask of usable pixels.  Pixels not valid get score 0 and mask False.
-        """
+        """Score every pixel by the length of its standardised change vector and threshold it (the inputs and
+        the pixels not valid: see :meth:`sitewatch.detectors.base.Detector.detect`)."""
         ok = check_inputs(before, after, bands, valid)
         x1 = before[:, ok].astype(np.float64)  # (band, n)
         x2 = after[:, ok].astype(np.float64)
@@ -86,41 +81,8 @@ class CVA:
         else:
             thr = robust_sigma_threshold(magnitude, float(self.threshold))
 
-        score = np.zeros(ok.shape, np.float32)
-        score[ok] = magnitude
-        mask = np.zeros(ok.shape, bool)
-        mask[ok] = magnitude > thr
         params = asdict(self) | {"bands": list(bands), "threshold_rule": _rule_name(self.threshold)}
-        return ChangeMap(score=score, mask=mask, threshold=float(thr), detector=self.name, params=params)
-
-
-def check_inputs(
-    before: np.ndarray, after: np.ndarray, bands: Sequence[str], valid: np.ndarray | None
-) -> np.ndarray:
-    """Check the shapes of a detector's inputs and return the mask of the pixels usable in both images.
-
-    Raises ``ValueError`` for arrays that do not match and :class:`~sitewatch.errors.AllCloudError` when
-    fewer than :data:`MIN_VALID_PIXELS` pixels are valid in both images.
-    """
-    if before.ndim != 3 or before.shape != after.shape:
-        raise ValueError(
-            f"before and after must be (band, y, x) arrays of one shape; got {before.shape} and "
-            f"{after.shape}: put both images on one grid with the same bands first"
-        )
-    if before.shape[0] < 2:
-        raise ValueError(f"a pairwise detector needs at least 2 bands, got {before.shape[0]}")
-    if len(bands) != before.shape[0]:
-        raise ValueError(f"{len(bands)} band names given for {before.shape[0]} bands")
-    if valid is not None and valid.shape != before.shape[1:]:
-        raise ValueError(f"valid mask has shape {valid.shape}, the images {before.shape[1:]}")
-    ok = valid_mask(before, after, valid)
-    n = int(ok.sum())
-    if n < MIN_VALID_PIXELS:
-        raise AllCloudError(
-            f"only {n} pixel(s) have data in both images (need {MIN_VALID_PIXELS}); "
-            "check that the two images overlap and are not masked out (clouds, nodata)"
-        )
-    return ok
+        return change_map(self.name, ok, magnitude, thr, params)
 
 
 def standardise(x1: np.ndarray, x2: np.ndarray, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -33,8 +33,7 @@ from scipy.linalg import eigh
 from scipy.stats import chi2
 
 from ..types import ChangeMap
-from .base import register
-from .cva import check_inputs
+from .base import change_map, check_inputs, register
 
 __all__ = ["IRMAD", "MADFit", "fit_irmad"]
 
@@ -126,10 +125,9 @@ class IRMAD:
         bands: Sequence[str],
         valid: np.ndarray | None = None,
     ) -> ChangeMap:
-        """Fit IR-MAD on a sample of the valid pixels, score all of them by ``Z`` and threshold.
+        """Fit IR-MAD on a sample of the valid pixels, score all of them by ``Z`` and threshold (the inputs and
+        the pixels not valid: see :meth:`sitewatch.detectors.base.Detector.detect`).
 
-        ``before`` and ``after`` are float arrays ``(band, y, x)`` on one grid (NaN = no data), ``valid``
-        an optional bool ``(y, x)`` mask of usable pixels.  Pixels not valid get score 0 and mask False.
         The score is the chi-square statistic ``Z``; the threshold is ``chi2.ppf(1 - alpha, df)``.
         """
         ok = check_inputs(before, after, bands, valid)
@@ -150,10 +148,6 @@ class IRMAD:
         z = _chi2_chunked(fit, x1, x2)
         thr = float(chi2.ppf(1.0 - self.alpha, fit.df))
 
-        score = np.zeros(ok.shape, np.float32)
-        score[ok] = z
-        mask = np.zeros(ok.shape, bool)
-        mask[ok] = z > thr
         params = asdict(self) | {
             "bands": [bands[i] for i in fit.used],
             "df": fit.df,
@@ -162,7 +156,7 @@ class IRMAD:
             "canonical_correlations": [round(float(r), 6) for r in fit.rho],
             "fit_pixels": int(s1.shape[0]),
         }
-        return ChangeMap(score=score, mask=mask, threshold=thr, detector=self.name, params=params)
+        return change_map(self.name, ok, z, thr, params)
 
 
 def fit_irmad(

@@ -46,8 +46,7 @@ from .. import coreg
 from ..constants import MAX_SHIFT
 from ..errors import ImageryError
 from ..types import ChangeMap
-from .base import band_index, register
-from .cva import MIN_VALID_PIXELS, check_inputs
+from .base import MIN_VALID_PIXELS, band_index, check_inputs, register
 
 __all__ = [
     "MODEL_BANDS",

@@ -46,7 +46,7 @@ Requires B02, B03, B04, B08 and B11; other bands are ignored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar, Literal
 
@@ -57,8 +57,8 @@ from scipy.stats import chi2
 from ..constants import MAX_SHIFT
 from ..coreg import coregister
 from ..types import ChangeMap
-from .base import band_index, normalized_difference, register
-from .cva import MIN_VALID_PIXELS, check_inputs, otsu_threshold
+from .base import MIN_VALID_PIXELS, band_index, check_inputs, normalized_difference, register
+from .cva import otsu_threshold
 
 __all__ = ["UrbanDetector"]
 
@@ -70,6 +70,27 @@ _REQUIRED = ("B02", "B03", "B04", "B08", "B11")
 _REGISTRATION_BANDS = ("B02", "B03", "B04", "B08")
 #: Reflectance floor for the log ratios (deep shadow and water are noise below it).
 _FLOOR = 1e-3
+#: Position of each band in the image of the :data:`_REQUIRED` bands.
+_POS = {name: k for k, name in enumerate(_REQUIRED)}
+
+
+def _band(img: np.ndarray, name: str) -> np.ndarray:
+    """Band ``name`` of an image of the :data:`_REQUIRED` bands, float32, no data and dark pixels at _FLOOR."""
+    return np.maximum(np.nan_to_num(img[_POS[name]].astype(np.float32), nan=_FLOOR), _FLOOR)
+
+
+def _normalise(
+    before: np.ndarray, after: np.ndarray, ok: np.ndarray
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """1. Each band's gain of AFTER over BEFORE (the median ratio over ``ok``) and its log ratio without it."""
+    gains: dict[str, float] = {}
+    log_ratio: dict[str, np.ndarray] = {}
+    for name in _REQUIRED:
+        lr = np.log(_band(after, name)) - np.log(_band(before, name))
+        g = float(np.median(lr[ok]))
+        gains[name] = float(np.exp(g))
+        log_ratio[name] = lr - np.float32(g)
+    return gains, log_ratio
 
 
 def _texture(logs: Sequence[np.ndarray], win: int) -> np.ndarray:
@@ -174,91 +195,16 @@ class UrbanDetector:
         picked = [index[n] for n in _REQUIRED]
         before = before[picked]
         after = after[picked]
-        pos = {name: k for k, name in enumerate(_REQUIRED)}
 
         shift = (0.0, 0.0)
         if self.coregister:
-            reg = [pos[n] for n in _REGISTRATION_BANDS]
+            reg = [_POS[n] for n in _REGISTRATION_BANDS]
             after, ok, shift = coregister(before, after, ok, self.max_shift, MIN_VALID_PIXELS, bands=reg)
-
-        def band(img: np.ndarray, name: str) -> np.ndarray:
-            return np.maximum(np.nan_to_num(img[pos[name]].astype(np.float32), nan=_FLOOR), _FLOOR)
-
-        # 1. per-band gain normalisation of AFTER onto BEFORE (median ratio over valid pixels)
-        gains: dict[str, float] = {}
-        log_ratio: dict[str, np.ndarray] = {}
-        for name in _REQUIRED:
-            lr = np.log(band(after, name)) - np.log(band(before, name))
-            g = float(np.median(lr[ok]))
-            gains[name] = float(np.exp(g))
-            log_ratio[name] = lr - np.float32(g)
-
-        def after_n(name: str) -> np.ndarray:
-            return band(after, name) / np.float32(gains[name])
-
-        # 2. physical gates: vegetation on both dates, water on both dates
-        def ndvi(img: np.ndarray, normalised: bool) -> np.ndarray:
-            get = after_n if normalised else (lambda n: band(img, n))
-            return normalized_difference(get("B08"), get("B04"))
-
-        def water(img: np.ndarray, normalised: bool) -> np.ndarray:
-            get = after_n if normalised else (lambda n: band(img, n))
-            return (normalized_difference(get("B03"), get("B11")) > self.water_mndwi) & (get("B03") > get("B08"))
-
-        veg = np.minimum(ndvi(before, False), ndvi(after, True)) > self.veg_ndvi
-        wet = water(before, False) & water(after, True)
-        keep = ok & ~veg & ~wet
-        if keep.sum() < MIN_VALID_PIXELS:  # (nearly) all vegetation or water: nothing can be urban change
-            keep = np.zeros_like(ok)
-        ref = keep if keep.any() else ok
-
-        # 3-4. noise-scaled visible change of the kept pixels, per-pixel chi-square averaged over the window
-        total = np.zeros(ok.shape, np.float32)
-        sigmas: dict[str, float] = {}
-        for name in _SCORE_BANDS:
-            d = log_ratio[name]
-            centre = float(np.median(d[ref]))
-            sigma = 1.4826 * float(np.median(np.abs(d[ref] - centre)))
-            sigma = sigma if sigma > 0 else float(np.std(d[ref])) or 1.0
-            sigmas[name] = sigma
-            total += np.where(keep, (d - np.float32(centre)) / np.float32(sigma), np.float32(0.0)) ** 2
-        if self.smooth > 1:
-            total = ndimage.uniform_filter(total, self.smooth, mode="nearest")
-        score = np.nan_to_num(np.where(keep, total, 0.0), nan=0.0, posinf=0.0).astype(np.float32)
-
-        # 5. threshold per scene
-        df = len(_SCORE_BANDS)
-        if self.threshold == "otsu":
-            thr = otsu_threshold(score[ok].astype(np.float64))
-            rule = "otsu"
-        else:
-            kept = score[keep]
-            med = float(np.median(kept)) if kept.size else 0.0
-            scale = (med if med > 0 else 1.0) / float(chi2.median(df))
-            thr = scale * float(chi2.ppf(1.0 - float(self.threshold), df))
-            rule = f"chi-square, alpha={self.threshold}, df={df}, median-calibrated"
-        mask = keep & (score > thr)
-
-        # 6. objects: drop specks, and objects that are smooth on both dates
-        texture_ref = 0.0
-        dropped_smooth = 0
-        if mask.any() and (self.min_pixels > 1 or self.min_texture > 0):
-            labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-            sizes = np.bincount(labels.ravel(), minlength=n + 1)
-            good = sizes >= self.min_pixels
-            if self.min_texture > 0:
-                win = max(3, self.smooth)
-                texture = np.maximum(
-                    _texture([np.log(band(before, b)) for b in _SCORE_BANDS], win),
-                    _texture([np.log(band(after, b)) for b in _SCORE_BANDS], win),
-                )
-                texture_ref = float(np.median(texture[ok]))
-                medians = _object_medians(texture, labels, n)
-                smooth_obj = np.concatenate([[False], medians < self.min_texture * texture_ref])
-                dropped_smooth = int((smooth_obj & good).sum())
-                good &= ~smooth_obj
-            good[0] = False
-            mask = good[labels]
+        gains, log_ratio = _normalise(before, after, ok)
+        keep = self._gate(before, after, gains, ok)
+        score, sigmas = self._score(log_ratio, keep, ok)
+        thr, rule = self._threshold(score, keep, ok)
+        mask, texture_ref, dropped_smooth = self._objects(keep & (score > thr), before, after, ok)
 
         params = asdict(self) | {
             "bands": list(bands),
@@ -272,3 +218,83 @@ class UrbanDetector:
             "smooth_objects_dropped": dropped_smooth,
         }
         return ChangeMap(score=score, mask=mask, threshold=float(thr), detector=self.name, params=params)
+
+    def _gate(self, before: np.ndarray, after: np.ndarray, gains: dict[str, float], ok: np.ndarray) -> np.ndarray:
+        """2. The pixels of ``ok`` kept: not vegetation on both dates, not water on both dates (AFTER's indices
+        on the gain-normalised bands); none when fewer than MIN_VALID_PIXELS are left (nothing can be urban)."""
+
+        def before_band(name: str) -> np.ndarray:
+            return _band(before, name)
+
+        def after_n(name: str) -> np.ndarray:
+            return _band(after, name) / np.float32(gains[name])
+
+        def ndvi(get: Callable[[str], np.ndarray]) -> np.ndarray:
+            return normalized_difference(get("B08"), get("B04"))
+
+        def water(get: Callable[[str], np.ndarray]) -> np.ndarray:
+            return (normalized_difference(get("B03"), get("B11")) > self.water_mndwi) & (get("B03") > get("B08"))
+
+        veg = np.minimum(ndvi(before_band), ndvi(after_n)) > self.veg_ndvi
+        wet = water(before_band) & water(after_n)
+        keep = ok & ~veg & ~wet
+        if keep.sum() < MIN_VALID_PIXELS:  # (nearly) all vegetation or water: nothing can be urban change
+            keep = np.zeros_like(ok)
+        return keep
+
+    def _score(
+        self, log_ratio: dict[str, np.ndarray], keep: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """3-4. The noise-scaled visible change of the kept pixels, as a per-pixel chi-square averaged over
+        the ``smooth`` window (0 elsewhere), and each score band's no-change scatter."""
+        ref = keep if keep.any() else ok
+        total = np.zeros(ok.shape, np.float32)
+        sigmas: dict[str, float] = {}
+        for name in _SCORE_BANDS:
+            d = log_ratio[name]
+            centre = float(np.median(d[ref]))
+            sigma = 1.4826 * float(np.median(np.abs(d[ref] - centre)))
+            sigma = sigma if sigma > 0 else float(np.std(d[ref])) or 1.0
+            sigmas[name] = sigma
+            total += np.where(keep, (d - np.float32(centre)) / np.float32(sigma), np.float32(0.0)) ** 2
+        if self.smooth > 1:
+            total = ndimage.uniform_filter(total, self.smooth, mode="nearest")
+        score = np.nan_to_num(np.where(keep, total, 0.0), nan=0.0, posinf=0.0).astype(np.float32)
+        return score, sigmas
+
+    def _threshold(self, score: np.ndarray, keep: np.ndarray, ok: np.ndarray) -> tuple[float, str]:
+        """5. The scene's threshold and the rule that chose it."""
+        df = len(_SCORE_BANDS)
+        if self.threshold == "otsu":
+            return otsu_threshold(score[ok].astype(np.float64)), "otsu"
+        kept = score[keep]
+        med = float(np.median(kept)) if kept.size else 0.0
+        scale = (med if med > 0 else 1.0) / float(chi2.median(df))
+        thr = scale * float(chi2.ppf(1.0 - float(self.threshold), df))
+        return thr, f"chi-square, alpha={self.threshold}, df={df}, median-calibrated"
+
+    def _objects(
+        self, mask: np.ndarray, before: np.ndarray, after: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, float, int]:
+        """6. ``mask`` without its specks and its objects smooth on both dates: ``(mask, the scene's median
+        texture, smooth objects dropped)``."""
+        if not (mask.any() and (self.min_pixels > 1 or self.min_texture > 0)):
+            return mask, 0.0, 0
+        texture_ref = 0.0
+        dropped_smooth = 0
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        good = sizes >= self.min_pixels
+        if self.min_texture > 0:
+            win = max(3, self.smooth)
+            texture = np.maximum(
+                _texture([np.log(_band(before, b)) for b in _SCORE_BANDS], win),
+                _texture([np.log(_band(after, b)) for b in _SCORE_BANDS], win),
+            )
+            texture_ref = float(np.median(texture[ok]))
+            medians = _object_medians(texture, labels, n)
+            smooth_obj = np.concatenate([[False], medians < self.min_texture * texture_ref])
+            dropped_smooth = int((smooth_obj & good).sum())
+            good &= ~smooth_obj
+        good[0] = False
+        return good[labels], texture_ref, dropped_smooth
