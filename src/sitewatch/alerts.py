@@ -28,16 +28,16 @@ This module holds the alerting policy; its queries are :class:`sitewatch.store.r
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from ._time import as_utc, iso_utc
 from .errors import AlertError
 from .geo import WGS84, to_crs, utm_crs_for
-from ._time import as_utc, iso_utc
 from .store import Store, Transaction
 from .store.records import Alert, AlertRule, Delivery, Endpoint
 from .types import Change

@@ -41,7 +41,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 

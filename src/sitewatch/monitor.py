@@ -197,9 +197,9 @@ def _fetch_areas(store: Store, areas: Sequence[Any], errors: list[str]) -> list[
 def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: datetime, errors: list[str],
                progress: Progress | None) -> AreaPass:
     """Search one area again if its scenes changed, and raise its ``candidate`` alerts (see the module)."""
+    from ._time import iso_utc
     from .alerts import write_candidate_alerts
     from .areas import area_scenes, scenes_key
-    from ._time import iso_utc
     from .search import search_area, write_candidates
     from .search._output import candidate_feature
 

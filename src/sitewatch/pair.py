@@ -9,7 +9,6 @@ detector on the bands they share, and writes the change mask as a GeoTIFF on the
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import warnings

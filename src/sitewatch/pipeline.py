@@ -17,8 +17,8 @@ import xarray as xr
 
 from .catalog import read_scenes
 from .changes import PolygonParams, stack_dates
-from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, coregister_stack, detect
 from .constants import MIN_CLEAR_FRACTION
+from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, coregister_stack, detect
 from .errors import NoOverlapError, SourceNotFound
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store

@@ -30,7 +30,7 @@ from pyproj import CRS
 from rasterio.warp import transform_bounds
 from shapely.geometry import Point, box
 
-from ._time import as_utc, naive_utc, solar_day
+from ._time import naive_utc, solar_day
 from .errors import NoOverlapError, PartialCoverageWarning
 from .geo import WGS84, to_crs, utm_crs_for
 from .sources.read import read_scene_window
