@@ -19,6 +19,7 @@ from ._http import (
     planetary_computer_signer,
     register_signer,
 )
+from ._retry import RetryPolicy
 from .base import (
     Source,
     SourceError,
@@ -45,6 +46,7 @@ __all__ = [
     "LocalSource",
     "PRESETS",
     "Preset",
+    "RetryPolicy",
     "Source",
     "SourceError",
     "SourceNotFound",

@@ -1,8 +1,9 @@
 """HTTP plumbing shared by the remote sources: GDAL's /vsicurl/ options and URL signers.
 
 Remote rasters are read by GDAL through ``/vsicurl/`` (HTTP range requests: only the blocks of a window
-travel).  :func:`gdal_env` sets GDAL's retry and timeout options; options set by an enclosing
-``rasterio.Env`` (credentials, headers) win over the defaults here, and explicit ``options`` win over both.
+travel).  :func:`gdal_env` sets GDAL's retry options (those of the default
+:class:`~sitewatch.sources._retry.RetryPolicy`) and timeouts; options set by an enclosing ``rasterio.Env``
+(credentials, headers) win over the defaults here, and explicit ``options`` win over both.
 
 A *signer* turns an href into one the server accepts (Planetary Computer appends a SAS token).  Scenes name
 their signer (``properties["signer"]``) instead of storing signed URLs, which expire.
@@ -10,6 +11,7 @@ their signer (``properties["signer"]``) instead of storing signed URLs, which ex
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import rasterio
 from rasterio.env import getenv, hasenv
 
+from ._retry import RetryPolicy
 from .base import SourceError
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "gdal_path",
     "is_remote",
     "redact",
+    "redact_text",
     "register_signer",
     "get_signer",
     "sign_href",
@@ -38,11 +42,10 @@ __all__ = [
 
 Signer = Callable[[str], str]
 
-#: GDAL configuration for reading COGs over HTTP: retry 5xx/429 answers, never list directories (no
-#: sidecar probes), merge adjacent ranges, keep a block cache.
+#: GDAL configuration for reading COGs over HTTP: retry 5xx/429 answers by the default retry policy, never
+#: list directories (no sidecar probes), merge adjacent ranges, keep a block cache.
 DEFAULT_GDAL_OPTIONS: dict[str, str] = {
-    "GDAL_HTTP_MAX_RETRY": "3",
-    "GDAL_HTTP_RETRY_DELAY": "1",
+    **RetryPolicy().gdal_options(),
     "GDAL_HTTP_TIMEOUT": "30",
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -60,12 +63,14 @@ def gdal_http_options(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """GDAL config options for /vsicurl/ from friendly names; ``extra`` is passed through (``AWS_*`` ...)."""
+    """GDAL config options for /vsicurl/ from friendly names (the retries as :meth:`RetryPolicy.gdal_options`
+    writes them; only those given); ``extra`` is passed through (``AWS_*`` ...)."""
     opts: dict[str, str] = {}
+    retry = RetryPolicy(retries=max_retries or 0, delay=retry_delay or 0.0).gdal_options()
     if max_retries is not None:
-        opts["GDAL_HTTP_MAX_RETRY"] = str(int(max_retries))
+        opts["GDAL_HTTP_MAX_RETRY"] = retry["GDAL_HTTP_MAX_RETRY"]
     if retry_delay is not None:
-        opts["GDAL_HTTP_RETRY_DELAY"] = f"{retry_delay:g}"
+        opts["GDAL_HTTP_RETRY_DELAY"] = retry["GDAL_HTTP_RETRY_DELAY"]
     if timeout is not None:
         opts["GDAL_HTTP_TIMEOUT"] = str(max(1, round(timeout)))
         opts["GDAL_HTTP_CONNECTTIMEOUT"] = str(max(1, round(min(timeout, 10))))
@@ -112,6 +117,14 @@ def redact(href: str) -> str:
     if not parts.query:
         return href
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+_QUERY = re.compile(r"(\w+://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the query strings of the URLs in it taken out (messages quoting a signed URL)."""
+    return _QUERY.sub(r"\1", text)
 
 
 _SIGNERS: dict[str, Callable[[], Signer]] = {}

@@ -22,8 +22,6 @@ the URL.
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -39,15 +37,13 @@ from ..detectors.base import band_index
 from ..errors import ImageryError
 from ..masks import clear_from_scl, spectral_clear
 from ..types import Scene
-from ._http import gdal_env, gdal_path, is_remote, redact, sign_href
+from ._http import gdal_env, gdal_path, is_remote, redact, redact_text, sign_href
+from ._retry import RetryPolicy
 from .base import SourceError
 from .presets import QA_FILL, MaskDecoding, worst_scl
 
 __all__ = ["GridLike", "band_sources", "mask_layers", "read_band_window", "read_bands_window",
            "read_reflectance_window", "read_scene_window", "read_scl_window", "read_warped"]
-
-
-_QUERY = re.compile(r"(\w+://[^\s?'\"]+)\?[^\s'\"]*")
 
 
 class GridLike(Protocol):
@@ -113,49 +109,56 @@ def read_warped(
     signed = sign_href(href, signer)
     path = gdal_path(signed)
     query = urlsplit(signed).query
+
+    def attempt(n: int) -> np.ndarray:
+        # a retry must not see what the failed attempt left in GDAL's /vsicurl/ cache
+        with rasterio.Env(**({"CPL_VSIL_CURL_NON_CACHED": path} if n else {})), rasterio.open(path) as src:
+            vrt_nodata = src_nodata if src_nodata is not None else (
+                src.nodata if src.nodata is not None else default_nodata)
+            return _warped(src, grid, indexes, src_nodata=vrt_nodata, nodata=nodata, resampling=resampling,
+                           dtype=dtype)
+
     with gdal_env(options) as env:
-        retries = int(float(env.get("GDAL_HTTP_MAX_RETRY", "0")))
-        delay = float(env.get("GDAL_HTTP_RETRY_DELAY", "1"))
-        attempt = 0
-        while True:
-            try:
-                # a retry must not see what the failed attempt left in GDAL's /vsicurl/ cache
-                retry_env = {"CPL_VSIL_CURL_NON_CACHED": path} if attempt else {}
-                with rasterio.Env(**retry_env), rasterio.open(path) as src:
-                    vrt_nodata = src_nodata if src_nodata is not None else (
-                        src.nodata if src.nodata is not None else default_nodata)
-                    with WarpedVRT(
-                        src,
-                        crs=grid.crs,
-                        transform=Affine(*grid.transform),
-                        width=grid.width,
-                        height=grid.height,
-                        resampling=resampling,
-                        src_nodata=vrt_nodata,
-                        nodata=nodata,
-                        dtype=dtype,
-                    ) as vrt:
-                        return vrt.read(list(indexes))
-            except (RasterioError, OSError) as exc:
-                if isinstance(exc, ImageryError):
-                    raise
-                message = _short(exc, query)
-                label = f" ({what})" if what else ""
-                if not is_remote(href):
-                    raise ImageryError(
-                        f"{href}: cannot read the site window{label} (truncated or corrupt file?): {message}"
-                    ) from None
-                # GDAL retries HTTP 429/5xx answers and timeouts itself; short reads (a body cut off, a reset
-                # connection) it does not, so those are retried here, as many times.
-                if attempt < retries and not any(t in message for t in ("HTTP response code", "timed out")):
-                    attempt += 1
-                    time.sleep(delay * attempt)
-                    continue
-                raise SourceError(
-                    f"cannot read the site window{label} from {redact(href)} (retried up to {retries} times): "
-                    f"{message}; check the URL, the network, the server or the credentials "
-                    "(GDAL_HTTP_HEADERS, AWS_*), or raise GDAL_HTTP_MAX_RETRY / GDAL_HTTP_TIMEOUT"
-                ) from None
+        # GDAL retries HTTP 429/5xx answers and timeouts itself, by the retry policy written into its options
+        # (GDAL_HTTP_MAX_RETRY, GDAL_HTTP_RETRY_DELAY); short reads (a body cut off, a connection reset) it does
+        # not, so those are retried here by the same policy, read back from those options: as many times, with
+        # the same backoff.
+        retry = RetryPolicy.from_gdal_options(env)
+        try:
+            return retry.call(attempt, lambda exc: is_remote(href) and _short_read(exc, query))
+        except ImageryError:
+            raise
+        except (RasterioError, OSError) as exc:
+            raise _read_error(href, _short(exc, query), what, retry.retries) from None
+
+
+def _warped(src: Any, grid: GridLike, indexes: Sequence[int], **vrt: Any) -> np.ndarray:
+    """Read ``indexes`` of the open raster ``src`` onto ``grid`` through a GDAL warped VRT (``vrt``: its
+    options: ``src_nodata``, ``nodata``, ``resampling``, ``dtype``)."""
+    with WarpedVRT(
+        src, crs=grid.crs, transform=Affine(*grid.transform), width=grid.width, height=grid.height, **vrt
+    ) as out:
+        return out.read(list(indexes))
+
+
+def _short_read(exc: Exception, query: str) -> bool:
+    """Whether a failed read is one GDAL does not retry itself (not an HTTP error answer, not a timeout)."""
+    if not isinstance(exc, (RasterioError, OSError)) or isinstance(exc, ImageryError):
+        return False
+    message = _short(exc, query)
+    return not any(t in message for t in ("HTTP response code", "timed out"))
+
+
+def _read_error(href: str, message: str, what: str, retries: int) -> ImageryError:
+    """The error of a read that failed: a corrupt local file, or a remote one that failed after the retries."""
+    label = f" ({what})" if what else ""
+    if not is_remote(href):
+        return ImageryError(f"{href}: cannot read the site window{label} (truncated or corrupt file?): {message}")
+    return SourceError(
+        f"cannot read the site window{label} from {redact(href)} (retried up to {retries} times): "
+        f"{message}; check the URL, the network, the server or the credentials "
+        "(GDAL_HTTP_HEADERS, AWS_*), or raise GDAL_HTTP_MAX_RETRY / GDAL_HTTP_TIMEOUT"
+    )
 
 
 def _short(exc: BaseException, query: str = "") -> str:
@@ -170,7 +173,7 @@ def _short(exc: BaseException, query: str = "") -> str:
     text = "; ".join(dict.fromkeys([texts[0], texts[-1]])) if texts else type(exc).__name__
     if query:
         text = text.replace("?" + query, "").replace(query, "")
-    return _QUERY.sub(r"\1", text)[:400]
+    return redact_text(text)[:400]
 
 
 def read_bands_window(

@@ -34,6 +34,7 @@ from shapely.geometry import mapping, shape
 from ..errors import ImageryError, SitewatchWarning
 from ..types import Scene
 from ._http import gdal_env, gdal_http_options, gdal_path, is_remote, redact, register_signer, sign_href
+from ._retry import RetryPolicy
 from ._stac_io import ApiStacIO, StaticStacIO
 from .base import SourceError, as_geometry, as_utc, get_source, in_range, register_source
 from .presets import (
@@ -372,7 +373,8 @@ class StacSource:
     ``sign``: a URL signer (a callable, or a registered name such as ``planetary-computer``, the default on
     Planetary Computer) applied to asset hrefs when they are read.  ``headers``: sent with every request,
     STAC and GDAL.  ``gdal_options``: extra GDAL config options for reading (``AWS_*`` credentials, ...).
-    ``timeout``, ``max_retries``, ``retry_delay`` (seconds, doubled at each retry): HTTP robustness.
+    ``timeout``, ``max_retries``, ``retry_delay`` (seconds, doubled at each retry): HTTP robustness, the same
+    for STAC requests and raster reads (:attr:`retry`, a :class:`~sitewatch.sources._retry.RetryPolicy`).
     ``mask_asset``: the key of the items' cloud mask asset (default: found by preset, key, classification
     extension or role).  ``clear_values``: the values of that mask that are clear (``[0, 4, 5]`` or ``"0,4,5"``);
     every other value is not, the mask's nodata stays no data (default: read from the mask's classes or roles).
@@ -424,12 +426,15 @@ class StacSource:
         self.skipped_cloudy: dict[str, float] = {}
 
     # -- reading options ---------------------------------------------------------------------------------
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this source's STAC requests and raster reads (``max_retries``, ``retry_delay``)."""
+        return RetryPolicy(retries=self.max_retries, delay=self.retry_delay)
+
     def gdal_options(self) -> dict[str, str]:
         """GDAL config options for reading this source's rasters (retries, timeout, headers, extras)."""
-        return gdal_http_options(
-            max_retries=self.max_retries, retry_delay=self.retry_delay, timeout=self.timeout,
-            headers=self.headers, extra=self.extra_gdal_options,
-        )
+        return {**self.retry.gdal_options(),
+                **gdal_http_options(timeout=self.timeout, headers=self.headers, extra=self.extra_gdal_options)}
 
     def reading_env(self) -> AbstractContextManager[dict[str, str]]:
         """``with source.reading_env(): load_stack(...)`` reads with this source's HTTP options."""
@@ -437,8 +442,7 @@ class StacSource:
 
     # -- search ------------------------------------------------------------------------------------------
     def _io_options(self) -> dict[str, Any]:
-        return {"headers": self.headers, "timeout": self.timeout, "retries": self.max_retries,
-                "delay": self.retry_delay}
+        return {"headers": self.headers, "timeout": self.timeout, "retry": self.retry}
 
     def _items(self, geom: Any, start: datetime | None, end: datetime | None) -> Iterable[pystac.Item]:
         if not is_remote(self.url):
