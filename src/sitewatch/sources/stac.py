@@ -256,7 +256,41 @@ def item_to_scene(
     ``clear_values``: the values of that mask that are clear, every other is not (default: from the mask's
     classification extension or roles).
     """
-    p = get_preset(preset)
+    p = _item_preset(item, get_preset(preset))
+    hrefs = {k: a.get_absolute_href() or a.href for k, a in item.assets.items()}
+    band_assets, multi = _band_assets(item, p, mask_asset)
+    data_keys = set(band_assets.values()) | ({multi} if multi else set())
+    masks = _masks(item, p, data_keys, mask_asset, clear_values)
+    bands, band_scale, grid_keys = _bands_and_scales(item, p, band_assets, multi)
+    crs, tr, width, height = _item_grid(item, grid_keys, hrefs, signer, options)
+    xs, ys = zip(*(tr * c for c in ((0, 0), (width, 0), (0, height), (width, height))), strict=True)
+
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise SourceError(f"STAC item {item.id} has no datetime")
+    cloud = item.properties.get("eo:cloud_cover")
+    props = _scene_properties(item, p, provider, signer, hrefs, band_scale, band_assets, multi, masks)
+    path = hrefs[multi] if multi is not None else (props["stac_item_href"] or hrefs[band_assets[bands[0]]])
+    return Scene(
+        scene_id=item.id,
+        path=path,
+        datetime=as_utc(when),
+        crs=crs,
+        transform=tuple(tr)[:6],  # type: ignore[arg-type]
+        width=width,
+        height=height,
+        bounds=(min(xs), min(ys), max(xs), max(ys)),
+        bands=bands,
+        mask_path=hrefs[masks[0][0]] if masks else None,
+        platform=str(item.properties.get("platform", "")),
+        source="stac",
+        cloud_cover=float(cloud) if cloud is not None else None,
+        properties=props,
+    )
+
+
+def _item_preset(item: pystac.Item, p: Preset | None) -> Preset | None:
+    """The preset of ``item``: ``p`` if its assets fit it (else :class:`SourceError`), else the first that fits."""
     keys = set(item.assets)
     if p is not None and not p.matches(keys):
         missing = [b for b in p.bands if not p.asset_for(b, keys)]
@@ -264,67 +298,90 @@ def item_to_scene(
             f"STAC item {item.id}: no asset for band(s) {', '.join(missing)} of preset {p.name} "
             f"(assets: {', '.join(sorted(keys))}); choose another preset or none"
         )
-    p = p or next((q for q in PRESETS.values() if q.matches(keys)), None)
-    hrefs = {k: a.get_absolute_href() or a.href for k, a in item.assets.items()}
-    band_assets: dict[str, str] = {}  # band -> asset key (one raster per band)
-    multi: str | None = None  # key of the multi-band asset
+    return p or next((q for q in PRESETS.values() if q.matches(keys)), None)
+
+
+def _band_assets(item: pystac.Item, p: Preset | None, mask_asset: str | None) -> tuple[dict[str, str], str | None]:
+    """Where the bands are: ``(band -> asset key, one raster per band; key of the multi-band asset or None)``:
+    the preset's assets, else a multi-band data asset, else single-band assets named by their metadata or key,
+    else the one data asset."""
+    keys = set(item.assets)
     if p is not None:
-        band_assets = {b: p.asset_for(b, keys) for b in p.bands}  # type: ignore[misc]
-    else:
-        data = [k for k, a in item.assets.items() if _is_raster(a) and k not in _MASK_KEYS and k != mask_asset
-                and not {"thumbnail", "overview", "visual", *MASK_ROLES} & set(a.roles or [])]
-        multi = max((k for k in data if len(_asset_bands(item.assets[k])) > 1),
-                    key=lambda k: len(_asset_bands(item.assets[k])), default=None)
-        if multi is None:
-            for k in data:
-                m = (_asset_bands(item.assets[k]) or [{}])[0]
-                named = m.get("name") or m.get("common_name") or m.get("eo:common_name")
-                name = _band_name(m, 0) if named else COMMON_NAMES.get(k, k if _is_band_name(k) else "")
-                if name:
-                    band_assets.setdefault(name, k)
-            if not band_assets and len(data) == 1:
-                multi = data[0]
-        if multi is None and not band_assets:
-            raise SourceError(
-                f"STAC item {item.id}: cannot tell which assets hold which bands (assets: {', '.join(sorted(keys))});"
-                f" give a preset ({', '.join(PRESETS)})"
-            )
-    found = _mask_assets(item, p, set(band_assets.values()) | ({multi} if multi else set()), mask_asset)
+        return {b: p.asset_for(b, keys) for b in p.bands}, None  # type: ignore[misc]
+    band_assets: dict[str, str] = {}
+    data = [k for k, a in item.assets.items() if _is_raster(a) and k not in _MASK_KEYS and k != mask_asset
+            and not {"thumbnail", "overview", "visual", *MASK_ROLES} & set(a.roles or [])]
+    multi = max((k for k in data if len(_asset_bands(item.assets[k])) > 1),
+                key=lambda k: len(_asset_bands(item.assets[k])), default=None)
+    if multi is None:
+        for k in data:
+            m = (_asset_bands(item.assets[k]) or [{}])[0]
+            named = m.get("name") or m.get("common_name") or m.get("eo:common_name")
+            name = _band_name(m, 0) if named else COMMON_NAMES.get(k, k if _is_band_name(k) else "")
+            if name:
+                band_assets.setdefault(name, k)
+        if not band_assets and len(data) == 1:
+            multi = data[0]
+    if multi is None and not band_assets:
+        raise SourceError(
+            f"STAC item {item.id}: cannot tell which assets hold which bands (assets: {', '.join(sorted(keys))});"
+            f" give a preset ({', '.join(PRESETS)})"
+        )
+    return band_assets, multi
+
+
+def _masks(
+    item: pystac.Item, p: Preset | None, data_keys: set[str], mask_asset: str | None,
+    clear_values: Iterable[int] | None,
+) -> list[tuple[str, MaskDecoding]]:
+    """The item's mask assets, the main one first, each with how its values decode (the user's
+    ``clear_values`` decode the main one alone)."""
+    found = _mask_assets(item, p, data_keys, mask_asset)
     values = None if clear_values is None else list(clear_values)
     if values is not None:
         found = found[:1]  # the user's values decode one mask
-    masks = [(k, _mask_decoding(item, k, kind, p, values)) for k, kind in found]
-    mask_key = masks[0][0] if masks else None
+    return [(k, _mask_decoding(item, k, kind, p, values)) for k, kind in found]
 
+
+def _bands_and_scales(
+    item: pystac.Item, p: Preset | None, band_assets: Mapping[str, str], multi: str | None
+) -> tuple[tuple[str, ...], dict[str, list[float]], list[str]]:
+    """The scene's band names, each band's ``[scale, offset]`` to reflectance, and the assets whose grids
+    the scene may take (the multi-band one, or every band's)."""
     if multi is not None:
         metas = _asset_bands(item.assets[multi])
         bands = tuple(_band_name(m, i) for i, m in enumerate(metas)) or ("B1",)
-        band_scale = {b: list(_scale(item, m, p)) for b, m in zip(bands, metas, strict=False)}
-        grid_keys = [multi]
-    else:
-        bands = tuple(band_assets)
-        band_scale = {b: list(_scale(item, (_asset_bands(item.assets[k]) or [{}])[0], p))
-                      for b, k in band_assets.items()}
-        grid_keys = list(band_assets.values())
+        return bands, {b: list(_scale(item, m, p)) for b, m in zip(bands, metas, strict=False)}, [multi]
+    band_scale = {b: list(_scale(item, (_asset_bands(item.assets[k]) or [{}])[0], p)) for b, k in band_assets.items()}
+    return tuple(band_assets), band_scale, list(band_assets.values())
+
+
+def _item_grid(
+    item: pystac.Item, grid_keys: Sequence[str], hrefs: Mapping[str, str], signer: str | None,
+    options: Mapping[str, str] | None,
+) -> tuple[str, Affine, int, int]:
+    """CRS, transform, width and height of the finest of ``grid_keys``' grids, from the projection metadata;
+    without it, from the header of the first asset's raster."""
     grids = [g for k in grid_keys if (g := _proj(item, item.assets[k])) is not None]
     if grids:
-        crs, tr, width, height = min(grids, key=lambda g: abs(g[1].a))
-    else:
-        crs, tr, width, height = _header(hrefs[grid_keys[0]], signer, options)
-    xs, ys = zip(*(tr * c for c in ((0, 0), (width, 0), (0, height), (width, height))), strict=True)
+        return min(grids, key=lambda g: abs(g[1].a))
+    return _header(hrefs[grid_keys[0]], signer, options)
 
-    when = item.datetime or item.common_metadata.start_datetime
-    if when is None:
-        raise SourceError(f"STAC item {item.id} has no datetime")
-    cloud = item.properties.get("eo:cloud_cover")
+
+def _scene_properties(
+    item: pystac.Item, p: Preset | None, provider: str, signer: str | None, hrefs: Mapping[str, str],
+    band_scale: Mapping[str, list[float]], band_assets: Mapping[str, str], multi: str | None,
+    masks: Sequence[tuple[str, MaskDecoding]],
+) -> dict[str, Any]:
+    """What the scene records of its item: provenance, where each band and mask is and how to read it."""
     props: dict[str, Any] = {
         "provider": provider,
         "collection": item.collection_id or "",
         "item_id": item.id,
         "stac_item_href": item.get_self_href() or "",
         "processing_baseline": item.properties.get("s2:processing_baseline"),
-        "asset_hrefs": hrefs,
-        "band_scale": band_scale,
+        "asset_hrefs": dict(hrefs),
+        "band_scale": dict(band_scale),
         "mask_kind": p.mask_kind if p else "scl",
         "preset": p.name if p else "",
     }
@@ -337,23 +394,7 @@ def item_to_scene(
         props["mask_layers"] = [{"href": hrefs[k], "asset": k, **d.to_properties(prefix="")} for k, d in masks[1:]]
     if signer:
         props["signer"] = signer
-    path = hrefs[multi] if multi is not None else (props["stac_item_href"] or hrefs[band_assets[bands[0]]])
-    return Scene(
-        scene_id=item.id,
-        path=path,
-        datetime=as_utc(when),
-        crs=crs,
-        transform=tuple(tr)[:6],  # type: ignore[arg-type]
-        width=width,
-        height=height,
-        bounds=(min(xs), min(ys), max(xs), max(ys)),
-        bands=bands,
-        mask_path=hrefs[mask_key] if mask_key else None,
-        platform=str(item.properties.get("platform", "")),
-        source="stac",
-        cloud_cover=float(cloud) if cloud is not None else None,
-        properties=props,
-    )
+    return props
 
 
 def _iso(d: datetime | None) -> str:
