@@ -155,7 +155,7 @@ def run_baseline(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: i
     from shapely import wkt
 
     from sitewatch.geo import to_crs
-    from sitewatch.search._core import _aligned, _dominant_crs, _tile_grids
+    from sitewatch.search._grids import aligned_grid, dominant_crs, tiles
     from sitewatch.sources.read import read_scene_window
     from sitewatch.stack import site_grid
     from sitewatch.store import Store
@@ -165,9 +165,9 @@ def run_baseline(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: i
     site = Site("area", wkt.loads(area_wkt))
     scenes = store.scenes(site)
     t0 = time.perf_counter()
-    grid = site_grid(site, 10.0, crs=_dominant_crs(scenes))
-    grid = _aligned(grid, scenes, tile_px, to_crs(site.geometry, "EPSG:4326", grid.crs).bounds)
-    tiles = _tile_grids(grid, tile_px)
+    grid = site_grid(site, 10.0, crs=dominant_crs(scenes))
+    grid = aligned_grid(grid, scenes, tile_px, to_crs(site.geometry, "EPSG:4326", grid.crs).bounds)
+    tile_grids = tiles(grid, tile_px)
 
     def read_tile(tile: Any) -> float:
         s = 0.0
@@ -177,9 +177,9 @@ def run_baseline(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: i
         return s
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(read_tile, [g for _, _, g in tiles]))
+        list(pool.map(read_tile, [g for _, _, g in tile_grids]))
     return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(_peak_mb(), 1),
-            "tiles": len(tiles), "pixels": grid.width * grid.height, "dates": len(scenes)}
+            "tiles": len(tile_grids), "pixels": grid.width * grid.height, "dates": len(scenes)}
 
 
 def run_search(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: int) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from ..sources.read import read_scene_window
 from ..stack import DEFAULT_BANDS, Grid, grid_mask, site_grid
 from ..store import Store
 from ..types import Scene, Site
+from ._grids import aligned_grid, dominant_crs, padded, scene_box, tiles
 from ._regions import PixelSet, Region, join_regions
 from ._screen import HALO_PX, Screen, ScreenParams
 
@@ -128,60 +129,6 @@ def search_around(
     return search_area(store, disc, **kwargs)
 
 
-def _dominant_crs(scenes: Sequence[Scene]) -> str:
-    counts: dict[str, int] = {}
-    for s in scenes:
-        counts[s.crs] = counts.get(s.crs, 0) + 1
-    return max(counts, key=counts.__getitem__)
-
-
-def _aligned(grid: Grid, scenes: Sequence[Scene], tile_px: int, bounds: tuple[float, ...] | None = None) -> Grid:
-    """A grid over ``bounds`` (default: ``grid``'s; in its CRS) that starts on a tile boundary of the first scene
-    of its CRS and resolution, counted from that scene's corner, so that tiles fall on the scenes' own pixels
-    and (COG) blocks: each block is then decompressed for one tile, not four (and again for the one-pixel margins
-    of its neighbours, see :func:`_screen_tile`)."""
-    res = grid.transform[0]
-    ref = next((s for s in scenes if s.crs == grid.crs and abs(s.transform[0] - res) < 1e-9
-                and abs(s.transform[4] + res) < 1e-9 and s.transform[1] == s.transform[3] == 0), None)
-    if ref is None:
-        return grid
-    step = res * tile_px
-    tol = 1e-3  # metres: an area drawn on a scene's corner comes back from WGS84 a hair off
-    gl, gb, gr, gt = bounds or grid.bounds
-    left = ref.transform[2] + math.floor((gl + tol - ref.transform[2]) / step) * step
-    top = ref.transform[5] - math.floor((ref.transform[5] - gt + tol) / step) * step
-    width = max(1, math.ceil((gr - tol - left) / res))
-    height = max(1, math.ceil((top - gb - tol) / res))
-    return Grid(grid.crs, (res, 0.0, left, 0.0, -res, top), width, height)
-
-
-def _tile_grids(grid: Grid, tile_px: int) -> list[tuple[int, int, Grid]]:
-    a = grid.affine
-    out = []
-    for r0 in range(0, grid.height, tile_px):
-        for c0 in range(0, grid.width, tile_px):
-            h, w = min(tile_px, grid.height - r0), min(tile_px, grid.width - c0)
-            x0, y0 = a * (c0, r0)
-            out.append((r0, c0, Grid(grid.crs, (a.a, 0.0, x0, 0.0, a.e, y0), w, h)))
-    return out
-
-
-def _scene_box(scene: Scene, crs: str) -> BaseGeometry:
-    from rasterio.warp import transform_bounds
-
-    try:
-        return box(*transform_bounds(scene.crs, crs, *scene.bounds, densify_pts=21))
-    except Exception:  # noqa: BLE001 - a scene that cannot be placed covers nothing
-        return box(0, 0, 0, 0)
-
-
-def _with_halo(tile: Grid, halo: int) -> Grid:
-    """``tile`` grown by ``halo`` pixels on every side (beyond the area's grid too)."""
-    a = tile.affine
-    x0, y0 = a * (-halo, -halo)
-    return Grid(tile.crs, (a.a, 0.0, x0, 0.0, a.e, y0), tile.width + 2 * halo, tile.height + 2 * halo)
-
-
 def _screen_tile(
     tile: Grid, r0: int, c0: int, inside: np.ndarray, groups: list[list[Scene]], boxes: dict[str, BaseGeometry],
     days: np.ndarray, params: SearchParams,
@@ -190,7 +137,7 @@ def _screen_tile(
     around it, so that its pixels' verdicts are those they would have in any larger tile; keep the tile's own."""
     bands = tuple(DEFAULT_BANDS)
     h = HALO_PX
-    big = _with_halo(tile, h)
+    big = padded(tile, h)
     core = (slice(h, h + tile.height), slice(h, h + tile.width))
     big_inside = np.zeros((big.height, big.width), bool)  # the margin only lends its looks to the texture
     big_inside[core] = inside
@@ -252,29 +199,69 @@ def search_area(
     p = params or SearchParams()
     area_site = Site("search area", area)
     a_start, a_end = as_utc(start), as_utc(end)
+    scenes = _stored_scenes(store, area_site, a_start, a_end)
+    grid = site_grid(area_site, p.resolution, crs=dominant_crs(scenes))
+    grid = aligned_grid(grid, scenes, p.tile_px, to_crs(area, WGS84, grid.crs).bounds)
+    dates, groups = _date_groups(scenes)
+    pixels, tile_scores = _screen_area(area_site, grid, scenes, dates, groups, p, progress)
+    regions = join_regions(
+        pixels, grid.width, grid.affine, grid.crs, dates,
+        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px, min_texture=p.min_texture,
+        texture_ref=p.texture_ref,
+    )
+    kept, suppressed = _suppress(store, regions) if suppress_sites else (regions, [])
+    cands = [_candidate(i + 1, r, groups) for i, r in enumerate(kept[: p.max_candidates])]
+    if evidence_dir is not None and chips > 0 and cands:
+        from ._evidence import write_chips
+
+        cands = write_chips(cands, scenes, grid, Path(evidence_dir), chips,
+                            progress=(lambda d, t: progress("chips", d, t)) if progress else None)
+    prov_params = {
+        "search": {k: v for k, v in asdict(p).items() if k != "screen"}, "screen": asdict(p.screen),
+        "start": a_start, "end": a_end, "suppress_sites": suppress_sites,
+        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
+    }
+    return SearchResult(
+        area=area, candidates=tuple(cands), suppressed=tuple(suppressed), tile_scores=tuple(tile_scores),
+        dates=tuple(dates), scene_ids=tuple(s.scene_id for s in scenes), params=prov_params, grid=grid,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def _stored_scenes(store: Store, area_site: Site, start: datetime | None, end: datetime | None) -> list[Scene]:
+    """The stored scenes over the area from ``start`` to ``end``; :class:`NoOverlapError` when there is none."""
     scenes = [
         s for s in store.scenes(area_site)
-        if (a_start is None or s.datetime >= a_start) and (a_end is None or s.datetime <= a_end)
+        if (start is None or s.datetime >= start) and (end is None or s.datetime <= end)
     ]
     if not scenes:
-        when = f" between {a_start:%Y-%m-%d} and {a_end:%Y-%m-%d}" if a_start and a_end else ""
+        area = area_site.geometry
+        when = f" between {start:%Y-%m-%d} and {end:%Y-%m-%d}" if start and end else ""
         raise NoOverlapError(
             f"no stored scene covers the search area{when} ({area_m2(area) / 1e6:,.0f} km² around "
             f"{area.centroid.x:.4f}, {area.centroid.y:.4f}); ingest or fetch imagery of it first"
         )
-    grid = site_grid(area_site, p.resolution, crs=_dominant_crs(scenes))
-    grid = _aligned(grid, scenes, p.tile_px, to_crs(area, WGS84, grid.crs).bounds)
-    groups_d: dict[datetime, list[Scene]] = {}
+    return scenes
+
+
+def _date_groups(scenes: Sequence[Scene]) -> tuple[list[datetime], list[list[Scene]]]:
+    """The dates of ``scenes``, oldest first, and the scenes of each."""
+    groups: dict[datetime, list[Scene]] = {}
     for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id)):
-        groups_d.setdefault(s.datetime, []).append(s)
-    dates = list(groups_d)
-    groups = list(groups_d.values())
+        groups.setdefault(s.datetime, []).append(s)
+    return list(groups), list(groups.values())
+
+
+def _screen_area(
+    area_site: Site, grid: Grid, scenes: Sequence[Scene], dates: list[datetime], groups: list[list[Scene]],
+    p: SearchParams, progress: Progress | None,
+) -> tuple[PixelSet, list[dict[str, Any]]]:
+    """Screen the tiles of ``grid`` that touch the area, ``p.workers`` at a time: the candidate pixels of the
+    whole area, and each tile's score (in row, column order)."""
     days = np.array([(d - dates[0]).total_seconds() / 86400.0 for d in dates])
-    boxes = {s.scene_id: _scene_box(s, grid.crs) for s in scenes}
-    cover = prep(to_crs(area, WGS84, grid.crs))
-    tiles = [(r0, c0, g) for r0, c0, g in _tile_grids(grid, p.tile_px) if cover.intersects(box(*g.bounds))]
-    parts: list[PixelSet] = []
-    tile_scores: list[dict[str, Any]] = []
+    boxes = {s.scene_id: scene_box(s, grid.crs) for s in scenes}
+    cover = prep(to_crs(area_site.geometry, WGS84, grid.crs))
+    todo = [(r0, c0, g) for r0, c0, g in tiles(grid, p.tile_px) if cover.intersects(box(*g.bounds))]
 
     def work(r0: int, c0: int, tile: Grid) -> tuple[PixelSet, dict[str, Any]]:
         inside = grid_mask(area_site, tile)
@@ -284,8 +271,10 @@ def search_area(
             warnings.simplefilter("ignore", RuntimeWarning)
             return _screen_tile(tile, r0, c0, inside, groups, boxes, days, p)
 
+    parts: list[PixelSet] = []
+    tile_scores: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, p.workers)) as pool:
-        futures = [pool.submit(work, r0, c0, g) for r0, c0, g in tiles]
+        futures = [pool.submit(work, r0, c0, g) for r0, c0, g in todo]
         for i, fut in enumerate(as_completed(futures)):
             px, info = fut.result()
             parts.append(px)
@@ -293,30 +282,7 @@ def search_area(
             if progress:
                 progress("search", i + 1, len(futures))
     tile_scores.sort(key=lambda d: (d["row"], d["col"]))
-    regions = join_regions(
-        PixelSet.concat(parts), grid.width, grid.affine, grid.crs, dates,
-        min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px, min_texture=p.min_texture,
-        texture_ref=p.texture_ref,
-    )
-    kept, suppressed = _suppress(store, regions) if suppress_sites else (regions, [])
-    kept = kept[: p.max_candidates]
-    scene_ids = tuple(s.scene_id for s in scenes)
-    prov_params = {
-        "search": {k: v for k, v in asdict(p).items() if k != "screen"}, "screen": asdict(p.screen),
-        "start": a_start, "end": a_end, "suppress_sites": suppress_sites,
-        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
-    }
-    cands = [_candidate(i + 1, r, groups) for i, r in enumerate(kept)]
-    if evidence_dir is not None and chips > 0 and cands:
-        from ._evidence import write_chips
-
-        cands = write_chips(cands, scenes, grid, Path(evidence_dir), chips,
-                            progress=(lambda d, t: progress("chips", d, t)) if progress else None)
-    return SearchResult(
-        area=area, candidates=tuple(cands), suppressed=tuple(suppressed), tile_scores=tuple(tile_scores),
-        dates=tuple(dates), scene_ids=scene_ids, params=prov_params, grid=grid,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+    return PixelSet.concat(parts), tile_scores
 
 
 def _suppress(store: Store, regions: list[Region]) -> tuple[list[Region], list[dict[str, Any]]]:

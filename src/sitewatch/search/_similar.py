@@ -46,7 +46,7 @@ from ..sources.read import read_scene_window
 from ..stack import DEFAULT_BANDS, Grid, grid_mask, site_grid
 from ..store import Store
 from ..types import Scene, Site
-from ._core import _aligned, _dominant_crs, _scene_box
+from ._grids import aligned_grid, dominant_crs, padded, scene_box, window_blocks
 
 __all__ = [
     "FEATURES", "HISTORY_FEATURES", "SimilarParams", "SimilarPlace", "SimilarResult", "find_similar",
@@ -252,28 +252,76 @@ def find_similar(
     if p.top < 1:
         raise InvalidSite(f"top must be at least 1, not {p.top}")
     qsite = query if isinstance(query, Site) else Site("query", query)
-    area_site = Site("search area", area)
     cutoff = as_utc(as_of)
-    scenes = [s for s in store.scenes(area_site) if cutoff is None or s.datetime <= cutoff]
+    scenes = _area_scenes(store, area, cutoff)
+    dates, groups = _by_date(scenes)
+    names = FEATURES + (HISTORY_FEATURES if p.history else ())
+    crs = dominant_crs(scenes)
+    side = _window_side(qsite.geometry, p)
+    step = max(1, round(side * p.stride))
+    qvec = _query_features(store, qsite, cutoff, crs, p)
+
+    # the area's windows, block by block
+    block = max(step, (p.block_px // step) * step)
+    grid = site_grid(Site("search area", area), p.resolution, crs=crs)
+    grid = aligned_grid(grid, scenes, block, to_crs(area, WGS84, grid.crs).bounds)
+    windows = _AreaWindows(to_crs(area, WGS84, grid.crs), groups, {s.scene_id: scene_box(s, grid.crs) for s in scenes},
+                           p, side, step, block, len(names))
+    origin, F, share, used_groups = windows.describe(grid, progress)
+    if len(origin) == 0:
+        raise NoOverlapError(
+            f"no window of {side} x {side} pixels in the area is clear and inside it for at least "
+            f"{p.min_valid:.0%} of its pixels over the last {p.max_dates} dates"
+        )
+    # watchlist sites are known: their windows are not offered
+    excluded = _on_sites(store, query, grid, side, origin) if exclude_sites else np.zeros(len(origin), bool)
+    med, scale = _robust_units(F)
+    cand = np.flatnonzero(~excluded)
+    chosen = _nearest_apart((F[cand] - med) / scale, (qvec - med) / scale, origin[cand], side, p.top)
+    places: list[SimilarPlace] = []
+    for rank, (d, j) in enumerate(chosen, start=1):
+        w = cand[j]
+        r, c = (int(v) for v in origin[w])
+        places.append(SimilarPlace(
+            rank=rank, place_id=f"w{r}-{c}", geometry=to_crs(_window_box(grid, side, r, c), grid.crs, WGS84),
+            distance=round(d, 4), features=dict(zip(names, (round(float(v), 5) for v in F[w]), strict=True)),
+            valid_share=round(float(share[w]), 4),
+        ))
+    used = sorted(used_groups)
+    return SimilarResult(
+        query=qsite.name, query_geometry=qsite.geometry,
+        query_features=dict(zip(names, (round(float(v), 5) for v in qvec), strict=True)),
+        area=area, places=tuple(places), as_of=dates[0], dates=tuple(dates[i] for i in used),
+        scene_ids=tuple(s.scene_id for i in used for s in groups[i]), windows=int(cand.size),
+        excluded=int(excluded.sum()),
+        params={"similar": asdict(p) | {"window_px": side, "stride_px": step}, "as_of": cutoff,
+                "exclude_sites": exclude_sites,
+                "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width,
+                         "height": grid.height}},
+        grid=grid, seconds=round(time.perf_counter() - t0, 3),
+        scale={n: round(float(v), 6) for n, v in zip(names, scale, strict=True)},
+    )
+
+
+def _area_scenes(store: Store, area: BaseGeometry, cutoff: datetime | None) -> list[Scene]:
+    """The stored scenes over ``area`` up to ``cutoff``; :class:`NoOverlapError` when there is none."""
+    scenes = [s for s in store.scenes(Site("search area", area)) if cutoff is None or s.datetime <= cutoff]
     if not scenes:
         raise NoOverlapError(
             f"no stored scene covers the area ({area_m2(area) / 1e6:,.0f} km² around {area.centroid.x:.4f}, "
             f"{area.centroid.y:.4f}){f' up to {cutoff:%Y-%m-%d}' if cutoff else ''}; ingest or fetch imagery first"
         )
-    dates, groups = _by_date(scenes)
-    oldest_first = groups[::-1]
-    names = FEATURES + (HISTORY_FEATURES if p.history else ())
-    crs = _dominant_crs(scenes)
-    side = _window_side(qsite.geometry, p)
-    step = max(1, round(side * p.stride))
+    return scenes
 
-    # the query's description, on its own grid
-    qg = site_grid(qsite, p.resolution, crs=crs)  # with a halo of one pixel, as the area's blocks
-    qgrid = Grid(qg.crs, (qg.transform[0], 0.0, qg.transform[2] - qg.transform[0], 0.0, qg.transform[4],
-                          qg.transform[5] - qg.transform[4]), qg.width + 2, qg.height + 2)
-    qscenes = [s for s in store.scenes(qsite) if cutoff is None or s.datetime <= cutoff]  # may lie outside the area
+
+def _query_features(store: Store, qsite: Site, cutoff: datetime | None, crs: str, p: SimilarParams) -> np.ndarray:
+    """The query's feature vector, from its latest (and earliest) clear view on its own grid, read with a
+    margin of one pixel as the area's blocks are; from the stored scenes over it, which may lie outside the
+    area."""
+    qgrid = padded(site_grid(qsite, p.resolution, crs=crs), 1)
+    qscenes = [s for s in store.scenes(qsite) if cutoff is None or s.datetime <= cutoff]
     qgroups = _by_date(qscenes)[1]
-    qboxes = {s.scene_id: _scene_box(s, qgrid.crs) for s in qscenes}
+    qboxes = {s.scene_id: scene_box(s, qgrid.crs) for s in qscenes}
     with np.errstate(all="ignore"):
         qrefl, qfilled, _ = _latest_clear(qgrid, qgroups, qboxes, p.max_dates)
         q0refl, q0filled, _ = (_latest_clear(qgrid, qgroups[::-1], qboxes, p.max_dates) if p.history
@@ -284,44 +332,69 @@ def find_similar(
             f"{qsite.name}: no clear pixel over the last {p.max_dates} dates that cover it; "
             "fetch clearer imagery or raise max_dates"
         )
-    qvec = window_features(qrefl, qvalid, q0refl)
+    return window_features(qrefl, qvalid, q0refl)
 
-    # the area's windows, block by block
-    grid = site_grid(area_site, p.resolution, crs=crs)
-    block = max(step, (p.block_px // step) * step)
-    grid = _aligned(grid, scenes, block, to_crs(area, WGS84, grid.crs).bounds)
-    boxes = {s.scene_id: _scene_box(s, grid.crs) for s in scenes}
-    a = grid.affine
-    area_grid = to_crs(area, WGS84, grid.crs)
-    shapely.prepare(area_grid)
-    blocks = [(r0, c0) for r0 in range(0, max(1, grid.height - side + 1), block)
-              for c0 in range(0, max(1, grid.width - side + 1), block)]
 
-    def work(r0: int, c0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
-        h = min(block + side - 1, grid.height - r0)
-        w = min(block + side - 1, grid.width - c0)
-        x0, y0 = a * (c0, r0)
-        g = Grid(grid.crs, (a.a, 0.0, x0, 0.0, a.e, y0), w, h)
-        empty = (np.zeros((0, 2), np.int64), np.zeros((0, len(names))), np.zeros(0), set[int]())
-        rows = np.arange(0, min(block, h - side + 1), step)
-        cols = np.arange(0, min(block, w - side + 1), step)
+_Described = tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]  # window corners, features, clear shares, dates
+
+
+@dataclass(frozen=True)
+class _AreaWindows:
+    """How the area's windows are described, block by block: what every block needs to know."""
+
+    area: BaseGeometry  # in the grid's CRS
+    groups: list[list[Scene]]  # the scenes of each date, newest first
+    boxes: dict[str, BaseGeometry]  # scene id -> its bounding box in the grid's CRS
+    p: SimilarParams
+    side: int  # of a window, pixels
+    step: int  # between windows, pixels
+    block: int  # window corners per block and side
+    n_features: int
+
+    def describe(self, grid: Grid, progress: Progress | None) -> _Described:
+        """Every window of ``grid`` clear and inside the area enough, ``p.workers`` blocks at a time, sorted by
+        corner (row, then column): corners in the grid, features, clear shares, and the dates that were used."""
+        shapely.prepare(self.area)
+        origins, feats, shares, used_groups = [], [], [], set()
+        with ThreadPoolExecutor(max_workers=max(1, self.p.workers)) as pool:
+            futures = [pool.submit(self.describe_block, r0, c0, g, halo)
+                       for r0, c0, g, halo in window_blocks(grid, self.block, self.side, margin=1)]
+            for i, fut in enumerate(as_completed(futures)):
+                o, f, sh, u = fut.result()
+                origins.append(o)
+                feats.append(f)
+                shares.append(sh)
+                used_groups |= u
+                if progress:
+                    progress("describe", i + 1, len(futures))
+        origin: np.ndarray = np.concatenate(origins) if origins else np.zeros((0, 2), np.int64)
+        order = np.lexsort((origin[:, 1], origin[:, 0]))
+        F = np.concatenate(feats)[order] if origins else np.zeros((0, self.n_features))
+        share = np.concatenate(shares)[order] if origins else np.zeros(0)
+        return origin[order], F, share, used_groups
+
+    def describe_block(self, r0: int, c0: int, g: Grid, halo: Grid) -> _Described:
+        """The windows whose corners lie in the block at ``(r0, c0)``: ``g`` is the grid of their pixels, read
+        with a ``halo`` of one pixel, so the texture (a 3 x 3 gradient) does not depend on the blocks."""
+        p, side, step = self.p, self.side, self.step
+        h, w = g.height, g.width
+        empty = (np.zeros((0, 2), np.int64), np.zeros((0, self.n_features)), np.zeros(0), set[int]())
+        rows = np.arange(0, min(self.block, h - side + 1), step)
+        cols = np.arange(0, min(self.block, w - side + 1), step)
         if rows.size == 0 or cols.size == 0:
             return empty
         # pixel centres in the area (shapely, not a GDAL rasterisation: that warns spuriously in threads)
         xs, ys = g.affine * np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        inside = shapely.contains_xy(area_grid, xs, ys)
+        inside = shapely.contains_xy(self.area, xs, ys)
         if not inside.any():
             return empty
-        # read with a halo of one pixel, so the texture (a 3 x 3 gradient) does not depend on the blocks
-        hx, hy = a * (c0 - 1, r0 - 1)
-        halo = Grid(grid.crs, (a.a, 0.0, hx, 0.0, a.e, hy), w + 2, h + 2)
         with np.errstate(all="ignore"):  # thread-local, unlike warnings.catch_warnings
-            refl, filled, used = _latest_clear(halo, groups, boxes, p.max_dates)
+            refl, filled, used = _latest_clear(halo, self.groups, self.boxes, p.max_dates)
             refl0 = None
             if p.history:
-                refl0, filled0, used0 = _latest_clear(halo, oldest_first, boxes, p.max_dates)
+                refl0, filled0, used0 = _latest_clear(halo, self.groups[::-1], self.boxes, p.max_dates)
                 filled &= filled0
-                used += [len(groups) - 1 - gi for gi in used0]
+                used += [len(self.groups) - 1 - gi for gi in used0]
             ok = filled[1:-1, 1:-1] & inside
             maps = _pixel_maps(refl, refl0)[:, 1:-1, 1:-1] * ok
         grid_r, grid_c = np.meshgrid(rows, cols, indexing="ij")
@@ -340,91 +413,56 @@ def find_similar(
         origin = np.stack([rr + r0, cc + c0], axis=1)
         return origin, feats, n / (side * side), {gi for gi in used}
 
-    origins, feats, shares, used_groups = [], [], [], set()
-    with ThreadPoolExecutor(max_workers=max(1, p.workers)) as pool:
-        futures = [pool.submit(work, r0, c0) for r0, c0 in blocks]
-        for i, fut in enumerate(as_completed(futures)):
-            o, f, sh, u = fut.result()
-            origins.append(o)
-            feats.append(f)
-            shares.append(sh)
-            used_groups |= u
-            if progress:
-                progress("describe", i + 1, len(futures))
-    origin: np.ndarray = np.concatenate(origins) if origins else np.zeros((0, 2), np.int64)
-    order = np.lexsort((origin[:, 1], origin[:, 0]))
-    origin = origin[order]
-    F = np.concatenate(feats)[order] if origins else np.zeros((0, len(names)))
-    share = np.concatenate(shares)[order] if origins else np.zeros(0)
-    if len(origin) == 0:
-        raise NoOverlapError(
-            f"no window of {side} x {side} pixels in the area is clear and inside it for at least "
-            f"{p.min_valid:.0%} of its pixels over the last {p.max_dates} dates"
-        )
 
-    def window_box(r: int, c: int) -> BaseGeometry:
-        x0, y0 = a * (int(c), int(r))
-        x1, y1 = a * (int(c) + side, int(r) + side)
-        return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+def _window_box(grid: Grid, side: int, r: int, c: int) -> BaseGeometry:
+    """The box (in the grid's CRS) of the window of ``side`` pixels whose top-left pixel is ``(r, c)``."""
+    a = grid.affine
+    x0, y0 = a * (int(c), int(r))
+    x1, y1 = a * (int(c) + side, int(r) + side)
+    return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
-    # watchlist sites are known: their windows are not offered
+
+def _on_sites(store: Store, query: Site | BaseGeometry, grid: Grid, side: int, origin: np.ndarray) -> np.ndarray:
+    """Which windows a watchlist site (or the query polygon) overlaps."""
     excluded = np.zeros(len(origin), bool)
-    if exclude_sites:
-        site_geoms = [to_crs(s.geometry, WGS84, grid.crs) for s in store.list_sites()]
-        if isinstance(query, BaseGeometry):
-            site_geoms.append(to_crs(query, WGS84, grid.crs))
-        if site_geoms:
-            tree = STRtree([window_box(r, c) for r, c in origin])
-            for g in site_geoms:
-                excluded[tree.query(g, predicate="intersects")] = True
-    # robust units over the area's windows, then a k-d tree of the windows offered
+    site_geoms = [to_crs(s.geometry, WGS84, grid.crs) for s in store.list_sites()]
+    if isinstance(query, BaseGeometry):
+        site_geoms.append(to_crs(query, WGS84, grid.crs))
+    if site_geoms:
+        tree = STRtree([_window_box(grid, side, r, c) for r, c in origin])
+        for g in site_geoms:
+            excluded[tree.query(g, predicate="intersects")] = True
+    return excluded
+
+
+def _robust_units(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and robust spread (1.4826 x MAD; else the standard deviation; else 1) of each feature."""
     med = np.median(F, axis=0)
     scale = 1.4826 * np.median(np.abs(F - med), axis=0)
     fallback = F.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, np.where(fallback > 1e-9, fallback, 1.0))
-    Z = (F - med) / scale
-    zq = (qvec - med) / scale
-    cand = np.flatnonzero(~excluded)
-    places: list[SimilarPlace] = []
-    if cand.size:
-        tree_z = cKDTree(Z[cand])
-        k = min(cand.size, max(8 * p.top, 64))
-        while True:
-            dist, idx = tree_z.query(zq, k=k)
-            dist, idx = np.atleast_1d(dist), np.atleast_1d(idx)
-            chosen: list[tuple[float, int]] = []
-            for d, j in zip(dist, idx, strict=True):
-                r, c = origin[cand[j]]
-                if all(abs(r - origin[cand[jj]][0]) >= side or abs(c - origin[cand[jj]][1]) >= side
-                       for _, jj in chosen):
-                    chosen.append((float(d), int(j)))
-                    if len(chosen) == p.top:
-                        break
-            if len(chosen) == p.top or k == cand.size:
-                break
-            k = min(cand.size, 4 * k)
-        for rank, (d, j) in enumerate(chosen, start=1):
-            w = cand[j]
-            r, c = (int(v) for v in origin[w])
-            places.append(SimilarPlace(
-                rank=rank, place_id=f"w{r}-{c}", geometry=to_crs(window_box(r, c), grid.crs, WGS84),
-                distance=round(d, 4), features=dict(zip(names, (round(float(v), 5) for v in F[w]), strict=True)),
-                valid_share=round(float(share[w]), 4),
-            ))
-    used = sorted(used_groups)
-    return SimilarResult(
-        query=qsite.name, query_geometry=qsite.geometry,
-        query_features=dict(zip(names, (round(float(v), 5) for v in qvec), strict=True)),
-        area=area, places=tuple(places), as_of=dates[0], dates=tuple(dates[i] for i in used),
-        scene_ids=tuple(s.scene_id for i in used for s in groups[i]), windows=int(cand.size),
-        excluded=int(excluded.sum()),
-        params={"similar": asdict(p) | {"window_px": side, "stride_px": step}, "as_of": cutoff,
-                "exclude_sites": exclude_sites,
-                "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width,
-                         "height": grid.height}},
-        grid=grid, seconds=round(time.perf_counter() - t0, 3),
-        scale={n: round(float(v), 6) for n, v in zip(names, scale, strict=True)},
-    )
+    return med, np.where(scale > 1e-9, scale, np.where(fallback > 1e-9, fallback, 1.0))
+
+
+def _nearest_apart(Z: np.ndarray, zq: np.ndarray, origin: np.ndarray, side: int, top: int) -> list[tuple[float, int]]:
+    """The ``top`` windows nearest to ``zq`` (``(distance, index in Z)``, nearest first) of which no two overlap:
+    a k-d tree of ``Z`` asked for more neighbours until ``top`` of them do not overlap a nearer one."""
+    if len(Z) == 0:
+        return []
+    tree = cKDTree(Z)
+    k = min(len(Z), max(8 * top, 64))
+    while True:
+        dist, idx = tree.query(zq, k=k)
+        dist, idx = np.atleast_1d(dist), np.atleast_1d(idx)
+        chosen: list[tuple[float, int]] = []
+        for d, j in zip(dist, idx, strict=True):
+            r, c = origin[j]
+            if all(abs(r - origin[jj][0]) >= side or abs(c - origin[jj][1]) >= side for _, jj in chosen):
+                chosen.append((float(d), int(j)))
+                if len(chosen) == top:
+                    break
+        if len(chosen) == top or k == len(Z):
+            return chosen
+        k = min(len(Z), 4 * k)
 
 
 def site_footprint(store: Store, name: str, buffer_m: float = 30.0) -> tuple[BaseGeometry, str]:
