@@ -16,11 +16,12 @@ from ._output import (
     promote_candidate,
     read_candidates,
     search_to_file,
+    similar_to_file,
     write_candidates,
     write_similar,
 )
 from ._screen import PixelScreen, Screen, ScreenParams
-from ._similar import FEATURES, SimilarParams, SimilarPlace, SimilarResult, find_similar, similar_to_file
+from ._similar import FEATURES, SimilarParams, SimilarPlace, SimilarResult, find_similar
 
 __all__ = [
     "FEATURES", "Candidate", "CandidateNotFound", "PixelScreen", "Screen", "ScreenParams", "SearchParams",

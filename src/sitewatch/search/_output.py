@@ -5,6 +5,8 @@ with ``rank``, ``score``, ``first_seen_after``, ``first_seen_before`` (ISO UTC) 
 search measured, and the search's provenance (area, scenes, dates, parameters, suppressed candidates,
 per-tile scores, version) in a top-level ``sitewatch`` member.  :func:`promote_candidate` turns one of them
 into a site on the watchlist (its polygon plus a margin), recording who promoted it and why.
+:func:`search_to_file` and :func:`similar_to_file` are what ``sitewatch search`` and ``sitewatch similar`` do:
+search or rank, then write the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,11 @@ from ..geo import WGS84, to_crs, utm_crs_for
 from ..store import Store
 from ..types import Site
 from ._core import Candidate, SearchResult
-from ._similar import SimilarResult
+from ._similar import Progress, SimilarParams, SimilarResult, find_similar, site_footprint
 
 __all__ = [
-    "CandidateNotFound", "candidate_feature", "promote_candidate", "read_candidates", "write_candidates",
-    "write_similar",
+    "CandidateNotFound", "candidate_feature", "promote_candidate", "read_candidates", "search_to_file",
+    "similar_to_file", "write_candidates", "write_similar",
 ]
 
 
@@ -231,3 +233,32 @@ def search_to_file(
         evidence_dir=out.parent / f"{out.stem}-evidence", chips=chips, progress=progress,
     )
     return result, write_candidates(result, out)
+
+
+def similar_to_file(
+    store: Store,
+    like: str,
+    out: str | Path,
+    *,
+    around: str | None = None,
+    radius_km: float = 15.0,
+    area: str | Path | None = None,
+    as_of: str | datetime | None = None,
+    params: SimilarParams | None = None,
+    exclude_sites: bool = True,
+    progress: Progress | None = None,
+) -> tuple[SimilarResult, Path]:
+    """What ``sitewatch similar`` does: the places around a watchlist site (default: around ``like`` itself)
+    or over an area file that look like the site ``like``, written to ``out`` (GeoJSON, EPSG:4326)."""
+    from ._core import circle_area, read_area
+
+    if around is not None and area is not None:
+        raise InvalidSite("give --around SITE (with --radius-km) or --area FILE.geojson, not both")
+    footprint, described = site_footprint(store, like)
+    geom = read_area(area) if area is not None else circle_area(store, around or like, radius_km)[1]
+    when = _date(as_of, "--date")
+    if when is not None and isinstance(as_of, str) and len(as_of.strip()) == 10:  # a day: up to its end
+        when += timedelta(days=1, microseconds=-1)
+    result = find_similar(store, Site(like, footprint, notes=described), geom, as_of=when, params=params,
+                          exclude_sites=exclude_sites, progress=progress)
+    return result, write_similar(result, out)

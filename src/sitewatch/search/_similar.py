@@ -25,8 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,7 @@ from ._grids import aligned_grid, dominant_crs, padded, scene_box, window_blocks
 
 __all__ = [
     "FEATURES", "HISTORY_FEATURES", "SimilarParams", "SimilarPlace", "SimilarResult", "find_similar",
-    "similar_to_file", "site_footprint", "window_features",
+    "site_footprint", "window_features",
 ]
 
 Progress = Callable[[str, int, int], None]
@@ -481,33 +480,3 @@ def site_footprint(store: Store, name: str, buffer_m: float = 30.0) -> tuple[Bas
         utm = utm_crs_for(u.centroid.x, u.centroid.y)
         u = to_crs(to_crs(u, WGS84, utm).buffer(buffer_m, quad_segs=8), utm, WGS84)
     return u, f"the {len(changes)} stored change(s) of site {site.name}, grown by {buffer_m:g} m"
-
-
-def similar_to_file(
-    store: Store,
-    like: str,
-    out: str | Path,
-    *,
-    around: str | None = None,
-    radius_km: float = 15.0,
-    area: str | Path | None = None,
-    as_of: str | datetime | None = None,
-    params: SimilarParams | None = None,
-    exclude_sites: bool = True,
-    progress: Progress | None = None,
-) -> tuple[SimilarResult, Path]:
-    """What ``sitewatch similar`` does: the places around a watchlist site (default: around ``like`` itself)
-    or over an area file that look like the site ``like``, written to ``out`` (GeoJSON, EPSG:4326)."""
-    from ._core import circle_area, read_area
-    from ._output import _date, write_similar
-
-    if around is not None and area is not None:
-        raise InvalidSite("give --around SITE (with --radius-km) or --area FILE.geojson, not both")
-    footprint, described = site_footprint(store, like)
-    geom = read_area(area) if area is not None else circle_area(store, around or like, radius_km)[1]
-    when = _date(as_of, "--date")
-    if when is not None and isinstance(as_of, str) and len(as_of.strip()) == 10:  # a day: up to its end
-        when += timedelta(days=1, microseconds=-1)
-    result = find_similar(store, Site(like, footprint, notes=described), geom, as_of=when, params=params,
-                          exclude_sites=exclude_sites, progress=progress)
-    return result, write_similar(result, out)
