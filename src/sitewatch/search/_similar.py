@@ -277,15 +277,8 @@ def find_similar(
     med, scale = _robust_units(F)
     cand = np.flatnonzero(~excluded)
     chosen = _nearest_apart((F[cand] - med) / scale, (qvec - med) / scale, origin[cand], side, p.top)
-    places: list[SimilarPlace] = []
-    for rank, (d, j) in enumerate(chosen, start=1):
-        w = cand[j]
-        r, c = (int(v) for v in origin[w])
-        places.append(SimilarPlace(
-            rank=rank, place_id=f"w{r}-{c}", geometry=to_crs(_window_box(grid, side, r, c), grid.crs, WGS84),
-            distance=round(d, 4), features=dict(zip(names, (round(float(v), 5) for v in F[w]), strict=True)),
-            valid_share=round(float(share[w]), 4),
-        ))
+    places = [_place(rank, cand[j], d, origin, F, share, names, grid, side)
+              for rank, (d, j) in enumerate(chosen, start=1)]
     used = sorted(used_groups)
     return SimilarResult(
         query=qsite.name, query_geometry=qsite.geometry,
@@ -419,6 +412,19 @@ def _window_box(grid: Grid, side: int, r: int, c: int) -> BaseGeometry:
     x0, y0 = a * (int(c), int(r))
     x1, y1 = a * (int(c) + side, int(r) + side)
     return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def _place(
+    rank: int, w: int, distance: float, origin: np.ndarray, F: np.ndarray, share: np.ndarray,
+    names: Sequence[str], grid: Grid, side: int,
+) -> SimilarPlace:
+    """Window ``w`` as the place of ``rank``."""
+    r, c = (int(v) for v in origin[w])
+    return SimilarPlace(
+        rank=rank, place_id=f"w{r}-{c}", geometry=to_crs(_window_box(grid, side, r, c), grid.crs, WGS84),
+        distance=round(distance, 4), features=dict(zip(names, (round(float(v), 5) for v in F[w]), strict=True)),
+        valid_share=round(float(share[w]), 4),
+    )
 
 
 def _on_sites(store: Store, query: Site | BaseGeometry, grid: Grid, side: int, origin: np.ndarray) -> np.ndarray:
