@@ -83,6 +83,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "site"
 
 
+@dataclass(frozen=True)
+class _Extraction:
+    """What every change extracted from one stack shares."""
+
+    site_name: str
+    method: str
+    transform: Affine
+    crs: Any
+    dates: list[datetime]
+    scene_ids: list[str]
+    provenance: dict[str, Any]
+
+
 def extract_changes(
     history: PixelHistory,
     stack: xr.Dataset,
@@ -93,66 +106,78 @@ def extract_changes(
 ) -> list[Change]:
     """Dated polygons (WGS84) of the changes open at the end of the series, sorted by first sight."""
     transform = Affine(*stack.attrs["transform"])
-    crs = stack.attrs["crs"]
-    px_area = abs(transform.a * transform.e)
-    dates = stack_dates(stack)
-    scene_ids = list(stack.attrs.get("scene_ids", []))
+    ex = _Extraction(site_name, method, transform, stack.attrs["crs"], stack_dates(stack),
+                     list(stack.attrs.get("scene_ids", [])), provenance or {})
     # bridge one-pixel gaps (a road whose mixed edge pixels flicker, a roof split by a pixel of shade)
     joined = history.changed | ndimage.binary_closing(history.changed, structure=np.ones((3, 3), bool))
     labels, n = ndimage.label(joined)
+    min_px = max(1, int(np.ceil(params.min_area_m2 / abs(transform.a * transform.e))))
     out: list[Change] = []
-    min_px = max(1, int(np.ceil(params.min_area_m2 / px_area)))
     for lab in range(1, n + 1):
         region = labels == lab
-        comp = region & history.changed
-        size = int(region.sum())
-        if size < min_px:
-            continue
-        onsets = history.onset[comp]
-        counts = np.bincount(onsets, minlength=len(dates))
-        n_comp = int(comp.sum())
-        need = min(max(params.min_onset_px, int(np.ceil(params.min_onset_share * n_comp))), n_comp)
-        t_first = int(np.argmax(np.cumsum(counts) >= need))
-        first_px = comp & (history.onset == t_first)
-        t_after = _seen_before(history.prev_clear[first_px], params.after_share)
-        hits = history.hits[comp]
-        misses = history.misses[comp]
-        confirmed = float((hits >= 2).mean()) >= 0.5
-        persistence = float((hits / np.maximum(hits + misses, 1)).mean())
-        score = float(history.onset_score[comp].mean())
-        filled = _fill_small_holes(region, min_px)
-        polys = [shape(g) for g, v in shapes(filled.astype(np.uint8), mask=filled, transform=transform) if v]
-        geom_native = unary_union(polys)
-        geom = to_crs(geom_native, crs, WGS84)
-        t_last = int(history.last_hit[comp].max())
-        obs_dates = sorted({int(t) for t in history.onset[comp]} | {t_last})
-        key = f"{site_name}|{method}|{dates[t_first]:%Y%m%d}|{geom_native.wkt}"
-        cid = f"{_slug(site_name)}-{dates[t_first]:%Y%m%d}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
-        prov = dict(provenance or {})
-        prov.update(
-            {
-                "first_seen_scene": scene_ids[t_first] if t_first < len(scene_ids) else None,
-                "last_clear_scene_before": scene_ids[t_after] if 0 <= t_after < len(scene_ids) else None,
-                "onset_scenes": [scene_ids[t] for t in obs_dates if t < len(scene_ids)],
-                "pixels": size,
-            }
-        )
-        out.append(
-            Change(
-                change_id=cid,
-                site=site_name,
-                geometry=geom,
-                area_m2=float(geom_native.area),
-                first_seen_after=dates[t_after] if t_after >= 0 else None,
-                first_seen_before=dates[t_first],
-                last_seen=dates[t_last],
-                status="confirmed" if confirmed else "probable",
-                n_observations=int(np.median(hits)),
-                score=round(score, 4),
-                confidence=round(min(1.0, persistence * (1.0 if confirmed else 0.5)), 4),
-                method=method,
-                provenance=prov,
-            )
-        )
+        if int(region.sum()) >= min_px:
+            out.append(_change(ex, history, region, params, min_px))
     out.sort(key=lambda c: (c.first_seen_before, c.change_id))
     return out
+
+
+def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: PolygonParams, min_px: int) -> Change:
+    """The change of one region of changed pixels (and the one-pixel gaps between them)."""
+    comp = region & history.changed
+    t_first, t_after = _first_seen(history, comp, params, len(ex.dates))
+    hits = history.hits[comp]
+    misses = history.misses[comp]
+    confirmed = float((hits >= 2).mean()) >= 0.5
+    persistence = float((hits / np.maximum(hits + misses, 1)).mean())
+    score = float(history.onset_score[comp].mean())
+    filled = _fill_small_holes(region, min_px)
+    polys = [shape(g) for g, v in shapes(filled.astype(np.uint8), mask=filled, transform=ex.transform) if v]
+    geom_native = unary_union(polys)
+    t_last = int(history.last_hit[comp].max())
+    key = f"{ex.site_name}|{ex.method}|{ex.dates[t_first]:%Y%m%d}|{geom_native.wkt}"
+    cid = f"{_slug(ex.site_name)}-{ex.dates[t_first]:%Y%m%d}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
+    return Change(
+        change_id=cid,
+        site=ex.site_name,
+        geometry=to_crs(geom_native, ex.crs, WGS84),
+        area_m2=float(geom_native.area),
+        first_seen_after=ex.dates[t_after] if t_after >= 0 else None,
+        first_seen_before=ex.dates[t_first],
+        last_seen=ex.dates[t_last],
+        status="confirmed" if confirmed else "probable",
+        n_observations=int(np.median(hits)),
+        score=round(score, 4),
+        confidence=round(min(1.0, persistence * (1.0 if confirmed else 0.5)), 4),
+        method=ex.method,
+        provenance=_provenance(ex, history.onset[comp], t_first, t_after, t_last, int(region.sum())),
+    )
+
+
+def _first_seen(history: PixelHistory, comp: np.ndarray, params: PolygonParams, n_dates: int) -> tuple[int, int]:
+    """The date indices that bracket the first sight of the change on pixels ``comp``: the first date on
+    which enough of them were flagged, and the last by which ``after_share`` of those had been seen without
+    it (-1: none)."""
+    counts = np.bincount(history.onset[comp], minlength=n_dates)
+    n_comp = int(comp.sum())
+    need = min(max(params.min_onset_px, int(np.ceil(params.min_onset_share * n_comp))), n_comp)
+    t_first = int(np.argmax(np.cumsum(counts) >= need))
+    first_px = comp & (history.onset == t_first)
+    return t_first, _seen_before(history.prev_clear[first_px], params.after_share)
+
+
+def _provenance(
+    ex: _Extraction, onsets: np.ndarray, t_first: int, t_after: int, t_last: int, pixels: int
+) -> dict[str, Any]:
+    """The caller's provenance with the scenes that date the change and its size in pixels."""
+    scene_ids = ex.scene_ids
+    obs_dates = sorted({int(t) for t in onsets} | {t_last})
+    prov = dict(ex.provenance)
+    prov.update(
+        {
+            "first_seen_scene": scene_ids[t_first] if t_first < len(scene_ids) else None,
+            "last_clear_scene_before": scene_ids[t_after] if 0 <= t_after < len(scene_ids) else None,
+            "onset_scenes": [scene_ids[t] for t in obs_dates if t < len(scene_ids)],
+            "pixels": pixels,
+        }
+    )
+    return prov

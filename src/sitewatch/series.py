@@ -181,7 +181,37 @@ def _step(
     d_pre = (((lk - a[None]) / scale[None, :, None]) ** 2).sum(axis=1)
     d_post = (((lk - b[None]) / scale[None, :, None]) ** 2).sum(axis=1)
     after_like = d_post < d_pre  # (u, n)
-    # best step k (onset at used index k): wrong = after-like looks before k + before-like looks from k on
+    k, fits = _best_step(ok, after_like, params.max_wrong)
+    has = ok & (u_idx >= k[None])
+    first = np.where(has.any(axis=0), np.argmax(has, axis=0), -1)  # first clear look from the step
+    good = first >= 0
+    before_ok = ok & (u_idx < first[None]) & good[None]
+    post_ok = ok & (u_idx >= first[None]) & good[None]
+    last_before = _last_row(before_ok)
+    hit_rows = post_ok & after_like
+    ratio, b_own = _significance(lk, before_ok, post_ok, scale, limit)
+    new = _novel(lk, b_own, before_ok, post_ok, scale, limit)
+    # the step must be the one the detector was shown: its first clear look from the split (a pixel flagged
+    # at one split but stepping at another is evidence of neither)
+    from_split = ok & (u_idx >= split)
+    aligned = from_split.any(axis=0) & (first == np.argmax(from_split, axis=0))
+    # a change needs a clear look without it (it is dated from one) and one with it, and must have lasted
+    lasted = _trailing_misses(post_ok, after_like, hit_rows) < params.max_misses
+    keep = good & fits & new & aligned & (last_before >= 0) & (hit_rows.sum(axis=0) >= 1) & lasted
+    return {
+        "ratio": np.where(keep, ratio, 0.0).astype(np.float32),
+        "onset": ut[np.maximum(first, 0)].astype(np.int32),
+        "prev_clear": ut[np.maximum(last_before, 0)].astype(np.int32),
+        "last_hit": ut[np.maximum(_last_row(hit_rows), 0)].astype(np.int32),
+        "hits": hit_rows.sum(axis=0).astype(np.int32),
+        "misses": (post_ok & ~after_like).sum(axis=0).astype(np.int32),
+    }
+
+
+def _best_step(ok: np.ndarray, after_like: np.ndarray, max_wrong: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the step (onset at used index k) that leaves the fewest clear looks on the wrong side
+    (after-like looks before k, before-like looks from k on), the latest on a tie, and whether it leaves at
+    most ``max_wrong`` of them there."""
     al = (ok & after_like).astype(np.int32)
     bl = (ok & ~after_like).astype(np.int32)
     zero = np.zeros((1, al.shape[1]), np.int32)
@@ -190,24 +220,33 @@ def _step(
     k = wrong.shape[0] - 1 - np.argmin(wrong[::-1], axis=0)  # the latest best step: never claim it early
     # a step must explain the looks: a change that came and went (a flood, a crop) leaves looks like the
     # after composite on both sides of any step
-    fits = wrong[k, np.arange(len(k))] <= params.max_wrong * ok.sum(axis=0)
-    has = ok & (u_idx >= k[None])
-    first = np.where(has.any(axis=0), np.argmax(has, axis=0), -1)  # first clear look from the step
-    good = first >= 0
-    before_ok = ok & (u_idx < first[None]) & good[None]
-    post_ok = ok & (u_idx >= first[None]) & good[None]
-    last_before = np.where(before_ok.any(axis=0), len(ut) - 1 - np.argmax(before_ok[::-1], axis=0), -1)
-    hit_rows = post_ok & after_like
-    last_hit = np.where(hit_rows.any(axis=0), len(ut) - 1 - np.argmax(hit_rows[::-1], axis=0), -1)
-    # the trailing misses: clear looks at the end of the series that went back to before-like
-    trail = np.zeros(len(xs), np.int32)
-    still = np.ones(len(xs), bool)
-    for u in range(len(ut) - 1, -1, -1):
+    fits = wrong[k, np.arange(len(k))] <= max_wrong * ok.sum(axis=0)
+    return k, fits
+
+
+def _last_row(rows: np.ndarray) -> np.ndarray:
+    """Per column of ``rows`` (u, n), the last row that is set (-1: none)."""
+    return np.where(rows.any(axis=0), len(rows) - 1 - np.argmax(rows[::-1], axis=0), -1)
+
+
+def _trailing_misses(post_ok: np.ndarray, after_like: np.ndarray, hit_rows: np.ndarray) -> np.ndarray:
+    """Per pixel, the clear looks at the end of the series that went back to before-like."""
+    trail = np.zeros(post_ok.shape[1], np.int32)
+    still = np.ones(post_ok.shape[1], bool)
+    for u in range(len(post_ok) - 1, -1, -1):
         trail += post_ok[u] & ~after_like[u] & still
         still &= ~hit_rows[u]
-    # significance: the medians of the pixel's own looks either side of its step must differ by more than
-    # its looks scatter.  Under no change, their squared distance in units of the look-to-look scatter
-    # (sqrt(2) sigma) is about pi/4 (1/n1 + 1/n2) times a chi-square with one degree of freedom per band.
+    return trail
+
+
+def _significance(
+    lk: np.ndarray, before_ok: np.ndarray, post_ok: np.ndarray, scale: np.ndarray, limit: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the squared distance between the medians of its own looks either side of its step over its
+    no-change limit (> 1: significant), and the median after the step.
+
+    Under no change, the squared distance in units of the look-to-look scatter (sqrt(2) sigma) is about
+    pi/4 (1/n1 + 1/n2) times a chi-square with one degree of freedom per band."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         a_own = np.nanmedian(np.where(before_ok[:, None], lk, np.nan), axis=0)
@@ -215,29 +254,24 @@ def _step(
     d2 = np.nan_to_num((((b_own - a_own) / scale[:, None]) ** 2).sum(axis=0), nan=0.0)
     n1 = np.maximum(before_ok.sum(axis=0), 1)
     n2 = np.maximum(post_ok.sum(axis=0), 1)
-    ratio = d2 / ((np.pi / 4) * (1.0 / n1 + 1.0 / n2) * limit)
-    # novelty: the after state must be new.  A state that two clear looks before the step already showed
-    # (a field green again, a flood gone: the change that came and went, seen from its end) is no change.
-    # A single look lies from the after median by about (1 + pi / (2 n2)) / 2 scatter units squared times
-    # the chi-square; the second-nearest look before the step must lie beyond that.
+    return d2 / ((np.pi / 4) * (1.0 / n1 + 1.0 / n2) * limit), b_own
+
+
+def _novel(
+    lk: np.ndarray, b_own: np.ndarray, before_ok: np.ndarray, post_ok: np.ndarray, scale: np.ndarray,
+    limit: float,
+) -> np.ndarray:
+    """Whether the state after the step is new: not one that two clear looks before the step already showed
+    (a field green again, a flood gone: the change that came and went, seen from its end).
+
+    A single look lies from the after median ``b_own`` by about (1 + pi / (2 n2)) / 2 scatter units squared
+    times the chi-square; the second-nearest look before the step must lie beyond that."""
+    n1 = np.maximum(before_ok.sum(axis=0), 1)
+    n2 = np.maximum(post_ok.sum(axis=0), 1)
     d_look = (((lk - b_own[None]) / scale[None, :, None]) ** 2).sum(axis=1)  # (u, n)
     d_look = np.where(before_ok, d_look, np.inf)
-    near = np.sort(d_look, axis=0)[np.minimum(1, np.maximum(n1 - 1, 0)), np.arange(len(xs))]
-    new = near > 0.5 * (1.0 + np.pi / (2.0 * n2)) * limit
-    # the step must be the one the detector was shown: its first clear look from the split (a pixel flagged
-    # at one split but stepping at another is evidence of neither)
-    from_split = ok & (u_idx >= split)
-    aligned = from_split.any(axis=0) & (first == np.argmax(from_split, axis=0))
-    # a change needs a clear look without it (it is dated from one) and one with it, and must have lasted
-    keep = good & fits & new & aligned & (last_before >= 0) & (hit_rows.sum(axis=0) >= 1) & (trail < params.max_misses)
-    return {
-        "ratio": np.where(keep, ratio, 0.0).astype(np.float32),
-        "onset": ut[np.maximum(first, 0)].astype(np.int32),
-        "prev_clear": ut[np.maximum(last_before, 0)].astype(np.int32),
-        "last_hit": ut[np.maximum(last_hit, 0)].astype(np.int32),
-        "hits": hit_rows.sum(axis=0).astype(np.int32),
-        "misses": (post_ok & ~after_like).sum(axis=0).astype(np.int32),
-    }
+    near = np.sort(d_look, axis=0)[np.minimum(1, np.maximum(n1 - 1, 0)), np.arange(lk.shape[2])]
+    return near > 0.5 * (1.0 + np.pi / (2.0 * n2)) * limit
 
 
 def _band_scatter(refl: np.ndarray, clear: np.ndarray, ut: np.ndarray, sample: int = 200_000) -> np.ndarray:

@@ -111,7 +111,7 @@ class TrackerState:
         )
 
 
-def _doy_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _doy_distance(a: np.ndarray | float, b: np.ndarray) -> np.ndarray:
     d = np.abs(a - b) % 365.25
     return np.minimum(d, 365.25 - d)
 
@@ -194,130 +194,186 @@ def track_pixels(
     bands = [str(b) for b in stack["band"].values]
     doys = stack["time"].dt.dayofyear.values.astype(float)
     nt, nb, h, w = refl.shape
-    k = params.ref_depth
-    ts = resume if resume is not None else TrackerState.empty(stack["time"].values[0], k, nb, h, w)
+    ts = resume if resume is not None else TrackerState.empty(stack["time"].values[0], params.ref_depth, nb, h, w)
     t0 = len(ts.days)  # time index of the stack's first date among every date tracked
-    origin = np.asarray(ts.origin).astype("datetime64[ns]")
-    doy0 = np.array([float((origin.astype("datetime64[D]") - origin.astype("datetime64[Y]")).astype(int) + 1)])
     site = np.ones((h, w), bool) if inside is None else inside
-    cf = np.array([clear_fraction(c, site) for c in clear_all])
-    used = cf >= params.min_clear_fraction
-    ts.days = days_all = np.concatenate([ts.days, (stack["time"].values - origin) / np.timedelta64(1, "D")])
-    ts.used = np.concatenate([ts.used, used])
-    ts.clear_fraction = np.concatenate([ts.clear_fraction, cf])
-
-    buf, nbuf, pos, state, onset = ts.buf, ts.nbuf, ts.pos, ts.state, ts.onset  # updated in place
-    prev_clear, last_clear, last_hit, hits, misses = ts.prev_clear, ts.last_clear, ts.last_hit, ts.hits, ts.misses
-    consec, onset_score = ts.consec, ts.onset_score
-    last_art = ts.last_art  # days of the last clear look like an artificial surface
-    regrown = ts.regrown  # days of the last green look that followed a bare one
-    season = ts.season  # days (since the first date) of a past transient change's onset
-
+    used = _add_dates(ts, stack, site, params.min_clear_fraction)
+    doy0 = _origin_doy(ts.origin)
     for t in range(nt):
-        tg = t0 + t  # time index among every date tracked
-        if not used[t]:
-            if progress:
-                progress(t + 1, nt)
-            continue
-        img = refl[t]
-        clear = clear_all[t] & np.isfinite(img).all(axis=0)
-        has_ref = nbuf > 0
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels with no reference yet
-            ref = np.nanmedian(buf, axis=0)
-        valid = clear & has_ref
-        if int(valid.sum()) >= MIN_VALID_PIXELS:
-            raw = detector.detect(ref, img, bands, valid=valid)
-            onset_map = raw
-            if params.seasonal:
-                # the reference as it would look on this date had nothing changed (see seasonal_reference):
-                # a new change must be one against both, so phenology that the whole site shares is not one
-                adj = seasonal_reference(ref, img, valid & ~state, seed=tg)
-                if adj is not None:
-                    seasonal_map = detector.detect(adj, img, bands, valid=valid)
-                    onset_map = replace(
-                        raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
-                    )
-            flag = _grow(onset_map, valid, params.hysteresis)
-            still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
-            onset_score_now = onset_map.score
-        else:
-            # nothing to compare yet: no pixel has a reference on the first clear date (and almost none on a
-            # date that only sees pixels never seen clear before).  A pairwise detector cannot estimate its
-            # scene statistics from a handful of pixels, so it is not asked: the date judges no pixel (no
-            # onset, no hit, no miss) and only feeds the references below.
-            flag = still = np.zeros((h, w), bool)
-            onset_score_now = np.zeros((h, w), np.float32)
-            valid = np.zeros((h, w), bool)
-
-        new = flag & ~state
-        candidates = new.copy()
-        # an onset in the season of an earlier transient change, a year or more later, is that land's cycle
-        days = days_all[tg]
-        seasonal = (
-            np.isfinite(season)
-            & (days - season >= 300)
-            & (_doy_distance(doys[t], _doy_of(season, doy0)) <= params.season_days)
-        )
-        new &= ~seasonal
-        member = getattr(detector, "membership", None)
-        if member is not None and params.cycle_days > 0:
-            # land that looked like this within the cycle and grew green again since (a ploughed or
-            # harvested field, a gravel bar) is in its cycle, not newly built
-            m_now = member(img, bands)
-            new &= ~(days - regrown <= params.cycle_days)  # NaN compares False
-            seen = clear
-            regrow = seen & (m_now < 0.02) & np.isfinite(last_art)
-            regrown[regrow] = days
-            last_art[seen & (m_now > 0.08)] = days
-        state |= new
-        onset[new] = tg
-        prev_clear[new] = last_clear[new]
-        last_hit[new] = tg
-        hits[new] = 1
-        misses[new] = 0
-        consec[new] = 0
-        onset_score[new] = onset_score_now[new]
-
-        cont = state & valid & ~new  # (a changed pixel keeps its frozen reference: clear means valid)
-        hit = cont & still
-        hits[hit] += 1
-        consec[hit] = 0
-        last_hit[hit] = tg
-        miss = cont & ~still
-        misses[miss] += 1
-        consec[miss] += 1
-
-        revert = state & (consec >= params.max_misses)
-        if revert.any():
-            lasting = revert & (hits >= 2)
-            season[lasting] = days_all[onset[lasting]]
-            state[revert] = False
-            onset[revert] = -1
-            hits[revert] = 0
-            misses[revert] = 0
-            consec[revert] = 0
-            nbuf[revert] = 0
-            pos[revert] = 0
-            buf[:, :, revert] = np.nan  # slots not written since stay NaN: nanmedian ignores them
-
-        # a look flagged but held back (a season, a cycle) stays out of the reference: were it let in, a
-        # lasting change on such land would become its own reference and never be seen
-        upd = clear & ~state & ~(candidates & ~new)
-        ys, xs = np.nonzero(upd)
-        p = pos[ys, xs]
-        buf[p, :, ys, xs] = img[:, ys, xs].T
-        pos[ys, xs] = (p + 1) % k
-        nbuf[ys, xs] = np.minimum(nbuf[ys, xs] + 1, k)
-        last_clear[clear] = tg
+        if used[t]:
+            img = refl[t]
+            clear = clear_all[t] & np.isfinite(img).all(axis=0)
+            _track_date(ts, detector, params, bands, img, clear, t0 + t, doys[t], doy0)
         if progress:
             progress(t + 1, nt)
+    return _history(ts)
 
-    onset = np.where(state, onset, -1)
+
+def _add_dates(ts: TrackerState, stack: xr.Dataset, site: np.ndarray, min_clear_fraction: float) -> np.ndarray:
+    """Append the stack's dates to ``ts`` (days since its origin, clear fraction over ``site``, whether clear
+    enough to use); returns whether each of them is used."""
+    origin = np.asarray(ts.origin).astype("datetime64[ns]")
+    cf = np.array([clear_fraction(c, site) for c in stack["clear"].values])
+    used = cf >= min_clear_fraction
+    ts.days = np.concatenate([ts.days, (stack["time"].values - origin) / np.timedelta64(1, "D")])
+    ts.used = np.concatenate([ts.used, used])
+    ts.clear_fraction = np.concatenate([ts.clear_fraction, cf])
+    return used
+
+
+def _origin_doy(origin: np.datetime64) -> np.ndarray:
+    """The day of year of the first date tracked, as a one-element array (for :func:`_doy_of`)."""
+    o = np.asarray(origin).astype("datetime64[ns]")
+    return np.array([float((o.astype("datetime64[D]") - o.astype("datetime64[Y]")).astype(int) + 1)])
+
+
+def _track_date(
+    ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
+    clear: np.ndarray, tg: int, doy: float, doy0: np.ndarray,
+) -> None:
+    """Track one date clear enough to use (``tg``: its time index among every date tracked): compare it with
+    each pixel's reference, start, confirm or revert changes, and let the unchanged clear looks into the
+    references.  ``ts`` is updated in place."""
+    look = _compare(ts, detector, params, bands, img, clear, tg)
+    new, held = _onsets(ts, detector, params, bands, img, clear, look.flag, ts.days[tg], doy, doy0)
+    _start(ts, new, tg, look.score)
+    _persist(ts, look, new, tg)
+    _revert(ts, params.max_misses)
+    # a look flagged but held back (a season, a cycle) stays out of the reference: were it let in, a
+    # lasting change on such land would become its own reference and never be seen
+    _learn(ts, img, clear & ~ts.state & ~held, params.ref_depth)
+    ts.last_clear[clear] = tg
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What one date says of each pixel, against its reference (see :func:`_compare`)."""
+
+    flag: np.ndarray  # bool: unlike the reference and the seasonal reference (an onset, if not changed yet)
+    still: np.ndarray  # bool: unlike the (frozen, pre-change) reference: a hit for a changed pixel
+    score: np.ndarray  # float32: the detector's score of an onset
+    valid: np.ndarray  # bool: the pixels the date judges (clear, with a reference)
+
+
+def _compare(
+    ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
+    clear: np.ndarray, tg: int,
+) -> _Look:
+    """Run the detector on ``img`` against each pixel's reference (the median of its buffered looks)."""
+    h, w = clear.shape
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels with no reference yet
+        ref = np.nanmedian(ts.buf, axis=0)
+    valid = clear & (ts.nbuf > 0)
+    if int(valid.sum()) < MIN_VALID_PIXELS:
+        # nothing to compare yet: no pixel has a reference on the first clear date (and almost none on a
+        # date that only sees pixels never seen clear before).  A pairwise detector cannot estimate its
+        # scene statistics from a handful of pixels, so it is not asked: the date judges no pixel (no
+        # onset, no hit, no miss) and only feeds the references.
+        nothing = np.zeros((h, w), bool)
+        return _Look(flag=nothing, still=nothing, score=np.zeros((h, w), np.float32), valid=np.zeros((h, w), bool))
+    raw = detector.detect(ref, img, bands, valid=valid)
+    onset_map = raw
+    if params.seasonal:
+        # the reference as it would look on this date had nothing changed (see seasonal_reference):
+        # a new change must be one against both, so phenology that the whole site shares is not one
+        adj = seasonal_reference(ref, img, valid & ~ts.state, seed=tg)
+        if adj is not None:
+            seasonal_map = detector.detect(adj, img, bands, valid=valid)
+            onset_map = replace(
+                raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
+            )
+    flag = _grow(onset_map, valid, params.hysteresis)
+    still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
+    return _Look(flag=flag, still=still, score=onset_map.score, valid=valid)
+
+
+def _onsets(
+    ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
+    clear: np.ndarray, flag: np.ndarray, days: float, doy: float, doy0: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels whose change starts on this date (``days`` since the origin), and those flagged but held
+    back as their land's season or cycle.  Remembers, with a detector that rates each image on its own
+    (``membership``), the land's last artificial-looking look and its regrowth since."""
+    new = flag & ~ts.state
+    candidates = new.copy()
+    # an onset in the season of an earlier transient change, a year or more later, is that land's cycle
+    seasonal = (
+        np.isfinite(ts.season)
+        & (days - ts.season >= 300)
+        & (_doy_distance(doy, _doy_of(ts.season, doy0)) <= params.season_days)
+    )
+    new &= ~seasonal
+    member = getattr(detector, "membership", None)
+    if member is not None and params.cycle_days > 0:
+        # land that looked like this within the cycle and grew green again since (a ploughed or
+        # harvested field, a gravel bar) is in its cycle, not newly built
+        m_now = member(img, bands)
+        new &= ~(days - ts.regrown <= params.cycle_days)  # NaN compares False
+        regrow = clear & (m_now < 0.02) & np.isfinite(ts.last_art)
+        ts.regrown[regrow] = days
+        ts.last_art[clear & (m_now > 0.08)] = days
+    return new, candidates & ~new
+
+
+def _start(ts: TrackerState, new: np.ndarray, tg: int, score: np.ndarray) -> None:
+    """Open a change at date ``tg`` on the pixels ``new``: their reference is frozen from now on."""
+    ts.state |= new
+    ts.onset[new] = tg
+    ts.prev_clear[new] = ts.last_clear[new]
+    ts.last_hit[new] = tg
+    ts.hits[new] = 1
+    ts.misses[new] = 0
+    ts.consec[new] = 0
+    ts.onset_score[new] = score[new]
+
+
+def _persist(ts: TrackerState, look: _Look, new: np.ndarray, tg: int) -> None:
+    """Count a hit or a miss for each changed pixel that the date judges (a changed pixel keeps its frozen
+    reference, so a clear look is a valid one), but not for the changes it opened."""
+    cont = ts.state & look.valid & ~new
+    hit = cont & look.still
+    ts.hits[hit] += 1
+    ts.consec[hit] = 0
+    ts.last_hit[hit] = tg
+    miss = cont & ~look.still
+    ts.misses[miss] += 1
+    ts.consec[miss] += 1
+
+
+def _revert(ts: TrackerState, max_misses: int) -> None:
+    """Undo the changes missed ``max_misses`` times in a row (they were transient); remember the season of
+    those that had lasted (two hits or more), and restart their references from the present."""
+    revert = ts.state & (ts.consec >= max_misses)
+    if not revert.any():
+        return
+    lasting = revert & (ts.hits >= 2)
+    ts.season[lasting] = ts.days[ts.onset[lasting]]
+    ts.state[revert] = False
+    ts.onset[revert] = -1
+    ts.hits[revert] = 0
+    ts.misses[revert] = 0
+    ts.consec[revert] = 0
+    ts.nbuf[revert] = 0
+    ts.pos[revert] = 0
+    ts.buf[:, :, revert] = np.nan  # slots not written since stay NaN: nanmedian ignores them
+
+
+def _learn(ts: TrackerState, img: np.ndarray, upd: np.ndarray, k: int) -> None:
+    """Add the look ``img`` to the reference buffer (``k`` looks, a ring) of the pixels ``upd``."""
+    ys, xs = np.nonzero(upd)
+    p = ts.pos[ys, xs]
+    ts.buf[p, :, ys, xs] = img[:, ys, xs].T
+    ts.pos[ys, xs] = (p + 1) % k
+    ts.nbuf[ys, xs] = np.minimum(ts.nbuf[ys, xs] + 1, k)
+
+
+def _history(ts: TrackerState) -> PixelHistory:
+    """The history of the changes open in ``ts`` (the arrays of the others reset)."""
+    state = ts.state
     return PixelHistory(
-        changed=state, onset=onset, prev_clear=np.where(state, prev_clear, -1),
-        last_hit=np.where(state, last_hit, -1), hits=np.where(state, hits, 0),
-        misses=np.where(state, misses, 0), onset_score=np.where(state, onset_score, 0.0),
+        changed=state, onset=np.where(state, ts.onset, -1), prev_clear=np.where(state, ts.prev_clear, -1),
+        last_hit=np.where(state, ts.last_hit, -1), hits=np.where(state, ts.hits, 0),
+        misses=np.where(state, ts.misses, 0), onset_score=np.where(state, ts.onset_score, 0.0),
         used=ts.used.copy(), clear_fraction=ts.clear_fraction.copy(),
     )
-

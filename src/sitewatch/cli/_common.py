@@ -1,9 +1,9 @@
 """What every command module shares: the global options' state, the settings and store they select, the
-consoles, the progress display and the tables of changes that several commands print."""
+consoles, the progress display, the formats and tables the listing commands print."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,15 +69,28 @@ def fmt_date(d: Any) -> str:
     return d.strftime("%Y-%m-%d") if d is not None else "—"
 
 
+def fmt_centre(geom: Any) -> str:
+    """A geometry's centroid as ``lon, lat`` (5 decimals)."""
+    c = geom.centroid
+    return f"{c.x:.5f}, {c.y:.5f}"
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A table of ``rows`` (one string a column) under ``columns``, as every listing command prints."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
 def changes_table(changes: Any) -> Table:
     """The table of a site's detected changes (`demo`, `detect`, `site show`)."""
-    t = Table(title="Detections")
-    for col in ("id", "status", "area m²", "first seen between", "last seen", "obs", "score"):
-        t.add_column(col)
-    for c in changes:
-        t.add_row(
-            c.change_id, c.status, f"{c.area_m2:,.0f}",
-            f"{fmt_date(c.first_seen_after)} – {fmt_date(c.first_seen_before)}",
-            fmt_date(c.last_seen), str(c.n_observations), f"{c.score:.2f}",
-        )
-    return t
+    rows = (
+        (c.change_id, c.status, f"{c.area_m2:,.0f}",
+         f"{fmt_date(c.first_seen_after)} – {fmt_date(c.first_seen_before)}",
+         fmt_date(c.last_seen), str(c.n_observations), f"{c.score:.2f}")
+        for c in changes
+    )
+    return table("Detections", ("id", "status", "area m²", "first seen between", "last seen", "obs", "score"), rows)

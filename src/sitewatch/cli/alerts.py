@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import console, err, fmt_date, settings, store
+from ._common import console, err, fmt_date, settings, store, table
 
 app = typer.Typer(help="Alerts of `monitor`: list, rules, webhooks and e-mail.", no_args_is_help=True)
 
@@ -21,17 +20,17 @@ def alert_list(
     """List the alerts raised, newest first, with their delivery states."""
     from ..alerts import list_alerts, list_deliveries
 
-    t = Table(title="Alerts")
-    for col in ("id", "created (UTC)", "kind", "site", "change", "status", "area m²", "seen", "deliveries"):
-        t.add_column(col)
     deliveries: dict[int, list[str]] = {}
     st = store()
     for d in list_deliveries(st):
         deliveries.setdefault(d.alert_id, []).append(f"{d.channel}:{d.state}")
-    for a in list_alerts(st, site, limit):
-        t.add_row(str(a.id), f"{a.created_at:%Y-%m-%d %H:%M}", a.kind, a.site, a.change_id, a.status,
-                  f"{a.payload.get('area_m2', 0):,.0f}", fmt_date(a.observed_at), ", ".join(deliveries.get(a.id, [])))
-    console.print(t)
+    rows = (
+        (str(a.id), f"{a.created_at:%Y-%m-%d %H:%M}", a.kind, a.site, a.change_id, a.status,
+         f"{a.payload.get('area_m2', 0):,.0f}", fmt_date(a.observed_at), ", ".join(deliveries.get(a.id, [])))
+        for a in list_alerts(st, site, limit)
+    )
+    columns = ("id", "created (UTC)", "kind", "site", "change", "status", "area m²", "seen", "deliveries")
+    console.print(table("Alerts", columns, rows))
 
 
 @app.command("rule")
@@ -89,12 +88,8 @@ def alert_endpoints() -> None:
     """List the webhooks and e-mail addresses that alerts are sent to."""
     from ..alerts import list_endpoints
 
-    t = Table(title="Alert endpoints")
-    for col in ("id", "kind", "target", "sites"):
-        t.add_column(col)
-    for e in list_endpoints(store()):
-        t.add_row(str(e.id), e.kind, e.target, ", ".join(e.sites) or "all")
-    console.print(t)
+    rows = ((str(e.id), e.kind, e.target, ", ".join(e.sites) or "all") for e in list_endpoints(store()))
+    console.print(table("Alert endpoints", ("id", "kind", "target", "sites"), rows))
 
 
 @app.command("remove")

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import console, store
+from ._common import console, store, table
 
 app = typer.Typer(help="Search areas that `monitor` searches for unreported sites.", no_args_is_help=True)
 
@@ -38,14 +37,13 @@ def area_list() -> None:
     """List the search areas and their last search."""
     from ..areas import list_areas
 
-    t = Table(title="Search areas")
-    for col in ("name", "km²", "drawn as", "min area m²", "last search", "candidates"):
-        t.add_column(col)
-    for a in list_areas(store()):
-        drawn = f"{a.radius_km:g} km around {a.around}" if a.around else "polygon"
-        t.add_row(a.name, f"{a.area_km2:,.0f}", drawn, f"{a.min_area_m2:,.0f}", a.searched.get("at") or "never",
-                  str(a.searched.get("candidates", "—")))
-    console.print(t)
+    rows = (
+        (a.name, f"{a.area_km2:,.0f}", f"{a.radius_km:g} km around {a.around}" if a.around else "polygon",
+         f"{a.min_area_m2:,.0f}", a.searched.get("at") or "never", str(a.searched.get("candidates", "—")))
+        for a in list_areas(store())
+    )
+    console.print(table("Search areas", ("name", "km²", "drawn as", "min area m²", "last search", "candidates"),
+                        rows))
 
 
 @app.command("remove")

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import console, fmt_date, progress, store
+from ._common import console, fmt_centre, fmt_date, progress, store, table
 
 
 def search(
@@ -30,14 +29,11 @@ def search(
             store(), out, around=around, radius_km=radius_km, area=area, start=start, end=end, chips=chips,
             suppress_sites=not include_sites, progress=cb,
         )
-    t = Table(title="Candidates")
-    for col in ("rank", "id", "score (ha)", "area m²", "first seen between", "centre (lon, lat)"):
-        t.add_column(col)
-    for c in r.candidates[:20]:
-        cen = c.geometry.centroid
-        t.add_row(str(c.rank), c.candidate_id, f"{c.score:.2f}", f"{c.area_m2:,.0f}",
-                  f"{fmt_date(c.first_seen_after)} – {fmt_date(c.first_seen_before)}", f"{cen.x:.5f}, {cen.y:.5f}")
-    console.print(t)
+    rows = ((str(c.rank), c.candidate_id, f"{c.score:.2f}", f"{c.area_m2:,.0f}",
+             f"{fmt_date(c.first_seen_after)} – {fmt_date(c.first_seen_before)}", fmt_centre(c.geometry))
+            for c in r.candidates[:20])
+    columns = ("rank", "id", "score (ha)", "area m²", "first seen between", "centre (lon, lat)")
+    console.print(table("Candidates", columns, rows))
     console.print(f"{len(r.candidates)} candidate(s), {len(r.suppressed)} on watchlist sites left out, "
                   f"{len(r.dates)} dates, {r.seconds:.1f} s: {path}")
 
@@ -62,13 +58,8 @@ def similar(
     with progress() as cb:
         r, path = similar_to_file(store(), like, out, around=around, radius_km=radius_km, area=area, as_of=date,
                                   params=params, exclude_sites=not include_sites, progress=cb)
-    t = Table(title=f"Places that look like {r.query}")
-    for col in ("rank", "id", "distance", "centre (lon, lat)"):
-        t.add_column(col)
-    for pl in r.places:
-        cen = pl.geometry.centroid
-        t.add_row(str(pl.rank), pl.place_id, f"{pl.distance:.2f}", f"{cen.x:.5f}, {cen.y:.5f}")
-    console.print(t)
+    rows = ((str(pl.rank), pl.place_id, f"{pl.distance:.2f}", fmt_centre(pl.geometry)) for pl in r.places)
+    console.print(table(f"Places that look like {r.query}", ("rank", "id", "distance", "centre (lon, lat)"), rows))
     console.print(f"{r.windows} windows of {r.params['similar']['window_px']} px compared as of "
                   f"{fmt_date(r.as_of)} ({len(r.dates)} dates read), {r.excluded} on watchlist sites left out, "
                   f"{r.seconds:.1f} s: {path}")

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import changes_table, console, store
+from ._common import changes_table, console, fmt_centre, store, table
 
 app = typer.Typer(help="Manage the watchlist of sites.", no_args_is_help=True)
 
@@ -41,13 +40,8 @@ def site_add(
 @app.command("list")
 def site_list() -> None:
     """List the sites on the watchlist."""
-    t = Table(title="Watchlist")
-    for col in ("name", "aliases", "centre (lon, lat)", "notes"):
-        t.add_column(col)
-    for s in store().list_sites():
-        c = s.geometry.centroid
-        t.add_row(s.name, ", ".join(s.aliases), f"{c.x:.5f}, {c.y:.5f}", s.notes)
-    console.print(t)
+    rows = ((s.name, ", ".join(s.aliases), fmt_centre(s.geometry), s.notes) for s in store().list_sites())
+    console.print(table("Watchlist", ("name", "aliases", "centre (lon, lat)", "notes"), rows))
 
 
 @app.command("show")
@@ -55,9 +49,8 @@ def site_show(name: str) -> None:
     """Show one site and its detected changes."""
     st = store()
     s = st.get_site(name)
-    c = s.geometry.centroid
     console.print(f"[bold]{s.name}[/]  aliases: {', '.join(s.aliases) or '—'}")
-    console.print(f"centre: {c.x:.5f}, {c.y:.5f}   added by: {s.added_by or '—'}   reason: {s.reason or '—'}")
+    console.print(f"centre: {fmt_centre(s.geometry)}   added by: {s.added_by or '—'}   reason: {s.reason or '—'}")
     if s.notes:
         console.print(f"notes: {s.notes}")
     run = st.latest_run(s.name)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import console, store
+from ._common import console, store, table
 
 app = typer.Typer(help="Manage the imagery sources that `fetch` searches.", no_args_is_help=True)
 
@@ -40,12 +39,9 @@ def source_add(
 @app.command("list")
 def source_list() -> None:
     """List the recorded imagery sources."""
-    t = Table(title="Sources")
-    for col in ("name", "kind", "options"):
-        t.add_column(col)
-    for name, (kind, options) in store().sources().items():
-        t.add_row(name, kind, ", ".join(f"{k}={v}" for k, v in options.items()))
-    console.print(t)
+    rows = ((name, kind, ", ".join(f"{k}={v}" for k, v in options.items()))
+            for name, (kind, options) in store().sources().items())
+    console.print(table("Sources", ("name", "kind", "options"), rows))
 
 
 @app.command("remove")

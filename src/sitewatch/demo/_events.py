@@ -109,6 +109,20 @@ def _hall(eid: str, name: str, kind: str, poly: BaseGeometry, roof: str, start: 
     return Event(eid, name, kind, "building", start, pad, phases, notes=note)
 
 
+def _road_event(
+    eid: str, name: str, kind: str, start: date, line: LineString, half_width: float, first: float, days: float,
+    outside: BaseGeometry, notes: str,
+) -> Event:
+    """A gravel road built along ``line`` from its start over ``days``: ``first`` of its length on the first
+    day, ``2 * half_width`` m wide, where it does not cover ``outside``."""
+
+    def road_at(d: float) -> BaseGeometry:
+        frac = float(np.clip(first + (1.0 - first) * d / days, 0.0, 1.0))
+        return substring(line, 0.0, frac * line.length).buffer(half_width, cap_style="flat").difference(outside)
+
+    return Event(eid, name, kind, "road", start, road_at(1e9), [Phase(start, None, "gravel", road_at)], notes=notes)
+
+
 def build_events(
     seed: int,
     t: Terrain,
@@ -117,90 +131,60 @@ def build_events(
     hidden_xy: tuple[float, float],
     acq_days: Sequence[date],
 ) -> list[Event]:
-    """All truth events: five at the known base, two at the hidden site, and the distractors."""
-    ox, oy = base_xy
-    hx, hy = hidden_xy
+    """All truth events: five at the known base, two at the hidden site, and the distractors.
+
+    Their start days are drawn from one scheduler in this order (known base, hidden site, flood), so the
+    order of the calls is part of the world a seed makes."""
     sch = Scheduler(seed, acq_days)
-    ev: list[Event] = []
+    ev = _known_events(t, lc, base_xy, sch) + _hidden_events(t, base_xy, hidden_xy, sch)
+    ev.append(_field_event(seed, lc))
+    ev.append(_flood_event(t, lc, base_xy, acq_days, sch))
+    return ev
 
-    # --- known base -----------------------------------------------------------------------------
-    ev.append(
-        _hall(
-            "known-hall-metal",
-            "New hall (metal roof)",
-            "known",
-            rect(ox - 200, oy - 260, 70, 45),
-            "metal",
-            sch.between(date(2023, 8, 15)),
-            35,
-        )
-    )
-    ev.append(
-        _hall(
-            "known-hall-concrete",
-            "Second hall (concrete roof)",
-            "known",
-            rect(ox + 190, oy + 170, 55, 42),
-            "concrete",
-            sch.between(date(2023, 10, 20)),
-            45,
-        )
-    )
 
+def _known_events(t: Terrain, lc: LandCover, base_xy: tuple[float, float], sch: Scheduler) -> list[Event]:
+    """The five events of the known base: two halls, a road extension, a tunnel spoil pile, a camouflaged
+    building."""
+    ox, oy = base_xy
+    ev = [
+        _hall("known-hall-metal", "New hall (metal roof)", "known", rect(ox - 200, oy - 260, 70, 45), "metal",
+              sch.between(date(2023, 8, 15)), 35),
+        _hall("known-hall-concrete", "Second hall (concrete roof)", "known", rect(ox + 190, oy + 170, 55, 42),
+              "concrete", sch.between(date(2023, 10, 20)), 45),
+    ]
     axis = t.axis(BASE_VALLEY_ID)
     x_conn = float(axis.x_at_y(oy + 300.0)) + 15.0
     line = LineString([(x_conn, oy + 300.0), (ox - 140, oy + 520), (ox - 300, oy + 700)])
     old_road = lc.base_road.buffer(5.0) if lc.base_road is not None else box(0, 0, 0, 0)
-    start = sch.between(date(2023, 6, 20))
-
-    def road_at(d: float) -> BaseGeometry:
-        frac = float(np.clip(0.12 + 0.88 * d / 50.0, 0.0, 1.0))
-        return substring(line, 0.0, frac * line.length).buffer(11.0, cap_style="flat").difference(old_road)
-
     ev.append(
-        Event(
-            "known-road",
-            "Road extension (gravel, 22 m)",
-            "known",
-            "road",
-            start,
-            road_at(1e9),
-            [Phase(start, None, "gravel", road_at)],
-            notes=f"built from the old base road outwards over 50 days; {line.length:.0f} m long",
-        )
+        _road_event("known-road", "Road extension (gravel, 22 m)", "known", sch.between(date(2023, 6, 20)), line,
+                    11.0, 0.12, 50.0, old_road,
+                    f"built from the old base road outwards over 50 days; {line.length:.0f} m long")
     )
-
     start = sch.between(date(2023, 5, 10))
     spoil = _growing_box((ox + 330, oy + 660), 40, 40, 200, 120, 300)
     ev.append(
-        Event(
-            "known-spoil",
-            "Tunnel spoil pile",
-            "known",
-            "spoil",
-            start,
-            spoil(1e9),
-            [Phase(start, None, "spoil", spoil)],
-            notes="grows from 40 x 40 m to 200 x 120 m over 300 days next to the old tunnel portal",
-        )
+        Event("known-spoil", "Tunnel spoil pile", "known", "spoil", start, spoil(1e9),
+              [Phase(start, None, "spoil", spoil)],
+              notes="grows from 40 x 40 m to 200 x 120 m over 300 days next to the old tunnel portal")
     )
-
     camo = rect(ox - 220, oy + 230, 55, 42)
     start = sch.between(date(2024, 5, 15))
     ev.append(
-        Event(
-            "known-camo",
-            "Camouflaged building",
-            "known",
-            "camouflaged_building",
-            start,
-            camo,
-            [Phase(start, None, "camo", camo)],
-            notes="visible and NIR like green vegetation; SWIR like a dry painted surface",
-        )
+        Event("known-camo", "Camouflaged building", "known", "camouflaged_building", start, camo,
+              [Phase(start, None, "camo", camo)],
+              notes="visible and NIR like green vegetation; SWIR like a dry painted surface")
     )
+    return ev
 
-    # --- hidden site ----------------------------------------------------------------------------
+
+def _hidden_events(
+    t: Terrain, base_xy: tuple[float, float], hidden_xy: tuple[float, float], sch: Scheduler
+) -> list[Event]:
+    """The unreported site: an access road from the main valley, then a compound cleared in the forest with
+    three buildings."""
+    ox, oy = base_xy
+    hx, hy = hidden_xy
     compound = rect(hx, hy, 250, 200)
     x0 = hx - ox - 240.0
     road_pts = [
@@ -210,24 +194,9 @@ def build_events(
     ]
     hline = LineString(road_pts)
     not_road = unary_union([compound, t.main_road.buffer(4.0)])
-    rstart = sch.between(date(2023, 9, 5))
-
-    def hroad_at(d: float) -> BaseGeometry:
-        frac = float(np.clip(0.1 + 0.9 * d / 30.0, 0.0, 1.0))
-        return substring(hline, 0.0, frac * hline.length).buffer(5.0, cap_style="flat").difference(not_road)
-
-    ev.append(
-        Event(
-            "hidden-road",
-            "Access road to the unreported compound",
-            "hidden",
-            "road",
-            rstart,
-            hroad_at(1e9),
-            [Phase(rstart, None, "gravel", hroad_at)],
-            notes=f"10 m gravel road, {hline.length:.0f} m, built over 30 days",
-        )
-    )
+    road = _road_event("hidden-road", "Access road to the unreported compound", "hidden",
+                       sch.between(date(2023, 9, 5)), hline, 5.0, 0.1, 30.0, not_road,
+                       f"10 m gravel road, {hline.length:.0f} m, built over 30 days")
     cstart = sch.between(date(2023, 10, 1))
 
     def clearing_at(d: float) -> BaseGeometry:
@@ -241,24 +210,12 @@ def build_events(
         (165, "metal", (-60, 10, 30, 20)),
     ):
         phases.append(Phase(cstart + timedelta(days=dd), None, mat, rect(hx + bx, hy + by, bw, bh)))
-    ev.append(
-        Event(
-            "hidden-compound",
-            "Unreported cleared compound",
-            "hidden",
-            "site_clearing",
-            cstart,
-            compound,
-            phases,
-            notes="forest cleared to bare soil from the south over 180 days; buildings appear after "
-            "90 (metal 60x24), 140 (concrete 40x28) and 165 days (metal 30x20)",
-        )
+    compound_ev = Event(
+        "hidden-compound", "Unreported cleared compound", "hidden", "site_clearing", cstart, compound, phases,
+        notes="forest cleared to bare soil from the south over 180 days; buildings appear after "
+        "90 (metal 60x24), 140 (concrete 40x28) and 165 days (metal 30x20)",
     )
-
-    # --- distractors ----------------------------------------------------------------------------
-    ev.append(_field_event(seed, lc))
-    ev.append(_flood_event(t, lc, base_xy, acq_days, sch))
-    return ev
+    return [road, compound_ev]
 
 
 def _field_event(seed: int, lc: LandCover) -> Event:

@@ -100,19 +100,61 @@ def _paint(bfrac: np.ndarray, bmat: np.ndarray, geom: BaseGeometry, mat: int, t:
 def build_landcover(
     seed: int, t: Terrain, base_xy: tuple[float, float], hidden_xy: tuple[float, float]
 ) -> LandCover:
-    """Classify the terrain into land cover and lay out fields, village, roads and the old base."""
-    shape_ = t.shape
-    ox, oy = base_xy
-    mv = t.mv
-    n_open = fractal_noise(shape_, rng_for(seed, 31), 2.5, coarse=2)
-    n_open2 = fractal_noise(shape_, rng_for(seed, 32), 2.6, coarse=2)
-    n_cf = fractal_noise(shape_, rng_for(seed, 33), 2.8, coarse=2)
-    n_misc = fractal_noise(shape_, rng_for(seed, 34), 2.4)
+    """Classify the terrain into land cover and lay out fields, village, roads and the old base.
 
-    floor = (t.beyond < 15.0) & (t.slope < 8.0)
+    Each step draws from its own random streams (:func:`rng_for` keys 31-39), except that the textures, the
+    built surfaces and the river water take their pixel grain from one stream (36), in that order.
+    """
+    shape_ = t.shape
+    cls, main_floor, riparian = _natural_classes(seed, t, base_xy, hidden_xy)
+    road_dist = _column_dist(t.ys, t.mv.yc(t.xs) + 0.78 * t.mv.hw(t.xs), t.xs)
+    # Village: on the north side of the floor where the river swings south, 2-3.5 km west of the base.
+    village, ang = _village(t, base_xy)
+    in_village = _coverage_map(village, t) > 0
+    cls[in_village & main_floor] = sp.GRASS
+    fieldable = main_floor & ~riparian & (road_dist > 14.0) & ~in_village
+    # The designated distractor field near the base (180 x 120 m, along the valley).
+    designated = _designated_field(t, fieldable, base_xy)
+    unit = cls.astype(np.int16)
+    parcels = _parcels(seed, unit, fieldable, _coverage_map(designated, t) >= 0.5)
+
+    # Conifer fraction (forest only): more conifers higher up and on north-facing slopes.
+    n_cf = fractal_noise(shape_, rng_for(seed, 33), 2.8, coarse=2)
     horiz = np.hypot(t.normal[0], t.normal[1]) + 1e-6
     steep = np.clip(t.slope / 15.0, 0.0, 1.0)
     north = t.normal[1] / horiz * steep
+    cf = np.clip(0.12 + 0.6 * np.clip((t.elev - 900) / 900, 0, 1) + 0.2 * north + 0.22 * n_cf, 0.03, 0.97)
+    cf = np.where(unit == sp.FOREST, cf, 0.0).astype(np.float32)
+    tex_rng = rng_for(seed, 36)
+    texture = _textures(seed, unit, tex_rng)
+    occlusion = np.zeros(shape_, np.float32)
+    occlusion[unit == sp.FOREST] = 0.22 + 0.33 * cf[unit == sp.FOREST]
+    occlusion[unit == sp.SCRUB] = 0.1
+    snow_elev = (t.elev + 90.0 * n_cf - 170.0 * (-north) * steep).astype(np.float32)
+
+    built, structures, base_road = _static_built(seed, t, base_xy, village, ang, tex_rng)
+    widx = np.flatnonzero(t.water > 0)
+    water = Overlay(
+        widx,
+        t.water.ravel()[widx],
+        np.zeros(widx.size, np.uint8),
+        (1.0 + 0.05 * tex_rng.standard_normal(widx.size)).astype(np.float32),
+    )
+    return LandCover(
+        unit, cf, texture, occlusion, snow_elev, parcels, built, water, designated, village, structures, base_road
+    )
+
+
+def _natural_classes(
+    seed: int, t: Terrain, base_xy: tuple[float, float], hidden_xy: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The natural class of every pixel, the main valley's floor and its riparian strip."""
+    shape_ = t.shape
+    ox, oy = base_xy
+    n_open = fractal_noise(shape_, rng_for(seed, 31), 2.5, coarse=2)
+    n_open2 = fractal_noise(shape_, rng_for(seed, 32), 2.6, coarse=2)
+    n_misc = fractal_noise(shape_, rng_for(seed, 34), 2.4)
+    floor = (t.beyond < 15.0) & (t.slope < 8.0)
 
     cls = np.full(shape_, sp.FOREST, np.uint8)
     cls[n_open > 0.95] = sp.SCRUB
@@ -135,36 +177,36 @@ def build_landcover(
     cls[main_floor] = sp.GRASS
     cls[riparian & (n_open2 > 0.3)] = sp.SCRUB
     cls[riparian & (t.river_dist < wid / 2 + 30) & (n_misc > 0.9)] = sp.GRAVEL_BAR_CLS
-    road_y = mv.yc(t.xs) + 0.78 * mv.hw(t.xs)
-    road_dist = _column_dist(t.ys, road_y, t.xs)
+    return cls, main_floor, riparian
 
-    # Village: on the north side of the floor where the river swings south, 2-3.5 km west of the base.
+
+def _village(t: Terrain, base_xy: tuple[float, float]) -> tuple[Polygon, float]:
+    """The village's outline and its angle (degrees, along the valley)."""
+    ox, oy = base_xy
+    mv = t.mv
     cand = np.arange(-3600.0, -1800.0, 20.0)
     vx = float(cand[np.argmin(t.river.y_at(cand) - mv.yc(cand))])
     ang = math.degrees(math.atan(float(mv.dyc(np.array(vx)))))
     vhw = float(mv.hw(np.array(vx)))
     vcx, vcy = ox + vx, oy + float(mv.yc(np.array(vx))) + 0.43 * vhw
     village = affinity.scale(Point(vcx, vcy).buffer(1.0), 300.0, 0.27 * vhw, origin=(vcx, vcy))
-    village = affinity.rotate(village, ang, origin=(vcx, vcy))
-    vcov = coverage(village, t.transform, shape_)
-    in_village = np.zeros(shape_, bool)
-    if vcov is not None:
-        r0, c0, vf = vcov
-        in_village[r0 : r0 + vf.shape[0], c0 : c0 + vf.shape[1]] = vf > 0
-    cls[in_village & main_floor] = sp.GRASS
+    return affinity.rotate(village, ang, origin=(vcx, vcy)), ang
 
-    fieldable = main_floor & ~riparian & (road_dist > 14.0) & ~in_village
 
-    # The designated distractor field near the base (180 x 120 m, along the valley).
-    designated = _designated_field(t, fieldable, base_xy)
-    unit = cls.astype(np.int16)
-    dcov = coverage(designated, t.transform, shape_)
-    assert dcov is not None
-    r0, c0, df = dcov
-    in_designated = np.zeros(shape_, bool)
-    in_designated[r0 : r0 + df.shape[0], c0 : c0 + df.shape[1]] = df >= 0.5
+def _coverage_map(geom: BaseGeometry, t: Terrain) -> np.ndarray:
+    """The fraction of each pixel of the world that ``geom`` covers."""
+    out = np.zeros(t.shape, np.float32)
+    cov = coverage(geom, t.transform, t.shape)
+    if cov is not None:
+        r0, c0, frac = cov
+        out[r0 : r0 + frac.shape[0], c0 : c0 + frac.shape[1]] = frac
+    return out
 
-    # Other parcels: Voronoi cells of jittered seeds on the fieldable floor.
+
+def _parcels(seed: int, unit: np.ndarray, fieldable: np.ndarray, in_designated: np.ndarray) -> list[sp.Parcel]:
+    """Crop parcels: the designated field, then Voronoi cells of jittered seeds on the rest of the fieldable
+    floor; their units are written into ``unit``."""
+    shape_ = unit.shape
     rng = rng_for(seed, 35)
     fr, fc = np.nonzero(fieldable & ~in_designated)
     sr = np.arange(0, shape_[0], 14) + 7
@@ -190,30 +232,32 @@ def build_landcover(
                 name,
             )
         )
+    return parcels
 
-    # Conifer fraction (forest only): more conifers higher up and on north-facing slopes.
-    cf = np.clip(0.12 + 0.6 * np.clip((t.elev - 900) / 900, 0, 1) + 0.2 * north + 0.22 * n_cf, 0.03, 0.97)
-    cf = np.where(unit == sp.FOREST, cf, 0.0).astype(np.float32)
 
-    # Textures: shared brightness, opposite red/NIR "vigour", plus per-class pixel grain.
-    tex_rng = rng_for(seed, 36)
+def _textures(seed: int, unit: np.ndarray, tex_rng: np.random.Generator) -> np.ndarray:
+    """Per-band texture multipliers (6, H, W): shared brightness, opposite red/NIR "vigour", plus per-class
+    pixel grain (drawn from ``tex_rng``)."""
+    shape_ = unit.shape
     grain_sd = np.array([0.03, 0.05, 0.07, 0.04, 0.05, 0.04, 0.03, 0.03], np.float32)
     grain = tex_rng.standard_normal(shape_, dtype=np.float32) * grain_sd[np.minimum(unit, 7)]
     grain[unit >= sp.N_NATURAL] *= 0.6
     bright = 1.0 + 0.06 * fractal_noise(shape_, rng_for(seed, 37), 2.0) + grain
     vig = 0.06 * fractal_noise(shape_, rng_for(seed, 38), 2.5)
     k = np.array([-0.3, -0.2, -0.5, 0.6, 0.1, -0.1], np.float32)
-    texture = np.stack([bright * (1.0 + kb * vig) for kb in k]).astype(np.float32)
+    return np.stack([bright * (1.0 + kb * vig) for kb in k]).astype(np.float32)
 
-    occlusion = np.zeros(shape_, np.float32)
-    occlusion[unit == sp.FOREST] = 0.22 + 0.33 * cf[unit == sp.FOREST]
-    occlusion[unit == sp.SCRUB] = 0.1
-    snow_elev = (t.elev + 90.0 * n_cf - 170.0 * (-north) * steep).astype(np.float32)
 
-    # Static built surfaces.
+def _static_built(
+    seed: int, t: Terrain, base_xy: tuple[float, float], village: Polygon, ang: float,
+    tex_rng: np.random.Generator,
+) -> tuple[Overlay, list[tuple[str, BaseGeometry, str]], LineString]:
+    """The built surfaces before the series (village houses and lanes, the main and base roads, the old
+    base's buildings) as an overlay (grain from ``tex_rng``), the named structures, and the base road."""
+    ox, oy = base_xy
     keys = sp.MATERIAL_KEYS
-    bfrac = np.zeros(shape_, np.float32)
-    bmat = np.zeros(shape_, np.uint8)
+    bfrac = np.zeros(t.shape, np.float32)
+    bmat = np.zeros(t.shape, np.uint8)
     structures: list[tuple[str, BaseGeometry, str]] = []
     houses = _village_houses(seed, village, ang)
     for geom in houses:
@@ -240,27 +284,7 @@ def build_landcover(
         bmat.ravel()[idx],
         (1.0 + 0.03 * tex_rng.standard_normal(idx.size)).astype(np.float32),
     )
-    widx = np.flatnonzero(t.water > 0)
-    water = Overlay(
-        widx,
-        t.water.ravel()[widx],
-        np.zeros(widx.size, np.uint8),
-        (1.0 + 0.05 * tex_rng.standard_normal(widx.size)).astype(np.float32),
-    )
-    return LandCover(
-        unit,
-        cf,
-        texture,
-        occlusion,
-        snow_elev,
-        parcels,
-        built,
-        water,
-        designated,
-        village,
-        structures,
-        base_road,
-    )
+    return built, structures, base_road
 
 
 def _designated_field(t: Terrain, fieldable: np.ndarray, base_xy: tuple[float, float]) -> Polygon:

@@ -164,9 +164,8 @@ def _ground(wd: World, i: int, win: Window) -> np.ndarray:
     """Ground reflectance (6, h, w) on ``win`` before misregistration, atmosphere and noise."""
     r0, c0, h, w = win
     sl = np.s_[r0 : r0 + h, c0 : c0 + w]
-    lc, t = wd.lc, wd.terrain
+    lc = wd.lc
     when = wd.dates[i]
-    day = when.date()
     doy = float(when.timetuple().tm_yday)
     ys = sp.year_shift(wd.seed, when.year)
     nat, dcon = sp.natural_lut(doy, ys)
@@ -189,6 +188,24 @@ def _ground(wd: World, i: int, win: Window) -> np.ndarray:
         s = (spec if spec is not None else wd.mats[ov.mat[m]]) * ov.tex[m][:, None]
         flat[:, loc] += f * (s.T - flat[:, loc])
         oflat[loc] *= 1.0 - f
+    _paint_events(g, occl, tex, wd, when.date(), win)
+    line = sp.snow_line(doy, ys)
+    if line < 2500:
+        fs = np.clip((lc.snow_elev[sl] - line) / 200.0 + 0.5, 0.0, 1.0) * (1.0 - occl)
+        grain = 1.0 + 0.3 * (tex[0] - 1.0)
+        for b in range(6):
+            g[b] += fs * (sp.SNOW[b] * grain - g[b])
+    _illuminate(g, wd, i, sl)
+    return g
+
+
+def _paint_events(
+    g: np.ndarray, occl: np.ndarray, tex: np.ndarray, wd: World, day: date, win: Window
+) -> None:
+    """Paint the events' materials of ``day`` over the ground ``g`` of ``win`` (in place); they hide the
+    ground from snow as they cover it (``occl``)."""
+    r0, c0, h, w = win
+    t = wd.terrain
     for ev in wd.events:
         for geom, mat, weight in ev.components(day):
             cov = coverage(geom, t.transform, t.shape)
@@ -207,23 +224,21 @@ def _ground(wd: World, i: int, win: Window) -> np.ndarray:
                 s = spec[b] * tex[b][lsl] if natural_like else spec[b]
                 g[b][lsl] += f * (s - g[b][lsl])
             occl[lsl] *= 1.0 - f
-    line = sp.snow_line(doy, ys)
-    if line < 2500:
-        fs = np.clip((lc.snow_elev[sl] - line) / 200.0 + 0.5, 0.0, 1.0) * (1.0 - occl)
-        grain = 1.0 + 0.3 * (tex[0] - 1.0)
-        for b in range(6):
-            g[b] += fs * (sp.SNOW[b] * grain - g[b])
+
+
+def _illuminate(g: np.ndarray, wd: World, i: int, sl: tuple[slice, slice]) -> None:
+    """Shade the ground ``g`` of the pixels ``sl`` by the terrain under date ``i``'s sun and apply the date's
+    per-band gain and offset (in place)."""
     el, az = wd.suns[i]
     se, ce = math.sin(math.radians(el)), math.cos(math.radians(el))
     sx, sy = math.sin(math.radians(az)) * ce, math.cos(math.radians(az)) * ce
-    nx, ny, nz = (n[sl] for n in t.normal)
+    nx, ny, nz = (n[sl] for n in wd.terrain.normal)
     cos_i = nx * np.float32(sx) + ny * np.float32(sy) + nz * np.float32(se)
     shade = np.clip(0.22 + 0.78 * np.maximum(cos_i, 0.0) / np.float32(se), 0.15, 1.9)
     gain, offset = wd.gains[i]
     for b in range(6):
         g[b] *= shade * gain[b]
         g[b] += offset[b]
-    return g
 
 
 def _sensor_noise(wd: World, i: int, win: Window) -> list[np.ndarray]:

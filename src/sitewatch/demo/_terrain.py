@@ -337,7 +337,38 @@ def build_terrain(seed: int, base_xy: tuple[float, float], hidden_xy: tuple[floa
     ys = transform.f - (np.arange(h) + 0.5) * PIXEL - base_xy[1]
     x_range = (float(xs[0]), float(xs[-1]))
     axes = side_valleys(seed, mv, hidden_xy, x_range)
+    elev, beyond, zf, vid = _relief(seed, transform, shape, mv, axes, base_xy, x_range)
 
+    river = make_river(seed, mv, x_range)
+    water = coverage_full(river.polygon, transform, shape)
+    elev -= 3.0 * water
+    # Approximate distance to the river centreline (valid near the valley floor).
+    yr = river.y_at(xs)
+    cosang = 1.0 / np.hypot(1.0, np.gradient(yr, xs))
+    river_dist = (np.abs(ys[:, None] - yr[None, :]) * cosang[None, :]).astype(np.float32)
+
+    gy, gx = np.gradient(elev, PIXEL)  # d/drow (southward), d/dcol (eastward)
+    nx, ny = -gx, gy  # normal components east, north (north = -d/drow)
+    norm = np.sqrt(nx * nx + ny * ny + 1.0)
+    normal = ((nx / norm).astype(np.float32), (ny / norm).astype(np.float32), (1.0 / norm).astype(np.float32))
+    slope = np.degrees(np.arccos(normal[2])).astype(np.float32)
+    rel = (elev - zf).astype(np.float32)
+
+    xr = np.arange(x_range[0] - 200, x_range[1] + 200, 20.0)
+    road_y = mv.yc(xr) + 0.78 * mv.hw(xr)
+    main_road = LineString(np.column_stack([base_xy[0] + xr, base_xy[1] + road_y]))
+    return Terrain(
+        transform, shape, mv, river, axes, elev, rel, beyond, vid, slope, normal, water, river_dist, main_road,
+        xs.astype(np.float32), ys.astype(np.float32),
+    )
+
+
+def _relief(
+    seed: int, transform: Affine, shape: tuple[int, int], mv: MainValley, axes: list[ValleyAxis],
+    base_xy: tuple[float, float], x_range: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The DEM before the river is cut in (m), and per pixel the distance beyond the nearest valley floor's
+    edge, that floor's elevation and its valley's id."""
     xm = np.arange(x_range[0] - 50, x_range[1] + 50, 5.0)
     main = ValleyAxis(
         MAIN_ID, np.column_stack([base_xy[0] + xm, base_xy[1] + mv.yc(xm)]), mv.hw(xm), mv.zf(xm)
@@ -370,41 +401,4 @@ def build_terrain(seed: int, base_xy: tuple[float, float], hidden_xy: tuple[floa
     rows, cols = np.indices(shape, dtype=np.float32)
     elev = ndimage.map_coordinates(elev, [rows + warp_r, cols + warp_c], order=1, mode="nearest")
     del rows, cols, warp_r, warp_c
-    elev = gaussian(elev.astype(np.float32), 1.2)
-
-    river = make_river(seed, mv, x_range)
-    water = coverage_full(river.polygon, transform, shape)
-    elev -= 3.0 * water
-    # Approximate distance to the river centreline (valid near the valley floor).
-    yr = river.y_at(xs)
-    cosang = 1.0 / np.hypot(1.0, np.gradient(yr, xs))
-    river_dist = (np.abs(ys[:, None] - yr[None, :]) * cosang[None, :]).astype(np.float32)
-
-    gy, gx = np.gradient(elev, PIXEL)  # d/drow (southward), d/dcol (eastward)
-    nx, ny = -gx, gy  # normal components east, north (north = -d/drow)
-    norm = np.sqrt(nx * nx + ny * ny + 1.0)
-    normal = ((nx / norm).astype(np.float32), (ny / norm).astype(np.float32), (1.0 / norm).astype(np.float32))
-    slope = np.degrees(np.arccos(normal[2])).astype(np.float32)
-    rel = (elev - zf).astype(np.float32)
-
-    xr = np.arange(x_range[0] - 200, x_range[1] + 200, 20.0)
-    road_y = mv.yc(xr) + 0.78 * mv.hw(xr)
-    main_road = LineString(np.column_stack([base_xy[0] + xr, base_xy[1] + road_y]))
-    return Terrain(
-        transform,
-        shape,
-        mv,
-        river,
-        axes,
-        elev,
-        rel,
-        beyond,
-        vid,
-        slope,
-        normal,
-        water,
-        river_dist,
-        main_road,
-        xs.astype(np.float32),
-        ys.astype(np.float32),
-    )
+    return gaussian(elev.astype(np.float32), 1.2), beyond, zf, vid

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from shapely.geometry import Point, mapping
 
 from . import _spectra as sp
 from ._atmos import SCL_CODES
 from ._io import rounded, to_lonlat, truth_geojson, write_scene
 from ._noise import Window
-from ._render import CRS, DEFAULT_SEED, acquisition_dates, build_world, render_scene
+from ._render import CRS, DEFAULT_SEED, World, acquisition_dates, build_world, render_scene
 
 __all__ = [
     "BANDS",
@@ -136,69 +137,99 @@ def generate_world(
     try:
         wd = build_world(seed, BASE_LONLAT, HIDDEN_LONLAT)
         win = _norm_window(window, wd.shape)
-        r0, c0, h, w = win
+        r0, c0, _, _ = win
         transform = wd.terrain.transform * wd.terrain.transform.translation(c0, r0)
-        n = len(wd.dates)
-        records: list[dict[str, Any]] = []
-        pending: Future[None] | None = None
-        for i, when in enumerate(wd.dates):
-            refl, scl = render_scene(wd, i, win)
-            data = np.clip(np.rint(refl * 10000.0), 1, 65535).astype(np.uint16)
-            del refl
-            cloud = float(np.isin(scl, (8, 9, 10)).mean() * 100.0)
-            sid = scene_id(when, wd.platforms[i])
-            el, az = wd.suns[i]
-            tags = {
-                "ACQUISITION_DATETIME": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "PLATFORM": "sentinel-2a" if wd.platforms[i] == "S2A" else "sentinel-2b",
-                "SUN_ELEVATION": f"{el:.3f}",
-                "SUN_AZIMUTH": f"{az:.3f}",
-                "CLOUD_COVER": f"{cloud:.2f}",
-                "PRODUCT_TYPE": "SITEWATCH_DEMO_L2A",
-                "SCENE_ID": sid,
-                "TILE_ID": TILE,
-            }
-            img, mask = scenes_dir / f"{sid}.tif", scenes_dir / f"{sid}_SCL.tif"
-            if pending is not None:
-                pending.result()
-                if progress is not None:
-                    progress(i, n)
-            pending = pool.submit(write_scene, img, mask, data, scl, tags, tuple(transform)[:6])
-            line = sp.snow_line(float(when.timetuple().tm_yday), sp.year_shift(seed, when.year))
-            records.append(
-                {
-                    "scene_id": sid,
-                    "path": f"scenes/{img.name}",
-                    "scl_path": f"scenes/{mask.name}",
-                    "datetime": tags["ACQUISITION_DATETIME"],
-                    "platform": tags["PLATFORM"],
-                    "sun_elevation": round(el, 3),
-                    "sun_azimuth": round(az, 3),
-                    "cloud_cover": round(cloud, 2),
-                    "sky": wd.skies[i].kind,
-                    "cirrus": wd.skies[i].cirrus,
-                    "shift_px_east_south": [round(v, 4) for v in wd.shifts[i]],
-                    "snow_line_m": round(line, 1),
-                }
-            )
-        if pending is not None:
-            pending.result()
-            if progress is not None:
-                progress(n, n)
+        records = _write_scenes(wd, win, transform, scenes_dir, pool, progress)
     finally:
         pool.shutdown(wait=True)
 
     truth_path = root / "truth.geojson"
     truth_path.write_text(json.dumps(truth_geojson(wd.events), indent=1))
+    manifest = _manifest(wd, win, window is not None, transform, records, truth_path.name)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return load_world(root)
+
+
+def _write_scenes(
+    wd: World, win: Window, transform: Affine, scenes_dir: Path, pool: Executor,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """Render every date over ``win`` and write it by ``pool`` (one scene written while the next is rendered);
+    returns the manifest's record of each scene."""
+    n = len(wd.dates)
+    records: list[dict[str, Any]] = []
+    pending: Future[None] | None = None
+    for i, when in enumerate(wd.dates):
+        refl, scl = render_scene(wd, i, win)
+        data = np.clip(np.rint(refl * 10000.0), 1, 65535).astype(np.uint16)
+        del refl
+        cloud = float(np.isin(scl, (8, 9, 10)).mean() * 100.0)
+        sid = scene_id(when, wd.platforms[i])
+        tags = _scene_tags(wd, i, sid, cloud)
+        img, mask = scenes_dir / f"{sid}.tif", scenes_dir / f"{sid}_SCL.tif"
+        if pending is not None:
+            pending.result()
+            if progress is not None:
+                progress(i, n)
+        pending = pool.submit(write_scene, img, mask, data, scl, tags, tuple(transform)[:6])
+        records.append(_scene_record(wd, i, sid, tags, cloud))
+    if pending is not None:
+        pending.result()
+        if progress is not None:
+            progress(n, n)
+    return records
+
+
+def _scene_tags(wd: World, i: int, sid: str, cloud: float) -> dict[str, str]:
+    """The GeoTIFF tags of date ``i``'s scene (``cloud``: its cloud cover, %)."""
+    when = wd.dates[i]
+    el, az = wd.suns[i]
+    return {
+        "ACQUISITION_DATETIME": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "PLATFORM": "sentinel-2a" if wd.platforms[i] == "S2A" else "sentinel-2b",
+        "SUN_ELEVATION": f"{el:.3f}",
+        "SUN_AZIMUTH": f"{az:.3f}",
+        "CLOUD_COVER": f"{cloud:.2f}",
+        "PRODUCT_TYPE": "SITEWATCH_DEMO_L2A",
+        "SCENE_ID": sid,
+        "TILE_ID": TILE,
+    }
+
+
+def _scene_record(wd: World, i: int, sid: str, tags: dict[str, str], cloud: float) -> dict[str, Any]:
+    """The manifest's record of date ``i``'s scene."""
+    when = wd.dates[i]
+    el, az = wd.suns[i]
+    line = sp.snow_line(float(when.timetuple().tm_yday), sp.year_shift(wd.seed, when.year))
+    return {
+        "scene_id": sid,
+        "path": f"scenes/{sid}.tif",
+        "scl_path": f"scenes/{sid}_SCL.tif",
+        "datetime": tags["ACQUISITION_DATETIME"],
+        "platform": tags["PLATFORM"],
+        "sun_elevation": round(el, 3),
+        "sun_azimuth": round(az, 3),
+        "cloud_cover": round(cloud, 2),
+        "sky": wd.skies[i].kind,
+        "cirrus": wd.skies[i].cirrus,
+        "shift_px_east_south": [round(v, 4) for v in wd.shifts[i]],
+        "snow_line_m": round(line, 1),
+    }
+
+
+def _manifest(
+    wd: World, win: Window, partial: bool, transform: Affine, records: list[dict[str, Any]], truth: str
+) -> dict[str, Any]:
+    """``world.json``: how the world was made, its grid, places, scenes and events."""
     site = to_lonlat(Point(wd.base_xy).buffer(SITE_RADIUS_M, 16))
-    manifest = {
+    return {
         "generator": "sitewatch.demo.world",
         "version": GENERATOR_VERSION,
-        "seed": seed,
+        "seed": wd.seed,
         "crs": CRS,
         "transform": list(transform)[:6],
-        "shape": [h, w],
-        "window": list(win) if window is not None else None,
+        "shape": [win[2], win[3]],
+        "window": list(win) if partial else None,
         "world_shape": list(wd.shape),
         "bands": list(BANDS),
         "scale": 10000,
@@ -214,7 +245,7 @@ def generate_world(
         "dates": [r["datetime"] for r in records],
         "scene_ids": [r["scene_id"] for r in records],
         "scenes": records,
-        "truth": truth_path.name,
+        "truth": truth,
         "events": [
             {
                 "id": e.id,
@@ -227,8 +258,6 @@ def generate_world(
         ],
         "complete": True,
     }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return load_world(root)
 
 
 def load_world(out_dir: str | Path) -> WorldInfo:

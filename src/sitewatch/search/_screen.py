@@ -125,7 +125,6 @@ class Screen:
     def update(self, t: int, image: np.ndarray, clear: np.ndarray) -> None:
         """Add date ``t`` (dates in time order; dates may be skipped): ``image`` (band, y, x) reflectance 0..1
         (NaN no data), ``clear`` (y, x) bool."""
-        day = float(self.days[t])
         p = self.p
         g, r, n, s = (image[self._ix[b]] for b in ("B03", "B04", "B08", "B11"))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -136,14 +135,25 @@ class Screen:
         ok = clear & np.isfinite(image).all(axis=0) & ~(wet & (g > p.snow_green) & (n > p.water_nir))  # no snow
         green = ok & (ndvi > p.green_ndvi) & (ndmi > 0) & ~wet
         self.water |= ok & wet & (n < p.water_nir)
+        self._note_cycle(image, ok, green, float(self.days[t]))
+        x = image[self._bx]
+        chi, est, dep = self._departure(x, ndvi, ok, green)
+        tex = _texture(image[[band_index(self.bands, b) for b in ("B02", "B03", "B04")]])
+        self._follow(t, ok, green, dep, chi, tex)
+        self._learn(t, x, ndvi, tex, ok & ~dep, est, chi)
 
-        # a green look after a bare-ish one since the last green: the land greened again (a field's cycle)
+    def _note_cycle(self, image: np.ndarray, ok: np.ndarray, green: np.ndarray, day: float) -> None:
+        """A green look after a bare-ish one since the last green: the land greened again (a field's cycle)."""
         self.regreen_day[green & self.bared] = day
         self.bared[green] = False
-        self.bared |= ok & ~green & (self.det.membership(image, self.bands) > p.cycle_bare)
+        self.bared |= ok & ~green & (self.det.membership(image, self.bands) > self.p.cycle_bare)
 
-        # departure from the baseline
-        x = image[self._bx]
+    def _departure(
+        self, x: np.ndarray, ndvi: np.ndarray, ok: np.ndarray, green: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each pixel's departure ``chi`` of the look ``x`` from its baseline, whether the baseline is
+        established (``min_base`` looks), and whether the look departs."""
+        p = self.p
         nbase = self.n_base.astype(np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             var = p.noise ** 2 + (p.gain * self.mean) ** 2 + self.m2 / np.maximum(nbase, 1.0)
@@ -152,10 +162,14 @@ class Screen:
         loss = self.ndvi - ndvi
         chi = np.maximum(chi, p.threshold * np.square(loss / p.veg_loss))  # vegetation lost counts as departure
         dep = ok & est & (chi > p.threshold) & ~green & ~(loss < -p.regrowth_ndvi)
-        stable = ok & ~dep
-        run = self.onset >= 0
+        return chi, est, dep
 
-        # a departure starts, goes on, or ends
+    def _follow(
+        self, t: int, ok: np.ndarray, green: np.ndarray, dep: np.ndarray, chi: np.ndarray, tex: np.ndarray
+    ) -> None:
+        """A departure starts, goes on, or ends."""
+        p = self.p
+        run = self.onset >= 0
         first = dep & ~run
         self.onset[first] = t
         self.prev_clear[first] = self.last_stable[first]
@@ -164,7 +178,6 @@ class Screen:
         _inc(self.looks, going)
         _inc(self.hits, dep)
         self.ssum[dep] += (1.0 - np.exp(-chi[dep] / (4.0 * p.threshold))).astype(np.float32)
-        tex = _texture(image[[band_index(self.bands, b) for b in ("B02", "B03", "B04")]])
         self.tex_sum[dep] += tex[dep]
         self.last_hit[dep] = t
         ends = (going & green) | (going & ~dep & (self.hits < p.persistence * self.looks))
@@ -174,7 +187,12 @@ class Screen:
         self.ssum[ends] = 0.0
         self.tex_sum[ends] = 0.0
 
-        # what does not depart, outside a departure, joins the baseline
+    def _learn(
+        self, t: int, x: np.ndarray, ndvi: np.ndarray, tex: np.ndarray, stable: np.ndarray, est: np.ndarray,
+        chi: np.ndarray,
+    ) -> None:
+        """What does not depart (``stable``), outside a departure, joins the baseline."""
+        p = self.p
         learn = stable & (self.onset < 0) & (self.n_base < 255) & ~(est & (chi > p.learn * p.threshold))
         if learn.any():
             k = (self.n_base[learn] + 1).astype(np.float32)
