@@ -155,6 +155,9 @@ def detect_pair(
     Raises :class:`~sitewatch.errors.DetectorNotFound` for an unknown method, :class:`ImageryError` for
     unreadable inputs or fewer than 2 common bands, :class:`MissingCRSError` and :class:`NoOverlapError`
     when the images do not overlap.
+
+    Long because this docstring is the public contract of `sitewatch detect-pair`; the body is a sequence
+    of named steps (:func:`_load_pair`, :func:`_coregister`, the detector, the writers).
     """
     from .detectors import get_detector
 

@@ -243,6 +243,9 @@ def find_similar(
 
     Raises :class:`~sitewatch.errors.NoOverlapError` when no stored scene covers the query or the area, or
     when neither has clear pixels over the dates read.
+
+    Long because it reads as the ranking's recipe, top to bottom (check the parameters, describe the query
+    and the area's windows, leave out watched sites, rank); each step is a named helper.
     """
     t0 = time.perf_counter()
     p = params or SimilarParams()
