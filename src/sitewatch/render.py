@@ -24,6 +24,7 @@ nearest neighbour (no invented detail) and the change polygon is outlined in mag
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -241,16 +242,31 @@ def _read(
     return rgb, ok
 
 
+#: pixels of the window read at once by :func:`_fractions` (all its time steps up to this many)
+FRACTION_BLOCK_PX = 4_000_000
+
+
 def _fractions(grid: StackGrid, win: Window) -> list[float]:
     """Per time step, the usable share of the window's observable pixels (usable at any time).
 
     Pixels never usable (outside the site mask, off the scenes) do not count against a date.
     """
     union, counts = np.zeros((win[1] - win[0], win[3] - win[2]), dtype=bool), []
-    for i in range(len(grid.times)):  # one step at a time: bounded memory on long series
-        ok = _read(grid, i, win)[1]
-        union |= ok
-        counts.append(int(ok.sum()))
+    space = {"y": slice(win[0], win[1]), "x": slice(win[2], win[3])}
+    refl = grid.stack["reflectance"].sel(band=list(RGB_BANDS)).isel(space)
+    clear = grid.stack["clear"].isel(space) if "clear" in grid.stack else None
+    # time steps in blocks of about FRACTION_BLOCK_PX pixels: one selection per block, not per step (the label
+    # lookups cost more than the reads on small windows), and bounded memory on long series and large windows
+    step = max(1, FRACTION_BLOCK_PX // max(1, union.size))
+    for t0 in range(0, len(grid.times), step):
+        times = slice(t0, min(t0 + step, len(grid.times)))
+        rgb = np.asarray(refl.isel(time=times).transpose("time", "band", "y", "x").values, dtype=np.float32)
+        ok: np.ndarray = np.asarray(np.isfinite(rgb).all(axis=1))
+        if clear is not None:
+            ok &= np.asarray(clear.isel(time=times).transpose("time", "y", "x").values, dtype=bool)
+        for k in range(ok.shape[0]):
+            union |= ok[k]
+            counts.append(int(ok[k].sum()))
     total = int(union.sum())
     return [c / total if total else 0.0 for c in counts]
 
@@ -338,9 +354,29 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+#: the PNGs this process wrote: path -> (hash of the pixels, the file's size and mtime after writing).  A report
+#: redrawn with nothing new (``monitor`` redraws a site's report on every pass) keeps each unchanged chip's file
+#: instead of compressing the same pixels again (PNG ``optimize`` is most of a chip's cost).
+_WRITTEN: dict[Path, tuple[str, int, int]] = {}
+
+
 def _save(img: Image.Image, out: Path, name: str) -> None:
-    with atomic_path(out / name) as tmp:
+    path = (out / name).resolve()
+    key = hashlib.blake2b(f"{img.mode} {img.size}".encode() + img.tobytes(), digest_size=16).hexdigest()
+    known = _WRITTEN.get(path)
+    if known is not None and known[0] == key:
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is not None and (st.st_size, st.st_mtime_ns) == known[1:]:
+            return  # the very pixels this process wrote there, and nobody changed the file since
+    with atomic_path(path) as tmp:
         img.save(tmp, format="PNG", optimize=True)
+    st = path.stat()
+    if len(_WRITTEN) > 10_000:  # a long-running monitor: forget the oldest
+        del _WRITTEN[next(iter(_WRITTEN))]
+    _WRITTEN[path] = (key, st.st_size, st.st_mtime_ns)
 
 
 # -- images --------------------------------------------------------------------------------------
