@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,14 +45,15 @@ def _shares_a_fixture(item: pytest.Item) -> bool:
 
 
 def _group_of(item: pytest.Item) -> str | None:
+    """The test's group: its own ``xdist_group`` mark first (a module with a costly fixture of its own on top
+    of a shared one, such as the monitor replay, runs beside the shared group), then the shared fixture's."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
     names = getattr(item, "fixturenames", ())
     group = next((g for f, g in SHARED_GROUPS.items() if f in names), None)
-    if group is None:
-        mark = item.get_closest_marker("xdist_group")
-        if mark is not None:
-            group = str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-        elif _shares_a_fixture(item):
-            group = item.nodeid.split("::")[0]
+    if group is None and _shares_a_fixture(item):
+        group = item.nodeid.split("::")[0]
     return group
 
 
@@ -163,12 +165,33 @@ def make_series(tmp_path: Path) -> Callable[..., tuple[list[Path], tuple[slice, 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[tuple[str, int, int]]]:
-    """`run_demo` once per test session (generates the demo world: about a minute)."""
+    """`run_demo` once per worker, its world generated once per test session (about a minute and a half).
+
+    Under xdist the first worker that needs the world generates it (and its catalog) in the session's shared
+    folder, holding a lock; the others wait for it and link their own output's ``world`` to it, so
+    ``run_demo`` reuses it there as it reuses any complete world.  Only the detection run is per worker.
+    """
+    from filelock import FileLock
+
     from sitewatch.demo import run_demo
 
     calls: list[tuple[str, int, int]] = []
-    summary = run_demo(tmp_path_factory.mktemp("demo"), progress=lambda s, d, t: calls.append((s, d, t)))
-    return summary, calls
+    progress = lambda s, d, t: calls.append((s, d, t))  # noqa: E731
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process: nothing to share
+        return run_demo(tmp_path_factory.mktemp("demo"), progress=progress), calls
+    shared = base.parent / "demo-shared"
+    with FileLock(str(base.parent / "demo-shared.lock")):
+        if not (shared / "world-progress.json").exists():  # this worker generates the world, runs the demo there
+            summary = run_demo(shared, progress=progress)
+            world_steps = [c for c in calls if c[0] == "world"]
+            (shared / "world-progress.json").write_text(json.dumps(world_steps))
+            return summary, calls
+    # the world's progress as its generation reported it, then this run's own
+    calls.extend(tuple(c) for c in json.loads((shared / "world-progress.json").read_text()))
+    out = tmp_path_factory.mktemp("demo")
+    (out / "world").symlink_to(shared / "world", target_is_directory=True)
+    return run_demo(out, progress=progress), calls
 
 
 SEMIREAL = REPO.parent / "shared" / "tools" / "semireal"

@@ -35,7 +35,9 @@ from .stac_helpers import range_server
 from .test_alerts import SECRET, smtp_server, webhook_server
 from .test_demo_acceptance import _clear_share
 
-pytestmark = pytest.mark.slow
+# its own group (beside the other demo tests, which share the demo world with it through demo_run): the replay
+# is the suite's longest fixture
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-monitor")]
 
 
 def _live_archive(world: Path, root: Path) -> list[tuple[datetime, dict]]:
