@@ -39,7 +39,6 @@ exactly as for the tracker.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +46,7 @@ import numpy as np
 import xarray as xr
 from scipy.stats import chi2
 
+from ._stats import nanmedian0
 from .changes import PolygonParams
 from .constants import MIN_CLEAR_FRACTION
 from .detectors.base import MIN_VALID_PIXELS, Detector
@@ -83,9 +83,8 @@ def _median(refl: np.ndarray, clear: np.ndarray, idx: list[int]) -> tuple[np.nda
     looks = refl[idx].copy()
     ok = clear[idx]
     looks[~np.broadcast_to(ok[:, None], looks.shape)] = np.nan
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: pixels with no clear look
-        return np.nanmedian(looks, axis=0).astype(np.float32), ok.sum(axis=0)
+    # NaN for pixels with no clear look
+    return nanmedian0(looks).astype(np.float32), ok.sum(axis=0)
 
 
 def composite_history(
@@ -247,10 +246,8 @@ def _significance(
 
     Under no change, the squared distance in units of the look-to-look scatter (sqrt(2) sigma) is about
     pi/4 (1/n1 + 1/n2) times a chi-square with one degree of freedom per band."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        a_own = np.nanmedian(np.where(before_ok[:, None], lk, np.nan), axis=0)
-        b_own = np.nanmedian(np.where(post_ok[:, None], lk, np.nan), axis=0)
+    a_own = nanmedian0(np.where(before_ok[:, None], lk, np.nan))
+    b_own = nanmedian0(np.where(post_ok[:, None], lk, np.nan))
     d2 = np.nan_to_num((((b_own - a_own) / scale[:, None]) ** 2).sum(axis=0), nan=0.0)
     n1 = np.maximum(before_ok.sum(axis=0), 1)
     n2 = np.maximum(post_ok.sum(axis=0), 1)

@@ -26,7 +26,6 @@ uses only its own clear observations (cloud, shadow and snow never count as hits
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -34,6 +33,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from ._stats import nanmedian0
 from .constants import MIN_CLEAR_FRACTION
 from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
@@ -261,9 +261,7 @@ def _compare(
 ) -> _Look:
     """Run the detector on ``img`` against each pixel's reference (the median of its buffered looks)."""
     h, w = clear.shape
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": pixels with no reference yet
-        ref = np.nanmedian(ts.buf, axis=0)
+    ref = nanmedian0(ts.buf)  # NaN for pixels with no reference yet
     valid = clear & (ts.nbuf > 0)
     if int(valid.sum()) < MIN_VALID_PIXELS:
         # nothing to compare yet: no pixel has a reference on the first clear date (and almost none on a
