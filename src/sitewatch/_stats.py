@@ -23,5 +23,6 @@ def nanmedian0(a: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.asarray(np.nanmedian(a, axis=0))
-    m = np.ma.median(np.ma.masked_array(a, np.isnan(a)), axis=0)
+    with np.errstate(all="ignore"):  # as the callers had it around np.nanmedian (inf - inf in a middle pair)
+        m = np.ma.median(np.ma.masked_array(a, np.isnan(a)), axis=0)
     return np.asarray(m.filled(np.nan))
