@@ -114,7 +114,7 @@ def test_scene_files_are_cogs(world: WorldInfo) -> None:
             assert src.transform.c % 10 == 0 and src.transform.f % 10 == 0
             assert src.count == 6 and src.descriptions == BANDS
             assert set(src.dtypes) == {"uint16"} and src.nodata == 0
-            assert src.compression == rasterio.enums.Compression.deflate
+            assert src.compression == rasterio.enums.Compression.zstd
             assert src.block_shapes == [(512, 512)] * 6
             assert src.overviews(1), "no overviews"
             assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"

@@ -15,10 +15,11 @@ persistently each pixel looks built.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from .._time import as_utc
 from ..constants import MIN_CLEAR_FRACTION
 from ..errors import InvalidSite, NoOverlapError
 from ..geo import WGS84, area_m2, to_crs, utm_crs_for
-from ..sources.read import read_scene_window
+from ..sources.read import keep_rasters_open, read_scene_window
 from ..stack import DEFAULT_BANDS, Grid, grid_mask, site_grid
 from ..store import Store
 from ..types import Scene, Site
@@ -257,32 +258,59 @@ def _screen_area(
     p: SearchParams, progress: Progress | None,
 ) -> tuple[PixelSet, list[dict[str, Any]]]:
     """Screen the tiles of ``grid`` that touch the area, ``p.workers`` at a time: the candidate pixels of the
-    whole area, and each tile's score (in row, column order)."""
+    whole area, and each tile's score (in row, column order).
+
+    A worker takes a run of neighbouring tiles of one row (:func:`_runs`) and keeps the scenes open along it
+    (:func:`~sitewatch.sources.read.keep_rasters_open`): a tile's margin lies in its neighbours' blocks, which
+    GDAL then decompresses once for the run instead of once per tile.  Results do not depend on the runs.
+    """
     days = np.array([(d - dates[0]).total_seconds() / 86400.0 for d in dates])
     boxes = {s.scene_id: scene_box(s, grid.crs) for s in scenes}
     cover = prep(to_crs(area_site.geometry, WGS84, grid.crs))
     todo = [(r0, c0, g) for r0, c0, g in tiles(grid, p.tile_px) if cover.intersects(box(*g.bounds))]
+    done: list[tuple[PixelSet, dict[str, Any]]] = []
+    lock = threading.Lock()
 
-    def work(r0: int, c0: int, tile: Grid) -> tuple[PixelSet, dict[str, Any]]:
-        inside = grid_mask(area_site, tile)
-        if not inside.any():
-            return PixelSet.concat([]), {"row": r0, "col": c0, "score": 0.0, "dates_used": 0}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return _screen_tile(tile, r0, c0, inside, groups, boxes, days, p)
+    def work(run: list[tuple[int, int, Grid]]) -> None:
+        with keep_rasters_open():
+            for r0, c0, tile in run:
+                inside = grid_mask(area_site, tile)
+                if not inside.any():
+                    out = PixelSet.concat([]), {"row": r0, "col": c0, "score": 0.0, "dates_used": 0}
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        out = _screen_tile(tile, r0, c0, inside, groups, boxes, days, p)
+                with lock:
+                    done.append(out)
+                    if progress:
+                        progress("search", len(done), len(todo))
 
-    parts: list[PixelSet] = []
-    tile_scores: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, p.workers)) as pool:
-        futures = [pool.submit(work, r0, c0, g) for r0, c0, g in todo]
-        for i, fut in enumerate(as_completed(futures)):
-            px, info = fut.result()
-            parts.append(px)
-            tile_scores.append(info)
-            if progress:
-                progress("search", i + 1, len(futures))
-    tile_scores.sort(key=lambda d: (d["row"], d["col"]))
+        for fut in [pool.submit(work, run) for run in _runs(todo, p.workers)]:
+            fut.result()
+    parts = [px for px, _ in done]
+    tile_scores = sorted((info for _, info in done), key=lambda d: (d["row"], d["col"]))
     return PixelSet.concat(parts), tile_scores
+
+
+#: at most this many tiles in a worker's run (finer runs balance the workers better, longer ones reuse more)
+RUN_TILES = 8
+
+
+def _runs(todo: list[tuple[int, int, Grid]], workers: int) -> list[list[tuple[int, int, Grid]]]:
+    """Cut the tiles (row by row, each row left to right) into runs of neighbours in one row: each row into
+    runs of at most :data:`RUN_TILES`, and into more when there are fewer rows than ``workers``."""
+    rows: dict[int, list[tuple[int, int, Grid]]] = {}
+    for t in todo:
+        rows.setdefault(t[0], []).append(t)
+    per_row = max(1, math.ceil(max(1, workers) / max(1, len(rows))))
+    runs = []
+    for row in rows.values():
+        n = max(per_row, math.ceil(len(row) / RUN_TILES))
+        size = math.ceil(len(row) / n)
+        runs += [row[i:i + size] for i in range(0, len(row), size)]
+    return runs
 
 
 def _suppress(store: Store, regions: list[Region]) -> tuple[list[Region], list[dict[str, Any]]]:

@@ -15,23 +15,27 @@ the default, ``"qa_pixel"``, ``"classes"`` or ``"bitfields"``, with ``mask_class
 ``signer`` (the name of a registered URL signer, see :func:`sitewatch.sources.register_signer`).
 
 Hrefs may be paths or ``http(s)://``/``s3://`` URLs; remote rasters are read through GDAL's ``/vsicurl/`` with
-range requests, so only the blocks under the site travel.  Reads go through a GDAL warped VRT onto the grid;
-failures become :class:`~sitewatch.sources.SourceError` (an :class:`~sitewatch.errors.ImageryError`) naming
-the URL.
+range requests, so only the blocks under the site travel.  Reads go through a GDAL warped VRT onto the grid
+(a plain window read when the grid lies on the raster's own pixels); failures become
+:class:`~sitewatch.sources.SourceError` (an :class:`~sitewatch.errors.ImageryError`) naming the URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import CRSError, RasterioError
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from ..detectors.base import band_index
 from ..errors import ImageryError
@@ -42,8 +46,8 @@ from ._retry import RetryPolicy
 from .base import SourceError
 from .presets import QA_FILL, MaskDecoding, worst_scl
 
-__all__ = ["GridLike", "band_sources", "mask_layers", "read_band_window", "read_bands_window",
-           "read_reflectance_window", "read_scene_window", "read_scl_window", "read_warped"]
+__all__ = ["GridLike", "band_sources", "keep_rasters_open", "mask_layers", "read_band_window",
+           "read_bands_window", "read_reflectance_window", "read_scene_window", "read_scl_window", "read_warped"]
 
 
 class GridLike(Protocol):
@@ -87,6 +91,30 @@ def _same_band(a: str, b: str) -> bool:
         return False
 
 
+_kept = threading.local()
+
+
+@contextmanager
+def keep_rasters_open() -> Iterator[None]:
+    """Within this block, in this thread, the rasters read stay open until the block ends.
+
+    A raster is then opened once for many windows, and a window next to an earlier one finds the blocks they
+    share (a margin around tiles) in GDAL's block cache instead of decompressing them again.  Blocks nest (the
+    outermost closes the rasters); a retry after a failed read still opens the raster afresh.
+    """
+    if getattr(_kept, "open", None) is not None:
+        yield
+        return
+    opened: dict[str, Any] = {}
+    _kept.open = opened
+    try:
+        yield
+    finally:
+        _kept.open = None
+        for src in opened.values():
+            src.close()
+
+
 def read_warped(
     href: str,
     grid: GridLike,
@@ -110,13 +138,21 @@ def read_warped(
     path = gdal_path(signed)
     query = urlsplit(signed).query
 
+    def read(src: Any) -> np.ndarray:
+        vrt_nodata = src_nodata if src_nodata is not None else (
+            src.nodata if src.nodata is not None else default_nodata)
+        return _warped(src, grid, indexes, src_nodata=vrt_nodata, nodata=nodata, resampling=resampling,
+                       dtype=dtype)
+
     def attempt(n: int) -> np.ndarray:
+        kept = getattr(_kept, "open", None)
+        if kept is not None and n == 0:  # inside keep_rasters_open(): the raster stays open for the next read
+            if path not in kept:
+                kept[path] = rasterio.open(path)
+            return read(kept[path])
         # a retry must not see what the failed attempt left in GDAL's /vsicurl/ cache
         with rasterio.Env(**({"CPL_VSIL_CURL_NON_CACHED": path} if n else {})), rasterio.open(path) as src:
-            vrt_nodata = src_nodata if src_nodata is not None else (
-                src.nodata if src.nodata is not None else default_nodata)
-            return _warped(src, grid, indexes, src_nodata=vrt_nodata, nodata=nodata, resampling=resampling,
-                           dtype=dtype)
+            return read(src)
 
     with gdal_env(options) as env:
         # GDAL retries HTTP 429/5xx answers and timeouts itself, by the retry policy written into its options
@@ -133,12 +169,84 @@ def read_warped(
 
 
 def _warped(src: Any, grid: GridLike, indexes: Sequence[int], **vrt: Any) -> np.ndarray:
-    """Read ``indexes`` of the open raster ``src`` onto ``grid`` through a GDAL warped VRT (``vrt``: its
-    options: ``src_nodata``, ``nodata``, ``resampling``, ``dtype``)."""
+    """Read ``indexes`` of the open raster ``src`` onto ``grid`` (``vrt``: the warp's options: ``src_nodata``,
+    ``nodata``, ``resampling``, ``dtype``).
+
+    A grid on the raster's own pixels (same CRS and pixel size, whole-pixel offset) is read as a plain window:
+    a warp would give the same values there (every resampling returns the pixel itself), 5-10x slower.  Any
+    other grid goes through a GDAL warped VRT.
+    """
+    offset = _pixel_offset(src, grid, indexes, vrt["dtype"])
+    if offset is not None:
+        return _read_aligned(src, grid, indexes, offset, **vrt)
+    return _read_vrt(src, grid, indexes, **vrt)
+
+
+def _read_vrt(src: Any, grid: GridLike, indexes: Sequence[int], **vrt: Any) -> np.ndarray:
+    """Read ``indexes`` of ``src`` onto ``grid`` through a GDAL warped VRT (``vrt``: its options)."""
     with WarpedVRT(
         src, crs=grid.crs, transform=Affine(*grid.transform), width=grid.width, height=grid.height, **vrt
     ) as out:
         return out.read(list(indexes))
+
+
+#: how far from a whole pixel a grid may be and still be read as a window (GDAL's warper itself takes
+#: offsets below ~1e-7 pixel as none)
+_ALIGN_TOL_PX = 1e-9
+
+
+def _pixel_offset(src: Any, grid: GridLike, indexes: Sequence[int], dtype: str) -> tuple[int, int] | None:
+    """``(row, col)`` of the grid's first pixel in ``src`` when the grid lies on the raster's pixels and a window
+    read gives what the warp would: same CRS, same pixel size and orientation, a whole-pixel offset, the values
+    representable in ``dtype``, and validity told by nodata alone (no mask band or alpha); else None."""
+    if src.crs is None or not grid.crs:
+        return None
+    try:
+        if CRS.from_user_input(grid.crs) != src.crs:
+            return None
+        rel = ~src.transform @ Affine(*grid.transform)
+    except (CRSError, ValueError, ZeroDivisionError):
+        return None
+    w, h = grid.width, grid.height
+    tol = _ALIGN_TOL_PX
+    if abs(rel.a - 1) * w > tol or abs(rel.e - 1) * h > tol or abs(rel.b) * h > tol or abs(rel.d) * w > tol:
+        return None
+    col, row = round(rel.c), round(rel.f)
+    if abs(rel.c - col) > tol or abs(rel.f - row) > tol:
+        return None
+    if not all(np.can_cast(src.dtypes[i - 1], dtype, "safe") for i in indexes):
+        return None
+    allowed = ({MaskFlags.all_valid}, {MaskFlags.nodata})
+    if any(set(src.mask_flag_enums[i - 1]) not in allowed for i in indexes):
+        return None
+    return int(row), int(col)
+
+
+def _read_aligned(
+    src: Any, grid: GridLike, indexes: Sequence[int], offset: tuple[int, int], *,
+    src_nodata: float | None, nodata: float, dtype: str, resampling: Resampling,
+) -> np.ndarray:
+    """The window of ``src`` under ``grid`` (``offset``: its first pixel in ``src``), as the warp would give it:
+    pixels off the raster, and those equal to ``src_nodata``, are ``nodata``."""
+    del resampling  # on the raster's own pixels every resampling returns the pixel itself
+    row, col = offset
+    out = np.full((len(indexes), grid.height, grid.width), nodata, dtype=dtype)
+    r0, c0 = max(row, 0), max(col, 0)
+    r1, c1 = min(row + grid.height, src.height), min(col + grid.width, src.width)
+    if r1 <= r0 or c1 <= c0:
+        return out
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    if src_nodata is None:
+        part = src.read(list(indexes), window=window).astype(dtype)
+    else:
+        # the warp's rule for a multi-band raster: a pixel is no data when every band of the raster (not only
+        # those read) holds src_nodata; one band at src_nodata among valid ones is a value like any other
+        raw = src.read(window=window)
+        gone = (np.isnan(raw) if np.isnan(src_nodata) else raw == src_nodata).all(axis=0)
+        part = raw[[i - 1 for i in indexes]].astype(dtype)
+        part[:, gone] = nodata
+    out[:, r0 - row:r1 - row, c0 - col:c1 - col] = part
+    return out
 
 
 def _short_read(exc: Exception, query: str) -> bool:
