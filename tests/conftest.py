@@ -24,13 +24,22 @@ CRS = "EPSG:32652"
 ORIGIN = (500000.0, 4580000.0)
 
 
-# -- parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup) and the fast tier (`make test-fast`:
-# -m "not slow") --------------------------------------------------------------------------------------------
+# -- parallel runs (pytest-xdist; `make test`: -n auto --dist loadgroup --no-loadscope-reorder) and the fast
+# tier (`make test-fast`: -m "not slow") ------------------------------------------------------------------------
 #: fixtures of this file too costly to build once per worker: the tests that use one run in the same worker
-#: (the demo world: about three minutes with its detection run; the semi-real Rennes series)
-SHARED_GROUPS = {"demo_run": "demo", "semireal_rennes": "semireal"}
+#: (the semi-real Rennes series).  The demo world is not one of them: it is generated once per run and shared
+#: by the workers (:func:`demo_run`), so the demo tests spread over the workers, each module in one.
+SHARED_GROUPS = {"semireal_rennes": "semireal"}
 #: fixtures that make a test slow (left out of `make test-fast`)
 SLOW_FIXTURES = ("demo_run", "semireal_rennes")
+#: the costliest units of work (xdist groups, else test modules), longest first as `--durations` measures them:
+#: run first (`--no-loadscope-reorder`), they leave the many short tests to even out the workers' ends.  The
+#: demo acceptance comes first of all: it builds the demo world that the other demo tests wait for.
+HEAVY_FIRST = (
+    "tests/test_demo_acceptance.py", "semireal", "demo-monitor", "tests/test_demo_methods.py",
+    "tests/test_series_bench.py", "tests/test_demo_world.py", "tests/test_search.py", "tests/test_cloudmask.py",
+    "tests/test_similar.py", "tests/test_stac_api.py", "tests/test_coreg_real.py",
+)
 
 
 def _shares_a_fixture(item: pytest.Item) -> bool:
@@ -57,12 +66,37 @@ def _group_of(item: pytest.Item) -> str | None:
     return group
 
 
-@pytest.hookimpl(trylast=True)  # after xdist's own hook, which reads the marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    loadgroup = bool(getattr(config.option, "loadgroup", False))  # set in xdist's workers by --dist loadgroup
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks (`make test-fast`: -m "not slow")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(f in getattr(item, "fixturenames", ()) for f in SLOW_FIXTURES):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_Groups(), "sitewatch-xdist-groups")
+
+
+class _Groups:
+    """Names each test's xdist group (after xdist's own hook, which reads the marks) and puts the costliest
+    units first (:data:`HEAVY_FIRST`)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        _name_groups(config, items)
+        rank = {unit: i for i, unit in enumerate(HEAVY_FIRST)}
+
+        def unit_rank(item: pytest.Item) -> int:
+            group = _group_of(item)
+            module = item.nodeid.split("::")[0]
+            return min(rank.get(group or "", len(rank)), rank.get(module, len(rank)))
+
+        items.sort(key=unit_rank)  # stable: each unit's tests keep their order
+
+
+def _name_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    loadgroup = bool(getattr(config.option, "loadgroup", False))  # set in xdist's workers by --dist loadgroup
+    for item in items:
         group = _group_of(item)
         if group is None:
             continue
