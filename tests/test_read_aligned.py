@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import rasterio
@@ -11,23 +9,16 @@ from affine import Affine
 from rasterio.enums import Resampling
 
 from sitewatch.sources.read import _pixel_offset, _read_vrt, _warped
+from sitewatch.stack import Grid
 
 CRS = "EPSG:32652"
 T = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4580000.0)
 H, W = 90, 120
 
 
-@dataclass(frozen=True)
-class G:
-    crs: str
-    transform: tuple[float, float, float, float, float, float]
-    width: int
-    height: int
-
-
-def grid(row: int, col: int, h: int = 40, w: int = 50, *, crs: str = CRS, dx: float = 0.0, res: float = 10.0) -> G:
+def grid(row: int, col: int, h: int = 40, w: int = 50, *, crs: str = CRS, dx: float = 0.0, res: float = 10.0) -> Grid:
     t = T @ Affine.translation(col + dx, row) @ Affine.scale(res / 10.0)
-    return G(crs, tuple(t)[:6], w, h)
+    return Grid(crs, tuple(t)[:6], w, h)
 
 
 def _raster(path, dtype: str, nodata: float | None, *, count: int = 3, mask: bool = False) -> str:
@@ -103,7 +94,7 @@ def test_grids_off_the_pixels_are_warped(tmp_path):
         g = grid(3, 4, dx=0.5)
         opts = dict(src_nodata=0, nodata=0, resampling=Resampling.bilinear, dtype="float32")
         np.testing.assert_array_equal(_warped(src, g, [1], **opts), _read_vrt(src, g, [1], **opts))
-    rotated = G(CRS, tuple(T @ Affine.rotation(1.0))[:6], 10, 10)
+    rotated = Grid(CRS, tuple(T @ Affine.rotation(1.0))[:6], 10, 10)
     with rasterio.open(path) as src:
         assert _pixel_offset(src, rotated, [1], "float32") is None
 
