@@ -183,6 +183,25 @@ def test_incremental_detection_equals_a_full_run(tmp_path, make_series):
     assert len(meta["scene_ids"]) == 8 and meta["times"][-1].startswith(dates[-1].strftime("%Y-%m-%d"))
 
 
+def test_another_resolution_is_a_full_run_on_its_own_grid(tmp_path, make_series):
+    paths, _, _ = make_series(n=5, change_at=3)
+    store = Store(f"sqlite:///{tmp_path / 'res.db'}")
+    store.add_site(_site())
+    store.add_scenes(read_scenes([paths[0].parent]))
+    first = detect_incremental(store, "base")
+    meta, _ = load_state(store, "base", "index")
+    assert first.mode == "full" and meta["grid"]["transform"][0] == 10.0
+    width10 = meta["grid"]["width"]
+    again = detect_incremental(store, "base", resolution=20.0)
+    assert again.mode == "full" and "parameters or grid" in again.reason
+    meta, _ = load_state(store, "base", "index")
+    g = meta["grid"]
+    assert g["transform"][0] == 20.0 and abs(g["width"] - width10 / 2) <= 1  # not the 10 m grid again
+    assert again.result.changes and all(round(c.area_m2) % 400 == 0 for c in again.result.changes)
+    # the next run at 20 m goes on from that state
+    assert detect_incremental(store, "base", resolution=20.0).mode == "unchanged"
+
+
 @pytest.mark.slow
 def test_detect_site_leaves_a_state_the_next_monitor_pass_resumes_from(tmp_path, make_series):
     paths, _, _ = make_series(n=6, change_at=3)

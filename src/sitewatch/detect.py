@@ -480,7 +480,9 @@ def _plan(store: Store, su: _Setup, cfg: DetectConfig) -> _Plan:
     """Go on from the stored state with the new scenes, or track every scene again (and why)."""
     stored = None if cfg.full else load_state(store, su.site.name, cfg.method)
     meta = TrackerMeta.from_json(stored[0]) if stored else None
-    grid = meta.grid if meta else grid_for_scenes(su.site, su.scenes, cfg.resolution)
+    # the grid these scenes and this resolution give: part of the parameters, so a run on another grid than the
+    # stored state's (another resolution, a redrawn site) is a full run on the new one
+    grid = grid_for_scenes(su.site, su.scenes, cfg.resolution)
     params = detection_params(cfg.method, su.detector, su.sp if su.series else su.tp, su.pp, cfg.resolution,
                               cfg.coregister, grid)
     params["engine"] = su.engine
