@@ -40,6 +40,7 @@ from .errors import AlertError
 from .geo import WGS84, to_crs, utm_crs_for
 from .store import Store, Transaction
 from .store.records import Alert, AlertRule, Delivery, Endpoint
+from .store.repos import KEEP
 from .types import Change
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def set_rule(store: Store, site: str, min_area_m2: float | None = None, classes:
         raise AlertError(f"--min-area is an area in m² (0 or more), not {min_area_m2}")
     hours = parse_quiet_hours(quiet_hours) if quiet_hours is not None else None
     with store.transaction() as tx:
-        return tx.alerts.set_rule(site, min_area_m2, classes, hours if quiet_hours is not None else False, min_score)
+        return tx.alerts.set_rule(site, min_area_m2, classes, hours if quiet_hours is not None else KEEP, min_score)
 
 
 def get_rule(store: Store, site: str) -> AlertRule:

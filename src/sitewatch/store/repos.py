@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Literal, TypeVar
 
 from shapely import wkt
 from shapely.geometry import box
@@ -38,8 +39,16 @@ from .tables import (
     TrackerStateRow,
 )
 
-__all__ = ["SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
+__all__ = ["KEEP", "SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
            "named_row", "plain_json"]
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+#: an argument that leaves the stored value as it is (where None means "clear it")
+KEEP = _Keep.KEEP
 
 _Named = TypeVar("_Named", SiteRow, SourceRow, SearchAreaRow)
 
@@ -271,8 +280,9 @@ class AlertRepo(_Repo):
         return _rule(self.s.scalar(select(AlertRuleRow).where(AlertRuleRow.site_id == srow.id)), srow.name)
 
     def set_rule(self, site: str, min_area_m2: float | None, classes: list[str] | None,
-                 quiet_hours: tuple[int, int] | None | bool, min_score: float | None) -> AlertRule:
-        """Update the site's rule; None leaves a value as it is (``quiet_hours``: False leaves it, None clears)."""
+                 quiet_hours: tuple[int, int] | None | Literal[_Keep.KEEP], min_score: float | None) -> AlertRule:
+        """Update the site's rule; None leaves a value as it is (``quiet_hours``: :data:`KEEP` leaves it, None
+        clears it)."""
         srow = SiteRepo(self.s).row(site)
         row = self.s.scalar(select(AlertRuleRow).where(AlertRuleRow.site_id == srow.id))
         if row is None:
@@ -284,8 +294,8 @@ class AlertRepo(_Repo):
             row.min_score = float(min_score) if min_score >= 0 else None  # negative: back to the default
         if classes is not None:
             row.classes = [c.strip() for c in classes if c.strip()]
-        if quiet_hours is not False:
-            row.quiet_start, row.quiet_end = quiet_hours if quiet_hours else (None, None)  # type: ignore[misc]
+        if quiet_hours is not KEEP:
+            row.quiet_start, row.quiet_end = quiet_hours if quiet_hours is not None else (None, None)
         self.s.flush()
         return _rule(row, srow.name)
 
