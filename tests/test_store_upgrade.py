@@ -23,11 +23,25 @@ FIXTURE = Path(__file__).parent / "data" / "store_0_1_0.sql"
 CHANGE = "base-20230530-004586"
 
 
-def _schema(db: Path) -> list[str]:
+#: the tables migrations after 0.1.0 added (0003: the accounts of the API and the web app)
+ADDED = ("users", "api_tokens", "audit_log")
+
+
+def _schema(db: Path, *, but: tuple[str, ...] = ()) -> list[str]:
+    """The database's schema (its tables' and indexes' SQL), without the tables ``but``."""
     con = sqlite3.connect(db)
     try:
-        return sorted(s for (s,) in con.execute(
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version'"))
+        return sorted(s for (s, table) in con.execute(
+            "SELECT sql, tbl_name FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version'")
+            if table not in but)
+    finally:
+        con.close()
+
+
+def _tables(db: Path) -> set[str]:
+    con = sqlite3.connect(db)
+    try:
+        return {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     finally:
         con.close()
 
@@ -60,7 +74,8 @@ def test_a_new_store_has_the_schema_of_0_1_0_and_is_stamped(tmp_path, old_db):
     new = tmp_path / "new.db"
     store = Store(f"sqlite:///{new}")
     assert current_revision(store.engine) == HEAD
-    assert _schema(new) == _schema(old_db)
+    assert _schema(new, but=ADDED) == _schema(old_db)  # 0.1.0's tables as they were, and the new ones
+    assert set(ADDED) <= _tables(new) and not set(ADDED) & _tables(old_db)
 
 
 def test_the_migrations_make_the_schema_a_new_store_is_given(tmp_path):
@@ -80,7 +95,9 @@ def test_the_migrations_make_the_schema_a_new_store_is_given(tmp_path):
 def test_a_store_written_by_0_1_0_is_upgraded_and_read(old_db):
     before = _schema(old_db)
     store = Store(f"sqlite:///{old_db}")
-    assert current_revision(store.engine) == HEAD and _schema(old_db) == before  # only stamped
+    # 0.1.0's tables only stamped, the newer tables added
+    assert current_revision(store.engine) == HEAD and _schema(old_db, but=ADDED) == before
+    assert set(ADDED) <= _tables(old_db)
     (site,) = store.list_sites()
     assert site.name == "base" and site.aliases == ("the base",) and store.get_site("the base") == site
     assert len(store.scenes(site)) == 4 and store.sources()["archive"][0] == "local"

@@ -66,6 +66,14 @@ class DetectorNotFound(SitewatchError, LookupError):
     """No change detector is registered under that name."""
 
 
+class AccountError(SitewatchError, ValueError):
+    """A user or token request is not valid (a name taken or unknown, a bad role, password or lifetime)."""
+
+
+class AuthError(SitewatchError, PermissionError):
+    """Credentials were refused: an unknown user or wrong password, an unknown, expired or revoked token."""
+
+
 class StoreError(SitewatchError, RuntimeError):
     """The store could not be read or written; nothing was changed."""
 

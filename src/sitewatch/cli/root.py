@@ -18,7 +18,7 @@ import typer
 
 from .. import __version__
 from ..errors import SitewatchError
-from . import alerts, areas, demo, detect, monitor, results, scenes, search, sites, sources
+from . import accounts, alerts, areas, demo, detect, monitor, results, scenes, search, sites, sources
 from ._common import console, err, open_consoles, state
 
 app = typer.Typer(
@@ -43,6 +43,8 @@ app.add_typer(sites.app, name="site")
 app.add_typer(sources.app, name="source")
 app.add_typer(areas.app, name="area")
 app.add_typer(alerts.app, name="alert")
+app.add_typer(accounts.users, name="user")
+app.add_typer(accounts.tokens, name="token")
 
 
 def _version(value: bool) -> None:

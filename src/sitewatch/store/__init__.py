@@ -27,7 +27,19 @@ from ..errors import StoreError
 from ..types import Change, Scene, Site
 from ._migrate import upgrade
 from .records import RunRecord
-from .repos import AlertRepo, AreaRepo, DeliveryRepo, RunRepo, SceneRepo, SiteRepo, SourceRepo, counts
+from .repos import (
+    AlertRepo,
+    AreaRepo,
+    AuditRepo,
+    DeliveryRepo,
+    RunRepo,
+    SceneRepo,
+    SiteRepo,
+    SourceRepo,
+    TokenRepo,
+    UserRepo,
+    counts,
+)
 
 __all__ = ["Store", "Transaction", "RunRecord"]
 
@@ -44,6 +56,9 @@ class Transaction:
         self.alerts = AlertRepo(session)
         self.deliveries = DeliveryRepo(session)
         self.areas = AreaRepo(session)
+        self.users = UserRepo(session)
+        self.tokens = TokenRepo(session)
+        self.audit = AuditRepo(session)
 
 
 class Store:

@@ -8,7 +8,7 @@ area (re-exported by :mod:`sitewatch.areas`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
@@ -16,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 from ..geo import area_m2
 from ..types import Change
 
-__all__ = ["RunRecord", "AlertRule", "Endpoint", "Alert", "Delivery", "SearchArea"]
+__all__ = ["RunRecord", "AlertRule", "Endpoint", "Alert", "Delivery", "SearchArea", "User", "Token", "AuditEntry"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,46 @@ class SearchArea:
     @property
     def area_km2(self) -> float:
         return area_m2(self.geometry) / 1e6
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of the API and the web app (never its password hash)."""
+
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token's record: whose, its first characters, its times (never the token or its hash)."""
+
+    id: int
+    user: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def state(self, now: datetime | None = None) -> str:
+        """``revoked``, ``expired`` or ``active`` at ``now`` (default: now)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log: who did what to what, when, and the details."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] = field(default_factory=dict)

@@ -21,13 +21,22 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..errors import AlertError, AreaNotFound, InvalidSite, SiteNotFound, SitewatchError, StoreError
+from ..errors import (
+    AccountError,
+    AlertError,
+    AreaNotFound,
+    InvalidSite,
+    SiteNotFound,
+    SitewatchError,
+    StoreError,
+)
 from ..geo import to_crs
 from ..types import Change, Scene, Site
-from .records import Alert, AlertRule, Delivery, Endpoint, RunRecord, SearchArea
+from .records import Alert, AlertRule, AuditEntry, Delivery, Endpoint, RunRecord, SearchArea, Token, User
 from .tables import (
     AlertRow,
     AlertRuleRow,
+    AuditRow,
     ChangeRow,
     DeliveryRow,
     EndpointRow,
@@ -36,11 +45,13 @@ from .tables import (
     SearchAreaRow,
     SiteRow,
     SourceRow,
+    TokenRow,
     TrackerStateRow,
+    UserRow,
 )
 
 __all__ = ["KEEP", "SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
-           "named_row", "plain_json"]
+           "UserRepo", "TokenRepo", "AuditRepo", "named_row", "plain_json"]
 
 
 class _Keep(Enum):
@@ -450,6 +461,103 @@ class AreaRepo(_Repo):
             raise AreaNotFound(f"search area {name!r} was removed during the pass") from None
         row.searched = searched
         return row.id
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.name, row.role, row.created_at)
+
+
+def _token(row: TokenRow) -> Token:
+    return Token(row.id, row.user.name, row.prefix, row.created_at, row.expires_at, row.revoked_at, row.last_used_at)
+
+
+class UserRepo(_Repo):
+    """Users of the API and the web app."""
+
+    def row(self, name: str) -> UserRow:
+        row = self.s.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise AccountError(f"no user named {name!r} (see `sitewatch user list`)")
+        return row
+
+    def add(self, name: str, role: str, password_hash: str, now: datetime) -> User:
+        if self.s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
+            raise AccountError(f"a user named {name!r} exists already")
+        row = UserRow(name=name, role=role, password_hash=password_hash, created_at=now)
+        self.s.add(row)
+        self.s.flush()
+        return _user(row)
+
+    def get(self, name: str) -> User:
+        return _user(self.row(name))
+
+    def credentials(self, name: str) -> tuple[User, str] | None:
+        """The user and its password hash; None when there is no such user."""
+        row = self.s.scalar(select(UserRow).where(UserRow.name == name))
+        return (_user(row), row.password_hash) if row is not None else None
+
+    def all(self) -> list[User]:
+        return [_user(r) for r in self.s.scalars(select(UserRow).order_by(UserRow.name))]
+
+    def remove(self, name: str) -> None:
+        """Forget a user and its tokens."""
+        self.s.delete(self.row(name))
+
+
+class TokenRepo(_Repo):
+    """API tokens, found by the SHA-256 of the token."""
+
+    def add(self, user: str, digest: str, prefix: str, now: datetime, expires_at: datetime | None) -> Token:
+        row = TokenRow(user_id=UserRepo(self.s).row(user).id, digest=digest, prefix=prefix, created_at=now,
+                       expires_at=expires_at)
+        self.s.add(row)
+        self.s.flush()
+        return _token(row)
+
+    def _row(self, token_id: int) -> TokenRow:
+        row = self.s.get(TokenRow, token_id)
+        if row is None:
+            raise AccountError(f"no API token with id {token_id} (see `sitewatch token list`)")
+        return row
+
+    def revoke(self, token_id: int, now: datetime) -> Token:
+        row = self._row(token_id)
+        if row.revoked_at is None:
+            row.revoked_at = now
+            self.s.flush()
+        return _token(row)
+
+    def by_digest(self, digest: str) -> tuple[Token, User] | None:
+        row = self.s.scalar(select(TokenRow).where(TokenRow.digest == digest))
+        return (_token(row), _user(row.user)) if row is not None else None
+
+    def touch(self, token_id: int, now: datetime) -> None:
+        """Note a token's use."""
+        self._row(token_id).last_used_at = now
+
+    def all(self, user: str | None = None) -> list[Token]:
+        q = select(TokenRow).order_by(TokenRow.id)
+        if user is not None:
+            q = q.where(TokenRow.user_id == UserRepo(self.s).row(user).id)
+        return [_token(r) for r in self.s.scalars(q)]
+
+
+class AuditRepo(_Repo):
+    """The audit log: entries are added, never changed."""
+
+    def record(self, actor: str, action: str, target: str, details: dict[str, Any], now: datetime) -> AuditEntry:
+        row = AuditRow(at=now, actor=actor, action=action, target=target, details=plain_json(details))
+        self.s.add(row)
+        self.s.flush()
+        return AuditEntry(row.id, row.at, row.actor, row.action, row.target, dict(row.details))
+
+    def all(self, *, limit: int = 100, actor: str | None = None, action: str | None = None) -> list[AuditEntry]:
+        q = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(0, limit))
+        if actor is not None:
+            q = q.where(AuditRow.actor == actor)
+        if action is not None:
+            q = q.where(AuditRow.action == action)
+        return [AuditEntry(r.id, r.at, r.actor, r.action, r.target, dict(r.details)) for r in self.s.scalars(q)]
 
 
 def counts(s: Session) -> dict[str, int]:

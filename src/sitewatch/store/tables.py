@@ -19,7 +19,7 @@ from .._time import as_utc, naive_utc
 
 __all__ = [
     "Base", "UTCDateTime", "SiteRow", "SceneRow", "RunRow", "ChangeRow", "SourceRow", "TrackerStateRow",
-    "AlertRuleRow", "EndpointRow", "AlertRow", "DeliveryRow", "SearchAreaRow",
+    "AlertRuleRow", "EndpointRow", "AlertRow", "DeliveryRow", "SearchAreaRow", "UserRow", "TokenRow", "AuditRow",
 ]
 
 _CASCADE = "all, delete"
@@ -201,3 +201,42 @@ class SearchAreaRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     searched: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # last search: scenes, dates, time
     alerts: Mapped[list[AlertRow]] = relationship(cascade=_CASCADE)
+
+
+class UserRow(Base):
+    """A user of the API and the web app (sitewatch.accounts): a role and an Argon2 password hash."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # viewer, analyst, admin
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tokens: Mapped[list[TokenRow]] = relationship(back_populates="user", cascade=_CASCADE)
+
+
+class TokenRow(Base):
+    """An API token: its SHA-256 only (the token is shown once, when it is made) and its first characters."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # None: never
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    user: Mapped[UserRow] = relationship(back_populates="tokens")
+
+
+class AuditRow(Base):
+    """Who did what, when: account changes and the decisions of the web app and the API."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)  # a user's name, or cli:<operating-system user>
+    action: Mapped[str] = mapped_column(String(60), index=True)  # user.add, token.create, candidate.accept, ...
+    target: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
