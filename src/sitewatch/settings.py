@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     further one, with jitter (env ``SITEWATCH_ALERT_BACKOFF``).
     ``public_url``: where the home is served (the web app, later); alert links then point there instead of
     ``file://`` paths (env ``SITEWATCH_PUBLIC_URL``).
+    ``secret_key``: signs the web app's sessions; ``serve`` refuses an address beyond this machine without it
+    (env ``SITEWATCH_SECRET_KEY``).
     """
 
     model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore")
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
     alert_max_attempts: int = Field(default=6, ge=1)
     alert_backoff: float = Field(default=60.0, ge=0.0)
     public_url: str | None = None
+    secret_key: str | None = None
 
     @property
     def database_url(self) -> str:

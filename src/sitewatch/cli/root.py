@@ -18,7 +18,7 @@ import typer
 
 from .. import __version__
 from ..errors import SitewatchError
-from . import accounts, alerts, areas, demo, detect, monitor, results, scenes, search, sites, sources
+from . import accounts, alerts, areas, demo, detect, monitor, results, scenes, search, serve, sites, sources
 from ._common import console, err, open_consoles, state
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command("detect-pair")(detect.detect_pair)
 app.command()(search.search)
 app.command()(search.similar)
 app.command()(monitor.monitor)
+app.command()(serve.serve)
 app.add_typer(sites.app, name="site")
 app.add_typer(sources.app, name="source")
 app.add_typer(areas.app, name="area")

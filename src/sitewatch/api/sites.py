@@ -1,0 +1,76 @@
+"""``/api/sites``: the watchlist as GeoJSON, a site, its detections (filtered, a page at a time), adding one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from ..accounts import User, record
+from ..export import feature_collection, geometry_to_geojson
+from ..query import MAX_PAGE, ChangeQuery, parse_bbox, select_changes
+from ..sites import site_from_feature
+from ..types import Site
+from ._auth import current_user, require, store_of
+
+router = APIRouter(prefix="/api/sites", tags=["sites"])
+
+Reader = Annotated[User, Depends(current_user)]
+Analyst = Annotated[User, Depends(require("analyst"))]
+
+
+def site_feature(site: Site) -> dict[str, Any]:
+    return {
+        "type": "Feature", "id": site.name, "geometry": geometry_to_geojson(site.geometry),
+        "properties": {"name": site.name, "aliases": list(site.aliases), "notes": site.notes,
+                       "added_by": site.added_by, "reason": site.reason},
+    }
+
+
+@router.get("", summary="The watchlist (a GeoJSON FeatureCollection of the sites)")
+def list_sites(request: Request, user: Reader) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": [site_feature(s) for s in store_of(request).list_sites()]}
+
+
+@router.post("", status_code=201, summary="Add a site (a GeoJSON Feature with properties.name)")
+def add_site(
+    request: Request, user: Analyst,
+    feature: Annotated[dict[str, Any], Body(description="A GeoJSON Feature: its geometry, properties.name "
+                                            "(and optional notes, reason, aliases).")],
+) -> JSONResponse:
+    site = site_from_feature(feature, added_by=user.name)
+    store = store_of(request)
+    added = store.add_site(site)
+    record(store, user.name, "site.add", added.name, {"reason": added.reason})
+    return JSONResponse(site_feature(added), status_code=201, headers={"Location": f"/api/sites/{added.name}"})
+
+
+@router.get("/{name}", summary="One site (a GeoJSON Feature)")
+def get_site(request: Request, name: str, user: Reader) -> dict[str, Any]:
+    return site_feature(store_of(request).get_site(name))
+
+
+@router.get("/{name}/detections",
+            summary="The site's detections (a FeatureCollection, the properties of detections.geojson), a page at "
+                    "a time")
+def detections(
+    request: Request, name: str, user: Reader,
+    start: Annotated[datetime | None, Query(description="First seen on or after (ISO 8601, UTC).")] = None,
+    end: Annotated[datetime | None, Query(description="First seen on or before.")] = None,
+    status: Annotated[str | None, Query(pattern="^(probable|confirmed)$")] = None,
+    bbox: Annotated[str | None, Query(description="west,south,east,north (degrees).")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    store = store_of(request)
+    site = store.get_site(name)
+    box = parse_bbox(bbox) if bbox else None
+    page, total = select_changes(store.changes(site.name),
+                                 ChangeQuery(start, end, status, box, limit=limit, offset=offset))
+    fc = feature_collection(page)
+    fc["numberMatched"], fc["numberReturned"] = total, len(page)
+    if offset + len(page) < total:
+        fc["links"] = [{"rel": "next", "href": str(request.url.include_query_params(offset=offset + len(page)))}]
+    return fc

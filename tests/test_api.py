@@ -1,0 +1,207 @@
+"""The REST API (#13, first part): authentication by API token, roles, one JSON error shape, body limits, the
+sites and their detections; `sitewatch serve` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from shapely.geometry import box, mapping, shape
+
+from sitewatch.accounts import add_user, audit_log, create_token, revoke_token
+from sitewatch.api import ServeError, check_bind, create_app
+from sitewatch.catalog import read_scenes
+from sitewatch.geo import to_crs
+from sitewatch.pipeline import detect_site
+from sitewatch.settings import get_settings
+from sitewatch.sites import make_site
+from sitewatch.store import Store
+
+from .cli_runner import run_cli
+from .conftest import CRS, ORIGIN
+from .servers import free_port
+
+SITE = {"type": "Feature", "properties": {"name": "Valley", "reason": "tip", "aliases": ["the valley"]},
+        "geometry": mapping(box(128.10, 41.30, 128.20, 41.40))}
+
+
+@pytest.fixture()
+def api(tmp_path):
+    """A client of the API over a fresh store, and a token per role (and an expired and a revoked one)."""
+    settings = get_settings(home=tmp_path / "home")
+    store = Store(settings.database_url)
+    tokens = {}
+    for role in ("viewer", "analyst", "admin"):
+        add_user(store, role[:3], role, "long enough", actor="test")
+        tokens[role] = create_token(store, role[:3], actor="test")[1]
+    old = datetime.now(UTC) - timedelta(days=10)
+    tokens["expired"] = create_token(store, "ana", lifetime=timedelta(days=1), actor="test", now=old)[1]
+    tok, tokens["revoked"] = create_token(store, "ana", actor="test")
+    revoke_token(store, tok.id, actor="test")
+    client = TestClient(create_app(settings, store=store, max_body=20_000), raise_server_exceptions=False)
+    return client, store, tokens
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _error(r, status: int, detail: str = "", field: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and body["error"]["status"] == status and body["error"]["title"]
+    assert detail in body["error"]["detail"], body
+    assert body["error"].get("field") == field, body
+    return body["error"]
+
+
+def test_openapi_is_public_the_rest_needs_a_valid_token(api):
+    client, _, tokens = api
+    doc = client.get("/api/openapi.json").json()
+    assert {"/api/sites", "/api/sites/{name}", "/api/sites/{name}/detections"} <= set(doc["paths"])
+    r = client.get("/api/sites")
+    _error(r, 401, "credentials needed")
+    assert r.headers["www-authenticate"] == "Bearer"
+    _error(client.get("/api/sites", headers={"Authorization": "Basic YWJjOmRlZg=="}), 401, "credentials needed")
+    _error(client.get("/api/sites", headers=_auth("sw_not-a-token")), 401, "unknown API token")
+    _error(client.get("/api/sites", headers=_auth(tokens["expired"])), 401, "expired on")
+    _error(client.get("/api/sites", headers=_auth(tokens["revoked"])), 401, "was revoked")
+    assert client.get("/api/sites", headers=_auth(tokens["viewer"])).json() == {
+        "type": "FeatureCollection", "features": []}
+
+
+def test_roles_sites_and_the_audit_log(api):
+    client, store, tokens = api
+    _error(client.post("/api/sites", json=SITE, headers=_auth(tokens["viewer"])), 403, "needs analyst")
+    r = client.post("/api/sites", json=SITE, headers=_auth(tokens["analyst"]))
+    assert r.status_code == 201 and r.headers["location"] == "/api/sites/Valley"
+    feat = r.json()
+    assert feat["properties"]["added_by"] == "ana" and feat["properties"]["aliases"] == ["the valley"]
+    assert shape(feat["geometry"]).equals(shape(SITE["geometry"]))
+    for token in (tokens["viewer"], tokens["admin"]):
+        assert client.get("/api/sites/Valley", headers=_auth(token)).json()["id"] == "Valley"
+        assert [f["id"] for f in client.get("/api/sites", headers=_auth(token)).json()["features"]] == ["Valley"]
+    assert client.get("/api/sites/the valley", headers=_auth(tokens["viewer"])).json()["id"] == "Valley"
+    _error(client.get("/api/sites/Nowhere", headers=_auth(tokens["viewer"])), 404, "no site named 'Nowhere'")
+    # a path is a site's name, never a file: traversal finds no site
+    _error(client.get("/api/sites/..%2F..%2Fetc%2Fpasswd", headers=_auth(tokens["viewer"])), 404)
+    again = client.post("/api/sites", json=SITE, headers=_auth(tokens["admin"]))
+    _error(again, 422, "exists")
+    (entry,) = audit_log(store, action="site.add")
+    assert (entry.actor, entry.target) == ("ana", "Valley")
+
+
+@pytest.mark.parametrize(("body", "field", "detail"), [
+    ({"type": "Feature", "properties": {}, "geometry": SITE["geometry"]}, "properties.name", "needs a name"),
+    ({"type": "Feature", "properties": {"name": "x"}, "geometry": None}, "geometry", "needs a geometry"),
+    ({"type": "FeatureCollection", "features": []}, "type", "must be a GeoJSON Feature"),
+    ({"type": "Feature", "properties": {"name": "x"}, "geometry": {"type": "Polygon", "coordinates": [[[0, 0]]]}},
+     "geometry", ""),
+    ({"type": "Feature", "properties": {"name": "x"},
+      "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]}}, "geometry", ""),
+    ({"type": "Feature", "properties": {"name": "x"}, "geometry": mapping(box(200, 0, 201, 1))}, "geometry", ""),
+    ({"type": "Feature", "properties": {"name": "x", "aliases": "y"}, "geometry": SITE["geometry"]},
+     "properties.aliases", "list"),
+])
+def test_malformed_geojson_is_a_422_naming_the_member(api, body, field, detail):
+    client, store, tokens = api
+    _error(client.post("/api/sites", json=body, headers=_auth(tokens["analyst"])), 422, detail, field)
+    assert store.list_sites() == []
+
+
+def test_bodies_that_are_not_json_or_too_large(api):
+    client, store, tokens = api
+    h = {**_auth(tokens["analyst"]), "Content-Type": "application/json"}
+    _error(client.post("/api/sites", content=b"{not json", headers=h), 422, "not valid JSON")
+    _error(client.post("/api/sites", content=b"[1, 2]", headers=h), 422)
+    big = {**SITE, "properties": {"name": "Big", "notes": "x" * 30_000}}
+    _error(client.post("/api/sites", json=big, headers=_auth(tokens["analyst"])), 413, "over 20,000 bytes")
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"type": "Feature", "properties": {"notes": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}}'
+
+    _error(client.post("/api/sites", content=chunks(), headers=h), 413, "over 20,000 bytes")
+    assert store.list_sites() == []
+
+
+@pytest.fixture()
+def detected(api, make_series):
+    client, store, tokens = api
+    paths, _, dates = make_series(n=6, change_at=3)
+    x0, y0 = ORIGIN
+    store.add_site(make_site("base", to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), CRS, "EPSG:4326")))
+    store.add_scenes(read_scenes([paths[0].parent]))
+    detect_site(store, "base")
+    return client, store, tokens, dates
+
+
+def test_detections_filtered_and_paged(detected):
+    client, store, tokens, dates = detected
+    h = _auth(tokens["viewer"])
+    every = store.changes("base")
+    assert every
+    fc = client.get("/api/sites/base/detections", headers=h).json()
+    assert fc["type"] == "FeatureCollection" and fc["numberMatched"] == len(every) == fc["numberReturned"]
+    props = fc["features"][0]["properties"]
+    assert {"first_seen_after", "first_seen_before", "status", "area_m2", "score"} <= set(props)
+    first = min(c.first_seen_before for c in every)
+    assert client.get("/api/sites/base/detections", headers=h,
+                      params={"start": (first + timedelta(days=1)).isoformat()}).json()["numberMatched"] == sum(
+        c.first_seen_before > first for c in every)
+    status = every[0].status
+    assert client.get("/api/sites/base/detections", headers=h, params={"status": status}).json()[
+        "numberMatched"] == sum(c.status == status for c in every)
+    w, s, e, n = every[0].geometry.bounds
+    inside = client.get("/api/sites/base/detections", headers=h, params={"bbox": f"{w},{s},{e},{n}"}).json()
+    assert inside["numberMatched"] >= 1
+    assert client.get("/api/sites/base/detections", headers=h,
+                      params={"bbox": "0,0,1,1"}).json()["numberMatched"] == 0
+    if len(every) > 1:
+        page = client.get("/api/sites/base/detections", headers=h, params={"limit": 1}).json()
+        assert page["numberReturned"] == 1 and "offset=1" in page["links"][0]["href"]
+    _error(client.get("/api/sites/base/detections", headers=h, params={"bbox": "1,2,3"}), 422, "bbox", "bbox")
+    _error(client.get("/api/sites/base/detections", headers=h, params={"limit": 0}), 422, "limit", "limit")
+    _error(client.get("/api/sites/base/detections", headers=h, params={"status": "gone"}), 422, "", "status")
+    _error(client.get("/api/sites/base/detections", headers=h, params={"start": "yesterday"}), 422, "", "start")
+    _error(client.get("/api/sites/nope/detections", headers=h), 404)
+
+
+def test_serve_listens_on_loopback_and_refuses_a_public_address_without_a_secret_key(tmp_path):
+    with pytest.raises(ServeError, match="SITEWATCH_SECRET_KEY"):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", "a-long-random-key")
+    check_bind("::1", None)
+    r = run_cli("serve", "--host", "0.0.0.0", home=tmp_path / "h", ok=False)
+    assert r.exit_code == 1 and "without a secret key" in r.stderr and "Traceback" not in r.output
+    # the command serves the API: a separate process is the point
+    port = free_port()
+    env = {**os.environ, "SITEWATCH_HOME": str(tmp_path / "h")}
+    proc = subprocess.Popen([sys.executable, "-m", "sitewatch", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        doc = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=2) as resp:
+                    doc = json.load(resp)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert doc is not None and doc["info"]["title"] == "sitewatch", proc.stderr
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/sites")
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(req, timeout=5)
+        assert exc.value.code == 401 and json.load(exc.value)["error"]["status"] == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
