@@ -11,6 +11,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import box, mapping, shape
@@ -205,3 +206,70 @@ def test_serve_listens_on_loopback_and_refuses_a_public_address_without_a_secret
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---- scenes and their map tiles ---------------------------------------------------------------------------
+
+
+def _tile_of(scene, zoom: int):
+    import morecantile
+
+    from sitewatch.geo import to_crs as reproject
+
+    centre = reproject(box(*scene.bounds), scene.crs, "EPSG:4326").centroid
+    return morecantile.tms.get("WebMercatorQuad").tile(centre.x, centre.y, zoom)
+
+
+def test_scenes_of_a_site_and_their_tiles(detected):
+    import io
+
+    import morecantile
+    from PIL import Image
+
+    client, store, tokens, _ = detected
+    h = _auth(tokens["viewer"])
+    listing = client.get("/api/sites/base/scenes", headers=h)
+    assert listing.status_code == 200
+    scenes = listing.json()["scenes"]
+    assert len(scenes) == 6 and scenes[0]["bands"][:3] == ["B02", "B03", "B04"]
+    stored = store.get_scene(scenes[-1]["id"])
+    assert stored.path not in listing.text and "scenes/" not in listing.text  # never where the files are
+    t = _tile_of(stored, 15)
+    url = f"/api/scenes/{stored.scene_id}/tiles/{t.z}/{t.x}/{t.y}.png"
+    r = client.get(url, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    img = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert img.shape == (256, 256, 4) and (img[..., 3] == 255).any() and (img[..., 3] == 0).any()
+    grey = client.get(url, params={"bands": "B08"}, headers=h)
+    g = np.asarray(Image.open(io.BytesIO(grey.content)))
+    assert grey.status_code == 200 and (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    # the last date shows the roof, brighter in red than the vegetation around it (B04 in the red channel)
+    red = img[..., 0][img[..., 3] == 255]
+    assert red.max() > 3 * np.median(red)
+    far = morecantile.tms.get("WebMercatorQuad").tile(0.0, 0.0, 12)  # the Gulf of Guinea: no pixel there
+    assert client.get(f"/api/scenes/{stored.scene_id}/tiles/{far.z}/{far.x}/{far.y}.png", headers=h).status_code == 204
+    _error(client.get(url, params={"bands": "B04,B03"}, headers=h), 422, "1 band", "bands")
+    _error(client.get(url, params={"bands": "B01,B03,B02"}, headers=h), 422, "B01", "bands")
+    _error(client.get(f"/api/scenes/{stored.scene_id}/tiles/23/0/0.png", headers=h), 422, "", "z")
+    _error(client.get(f"/api/scenes/{stored.scene_id}/tiles/2/4/0.png", headers=h), 422, "no tile 2/4/0")
+    _error(client.get(f"/api/scenes/nope/tiles/{t.z}/{t.x}/{t.y}.png", headers=h), 404, "no stored scene")
+    _error(client.get("/api/scenes/..%2F..%2Fetc%2Fpasswd/tiles/0/0/0.png", headers=h), 404)  # no such route
+    _error(client.get(url), 401)
+
+
+def test_a_scene_file_that_names_other_files_is_not_served(detected, tmp_path):
+    from dataclasses import replace
+
+    import morecantile
+    import rasterio.shutil
+
+    client, store, tokens, _ = detected
+    real = store.scenes()[-1]
+    vrt = tmp_path / "recipe.vrt"
+    rasterio.shutil.copy(real.path, vrt, driver="VRT")
+    store.add_scenes([replace(real, scene_id="recipe", path=str(vrt))])
+    t = _tile_of(real, 15)
+    assert morecantile is not None
+    r = client.get(f"/api/scenes/recipe/tiles/{t.z}/{t.x}/{t.y}.png", headers=_auth(tokens["viewer"]))
+    err = _error(r, 502, "a VRT file is not served")
+    assert str(vrt) not in err["detail"]

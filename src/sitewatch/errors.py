@@ -54,6 +54,10 @@ class SiteNotFound(SitewatchError, LookupError):
     """No site of that name (or alias) is in the watchlist."""
 
 
+class SceneNotFound(SitewatchError, LookupError):
+    """No scene of that id is stored."""
+
+
 class AreaNotFound(SitewatchError, LookupError):
     """No search area of that name is recorded."""
 

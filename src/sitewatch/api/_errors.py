@@ -2,8 +2,8 @@
 
 Every error is ``{"error": {"status": 404, "title": "Not Found", "detail": "...", "field": "..."}}`` (``field``
 only for invalid input: the query parameter or body member at fault).  sitewatch's own errors map to statuses
-(an unknown site 404, invalid input 422, refused credentials 401, ...); anything unexpected is a 500 that says
-nothing of the server's internals.
+(an unknown site 404, invalid input 422, refused credentials 401, imagery that cannot be read 502, ...);
+anything unexpected is a 500 that says nothing of the server's internals.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from ..errors import (
     AlertError,
     AreaNotFound,
     AuthError,
+    ImageryError,
     InvalidParameter,
     InvalidSite,
+    SceneNotFound,
     SiteNotFound,
     SitewatchError,
 )
@@ -37,8 +39,8 @@ log = logging.getLogger("sitewatch.api")
 DEFAULT_MAX_BODY = 1_000_000
 
 _STATUS: tuple[tuple[type[SitewatchError], int], ...] = (
-    (SiteNotFound, 404), (AreaNotFound, 404), (AuthError, 401), (InvalidSite, 422), (InvalidParameter, 422),
-    (AlertError, 422), (AccountError, 422),
+    (SiteNotFound, 404), (SceneNotFound, 404), (AreaNotFound, 404), (AuthError, 401), (InvalidSite, 422),
+    (InvalidParameter, 422), (AlertError, 422), (AccountError, 422), (ImageryError, 502),
 )
 
 

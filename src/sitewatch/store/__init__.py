@@ -120,6 +120,10 @@ class Store:
         with self.transaction() as tx:
             return tx.scenes.add(scenes)
 
+    def get_scene(self, scene_id: str) -> Scene:
+        with self.transaction() as tx:
+            return tx.scenes.get(scene_id)
+
     def scenes(self, site: Site | None = None) -> list[Scene]:
         """All scenes, or those whose footprint intersects ``site``, in time order."""
         with self.transaction() as tx:

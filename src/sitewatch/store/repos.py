@@ -26,6 +26,7 @@ from ..errors import (
     AlertError,
     AreaNotFound,
     InvalidSite,
+    SceneNotFound,
     SiteNotFound,
     SitewatchError,
     StoreError,
@@ -192,6 +193,12 @@ class SceneRepo(_Repo):
             row.platform, row.source, row.cloud_cover = sc.platform, sc.source, sc.cloud_cover
             row.properties = dict(sc.properties)
         return new, old
+
+    def get(self, scene_id: str) -> Scene:
+        row = self.s.get(SceneRow, scene_id)
+        if row is None:
+            raise SceneNotFound(f"no stored scene with id {scene_id!r}")
+        return _scene(row)
 
     def find(self, geometry: BaseGeometry | None = None) -> list[Scene]:
         """All scenes, or those whose footprint intersects ``geometry`` (WGS84), in time order."""
