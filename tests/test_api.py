@@ -273,3 +273,45 @@ def test_a_scene_file_that_names_other_files_is_not_served(detected, tmp_path):
     r = client.get(f"/api/scenes/recipe/tiles/{t.z}/{t.x}/{t.y}.png", headers=_auth(tokens["viewer"]))
     err = _error(r, 502, "a VRT file is not served")
     assert str(vrt) not in err["detail"]
+
+
+# ---- the alert inbox and the audit log ---------------------------------------------------------------------
+
+
+def test_alert_inbox_acknowledge_and_the_audit_log(api, make_series):
+    from sitewatch.monitor import monitor_once
+
+    client, store, tokens = api
+    paths, _, dates = make_series(n=6, change_at=2)
+    x0, y0 = ORIGIN
+    store.add_site(make_site("base", to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), CRS, "EPSG:4326")))
+    settings = client.app.state.settings
+    for p, d in zip(paths, dates, strict=True):  # the dates arrive one by one, a monitoring pass after each
+        store.add_scenes(read_scenes([p]))
+        monitor_once(store, settings, fetch=False, reports=False, now=d + timedelta(hours=2))
+    h = _auth(tokens["viewer"])
+    inbox = client.get("/api/alerts", headers=h).json()
+    assert inbox["numberReturned"] >= 1
+    first = inbox["alerts"][0]
+    assert first["site"] == "base" and first["acknowledged_at"] is None and first["title"]
+    _error(client.post(f"/api/alerts/{first['id']}/ack", headers=h), 403, "needs analyst")
+    r = client.post(f"/api/alerts/{first['id']}/ack", headers=_auth(tokens["analyst"]))
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "ana" and r.json()["acknowledged_at"]
+    again = client.post(f"/api/alerts/{first['id']}/ack", headers=_auth(tokens["admin"])).json()
+    assert again["acknowledged_by"] == "ana"  # once: the first acknowledgement stays
+    left = client.get("/api/alerts", params={"acknowledged": "false"}, headers=h).json()
+    assert first["id"] not in [a["id"] for a in left["alerts"]]
+    assert left["numberReturned"] == inbox["numberReturned"] - 1
+    done = client.get("/api/alerts", params={"acknowledged": "true", "site": "base"}, headers=h).json()
+    assert [a["id"] for a in done["alerts"]] == [first["id"]]
+    news = client.get("/api/alerts", params={"kind": "new"}, headers=h).json()["alerts"]
+    assert news and all(a["kind"] == "new" for a in news)
+    _error(client.get("/api/alerts", params={"kind": "old"}, headers=h), 422, "", "kind")
+    _error(client.post("/api/alerts/99999/ack", headers=_auth(tokens["analyst"])), 404, "no alert with id 99999")
+    _error(client.get("/api/alerts", params={"site": "nowhere"}, headers=h), 404)
+    # the audit log: admins only
+    _error(client.get("/api/audit", headers=_auth(tokens["analyst"])), 403, "needs admin")
+    log = client.get("/api/audit", params={"action": "alert.ack"}, headers=_auth(tokens["admin"])).json()["entries"]
+    assert [(e["actor"], e["target"]) for e in log] == [("ana", str(first["id"]))]
+    every = client.get("/api/audit", headers=_auth(tokens["admin"])).json()["entries"]
+    assert {"user.add", "token.create", "token.revoke", "alert.ack"} <= {e["action"] for e in every}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shapely.geometry import mapping, shape
@@ -50,6 +50,7 @@ __all__ = [
     "AlertRule", "Endpoint", "Alert", "Delivery", "AlertError", "parse_quiet_hours", "set_rule", "get_rule",
     "add_endpoint", "list_endpoints", "remove_endpoint", "write_alerts", "list_alerts", "list_deliveries",
     "set_evidence", "in_quiet_hours", "quiet_end", "KINDS", "write_candidate_alerts", "is_growth", "GROWTH_M",
+    "find_alerts", "acknowledge",
 ]
 
 KINDS = ("new", "confirmed", "candidate")
@@ -200,6 +201,26 @@ def list_alerts(store: Store, site: str | None = None, limit: int | None = None,
     """Alerts, newest first (by creation, then id)."""
     with store.transaction() as tx:
         return tx.alerts.find(site, limit, ids)
+
+
+def find_alerts(store: Store, *, site: str | None = None, kind: str | None = None,
+                acknowledged: bool | None = None, limit: int = 100, offset: int = 0) -> list[Alert]:
+    """The alert inbox: alerts newest first, by site (or search area), kind and whether acknowledged."""
+    if kind is not None and kind not in KINDS:
+        raise AlertError(f"unknown alert kind {kind!r}: one of {', '.join(KINDS)}")
+    with store.transaction() as tx:
+        return tx.alerts.find(site, limit, kind=kind, acknowledged=acknowledged, offset=offset)
+
+
+def acknowledge(store: Store, alert_id: int, *, by: str, now: datetime | None = None) -> Alert:
+    """Acknowledge an alert in the inbox (recorded in the audit log; a second time changes nothing)."""
+    when = now or datetime.now(UTC)
+    with store.transaction() as tx:
+        alert, new = tx.alerts.acknowledge(alert_id, by, when)
+        if new:
+            tx.audit.record(by, "alert.ack", str(alert_id), {"site": alert.site, "change_id": alert.change_id},
+                            when)
+        return alert
 
 
 def set_evidence(store: Store, alert_ids: list[int], evidence: dict[str, dict[str, Any]]) -> None:

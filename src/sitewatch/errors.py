@@ -62,6 +62,10 @@ class AreaNotFound(SitewatchError, LookupError):
     """No search area of that name is recorded."""
 
 
+class AlertNotFound(SitewatchError, LookupError):
+    """No alert of that id is stored."""
+
+
 class AlertError(SitewatchError, ValueError):
     """An alert rule or endpoint is not valid (bad hours, URL, address, unknown id)."""
 

@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import SitewatchError
 from ..settings import Settings, get_settings
 from ..store import Store
-from . import scenes, sites
+from . import alerts, scenes, sites
 from ._errors import DEFAULT_MAX_BODY, BodyLimit, install_error_handlers
 
 __all__ = ["create_app", "serve", "check_bind", "ServeError"]
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.include_router(sites.router)
     app.include_router(scenes.router)
+    app.include_router(alerts.router)
     return app
 
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import (
     AccountError,
     AlertError,
+    AlertNotFound,
     AreaNotFound,
     AuthError,
     ImageryError,
@@ -39,8 +40,8 @@ log = logging.getLogger("sitewatch.api")
 DEFAULT_MAX_BODY = 1_000_000
 
 _STATUS: tuple[tuple[type[SitewatchError], int], ...] = (
-    (SiteNotFound, 404), (SceneNotFound, 404), (AreaNotFound, 404), (AuthError, 401), (InvalidSite, 422),
-    (InvalidParameter, 422), (AlertError, 422), (AccountError, 422), (ImageryError, 502),
+    (SiteNotFound, 404), (SceneNotFound, 404), (AlertNotFound, 404), (AreaNotFound, 404), (AuthError, 401),
+    (InvalidSite, 422), (InvalidParameter, 422), (AlertError, 422), (AccountError, 422), (ImageryError, 502),
 )
 
 

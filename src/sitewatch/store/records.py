@@ -77,6 +77,8 @@ class Alert:
     observed_at: datetime
     payload: dict[str, Any]
     area: str | None = None  # a search area's alert: ``site`` is then the area's name too
+    acknowledged_at: datetime | None = None  # the inbox: when and by whom it was acknowledged
+    acknowledged_by: str | None = None
 
     @property
     def title(self) -> str:

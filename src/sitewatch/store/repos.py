@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from ..errors import (
     AccountError,
     AlertError,
+    AlertNotFound,
     AreaNotFound,
     InvalidSite,
     SceneNotFound,
@@ -35,6 +36,7 @@ from ..geo import to_crs
 from ..types import Change, Scene, Site
 from .records import Alert, AlertRule, AuditEntry, Delivery, Endpoint, RunRecord, SearchArea, Token, User
 from .tables import (
+    AlertAckRow,
     AlertRow,
     AlertRuleRow,
     AuditRow,
@@ -280,9 +282,9 @@ def _rule(row: AlertRuleRow | None, site: str) -> AlertRule:
     return AlertRule(site, float(row.min_area_m2 or 0.0), tuple(row.classes or ()), hours, row.min_score)
 
 
-def _alert(r: AlertRow, site: str | None, area: str | None = None) -> Alert:
+def _alert(r: AlertRow, site: str | None, area: str | None = None, ack: AlertAckRow | None = None) -> Alert:
     return Alert(r.id, r.key, site or area or "", r.change_id, r.kind, r.status, r.created_at, r.observed_at,
-                 dict(r.payload), area)
+                 dict(r.payload), area, ack.at if ack else None, ack.by if ack else None)
 
 
 def _delivery(r: DeliveryRow) -> Delivery:
@@ -363,21 +365,38 @@ class AlertRepo(_Repo):
                                    state="pending", attempts=0, next_attempt=next_attempt, last_error=""))
         return row.id
 
-    def find(self, site: str | None = None, limit: int | None = None, ids: list[int] | None = None) -> list[Alert]:
+    def find(self, site: str | None = None, limit: int | None = None, ids: list[int] | None = None, *,
+             kind: str | None = None, acknowledged: bool | None = None, offset: int = 0) -> list[Alert]:
         """Alerts, newest first (by creation, then id); ``site`` may name a search area."""
-        q = (select(AlertRow, SiteRow.name, SearchAreaRow.name)
+        q = (select(AlertRow, SiteRow.name, SearchAreaRow.name, AlertAckRow)
              .outerjoin(SiteRow, SiteRow.id == AlertRow.site_id)
-             .outerjoin(SearchAreaRow, SearchAreaRow.id == AlertRow.area_id))
+             .outerjoin(SearchAreaRow, SearchAreaRow.id == AlertRow.area_id)
+             .outerjoin(AlertAckRow, AlertAckRow.alert_id == AlertRow.id))
         if site is not None:
             area = self.s.scalar(select(SearchAreaRow.id).where(SearchAreaRow.name == site))
             q = q.where(AlertRow.area_id == area if area is not None
                         else AlertRow.site_id == SiteRepo(self.s).row(site).id)
         if ids is not None:
             q = q.where(AlertRow.id.in_(ids))
-        q = q.order_by(AlertRow.created_at.desc(), AlertRow.id.desc())
+        if kind is not None:
+            q = q.where(AlertRow.kind == kind)
+        if acknowledged is not None:
+            q = q.where(AlertAckRow.alert_id.is_not(None) if acknowledged else AlertAckRow.alert_id.is_(None))
+        q = q.order_by(AlertRow.created_at.desc(), AlertRow.id.desc()).offset(max(0, offset))
         if limit:
             q = q.limit(limit)
-        return [_alert(r, name, area) for r, name, area in self.s.execute(q).all()]
+        return [_alert(r, name, area, ack) for r, name, area, ack in self.s.execute(q).all()]
+
+    def acknowledge(self, alert_id: int, by: str, now: datetime) -> tuple[Alert, bool]:
+        """Acknowledge an alert (once: a second time changes nothing); the alert, and whether this did it."""
+        row = self.s.get(AlertRow, alert_id)
+        if row is None:
+            raise AlertNotFound(f"no alert with id {alert_id}")
+        new = row.ack is None
+        if new:
+            row.ack = AlertAckRow(alert_id=alert_id, by=by, at=now)
+            self.s.flush()
+        return self.find(ids=[alert_id])[0], new
 
     def set_evidence(self, alert_ids: list[int], evidence: dict[str, dict[str, Any]]) -> None:
         """Record the evidence (report, chips) of alerts, by change id."""

@@ -20,6 +20,7 @@ from .._time import as_utc, naive_utc
 __all__ = [
     "Base", "UTCDateTime", "SiteRow", "SceneRow", "RunRow", "ChangeRow", "SourceRow", "TrackerStateRow",
     "AlertRuleRow", "EndpointRow", "AlertRow", "DeliveryRow", "SearchAreaRow", "UserRow", "TokenRow", "AuditRow",
+    "AlertAckRow",
 ]
 
 _CASCADE = "all, delete"
@@ -170,6 +171,7 @@ class AlertRow(Base):
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the image that showed it
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     deliveries: Mapped[list[DeliveryRow]] = relationship(cascade=_CASCADE)
+    ack: Mapped[AlertAckRow | None] = relationship(cascade=_CASCADE)
 
 
 class DeliveryRow(Base):
@@ -240,3 +242,12 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(60), index=True)  # user.add, token.create, candidate.accept, ...
     target: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertAckRow(Base):
+    """Who acknowledged an alert in the inbox, and when (at most once)."""
+
+    __tablename__ = "alert_acks"
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
