@@ -315,3 +315,29 @@ def test_alert_inbox_acknowledge_and_the_audit_log(api, make_series):
     assert [(e["actor"], e["target"]) for e in log] == [("ana", str(first["id"]))]
     every = client.get("/api/audit", headers=_auth(tokens["admin"])).json()["entries"]
     assert {"user.add", "token.create", "token.revoke", "alert.ack"} <= {e["action"] for e in every}
+
+
+def test_exports_of_a_sites_detections(detected, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    import pyogrio
+
+    client, store, tokens, _ = detected
+    h = _auth(tokens["viewer"])
+    every = store.changes("base")
+    gj = client.get("/api/sites/base/export", headers=h)
+    assert gj.status_code == 200 and gj.headers["content-type"] == "application/geo+json"
+    assert 'filename="base-detections.geojson"' in gj.headers["content-disposition"]
+    assert len(gj.json()["features"]) == len(every)
+    gpkg = client.get("/api/sites/base/export", params={"format": "gpkg"}, headers=h)
+    (tmp_path / "d.gpkg").write_bytes(gpkg.content)
+    frame = pyogrio.read_dataframe(tmp_path / "d.gpkg")
+    assert len(frame) == len(every) and set(frame["id"]) == {c.change_id for c in every}
+    kml = client.get("/api/sites/base/export", params={"format": "kml"}, headers=h)
+    assert kml.headers["content-type"].startswith("application/vnd.google-earth.kml+xml")
+    ns = {"k": "http://www.opengis.net/kml/2.2"}
+    marks = ET.fromstring(kml.content).findall(".//k:Placemark", ns)
+    assert sorted(m.findtext("k:name", namespaces=ns) for m in marks) == sorted(c.change_id for c in every)
+    assert "first seen between" in marks[0].findtext("k:description", namespaces=ns)
+    _error(client.get("/api/sites/base/export", params={"format": "shp"}, headers=h), 422, "", "format")
+    _error(client.get("/api/sites/nope/export", headers=h), 404)

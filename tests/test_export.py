@@ -103,7 +103,7 @@ EXPECTED_PROVENANCE = {
 
 
 def test_formats_registered() -> None:
-    assert {"geojson", "gpkg"} <= set(available_formats())
+    assert {"geojson", "gpkg", "kml"} <= set(available_formats())
     assert available_formats() == sorted(available_formats())
 
 
@@ -161,6 +161,20 @@ def test_gpkg_round_trip(tmp_path: Path) -> None:
             EXPECTED_PROVENANCE if change.change_id == "chg-0001" else {}
         )
         assert row.geometry.symmetric_difference(change.geometry).area < 1e-12
+
+
+def test_kml_round_trip(tmp_path: Path) -> None:
+    changes = make_changes()
+    path = export_changes(changes, tmp_path / "detections.kml")
+    frame = gpd.read_file(path)
+    assert frame.crs.to_epsg() == 4326 and list(frame["Name"]) == [c.change_id for c in changes]
+    for (_, row), change in zip(frame.iterrows(), changes, strict=True):
+        assert f"{change.status} change" in row["description"] and "first seen between" in row["description"]
+        assert row.geometry.symmetric_difference(change.geometry).area < 1e-4 * change.geometry.area
+    text = path.read_text("utf-8")
+    assert "chg-0001" in text and "first_seen_before" in text  # the properties as extended data
+    empty = export_changes([], tmp_path / "none.kml")
+    assert "<Placemark" not in empty.read_text("utf-8")
 
 
 def test_explicit_format_wins_over_suffix(tmp_path: Path) -> None:

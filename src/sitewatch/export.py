@@ -1,12 +1,13 @@
 """Export tracked changes to GIS files another analyst can open and check.
 
 Formats are registered by name (:func:`register_exporter`); :func:`export_changes` picks one from the
-``fmt`` argument or the file suffix (``.geojson``/``.json`` -> GeoJSON, ``.gpkg`` -> GeoPackage).
+``fmt`` argument or the file suffix (``.geojson``/``.json`` -> GeoJSON, ``.gpkg`` -> GeoPackage, ``.kml`` -> KML,
+one placemark per change named by its id).
 
 Every feature carries the change geometry in WGS84 longitude/latitude and the properties ``id``,
 ``site``, ``status``, ``area_m2``, ``first_seen_after``, ``first_seen_before``, ``last_seen`` (ISO 8601
 UTC strings such as ``2023-05-04T02:15:31Z``, null when unknown), ``n_observations``, ``score``,
-``confidence``, ``method`` and ``provenance`` (an object in GeoJSON, a JSON string in GeoPackage).
+``confidence``, ``method`` and ``provenance`` (an object in GeoJSON, a JSON string in GeoPackage and KML).
 
 Files are written atomically: to a temporary file in the destination folder, then renamed over the
 destination, so a reader never sees a half-written file.
@@ -297,3 +298,29 @@ def _write_gpkg(changes: Sequence[Change], path: Path) -> None:
     types = {g.geom_type for g in geoms if g is not None}
     promote = types == {"Polygon", "MultiPolygon"}
     frame.to_file(path, driver="GPKG", layer=GPKG_LAYER, engine="pyogrio", promote_to_multi=promote or None)
+
+
+@register_exporter("kml", suffixes=(".kml",))
+def _write_kml(changes: Sequence[Change], path: Path) -> None:
+    """KML (Google Earth and most GIS): one placemark per change, named by its id, described by its status,
+    area and dates; the other properties as extended data (provenance as a JSON string)."""
+    import geopandas as gpd
+
+    rows = []
+    for change in changes:
+        props = change_properties(change)
+        props["provenance"] = json.dumps(props["provenance"], ensure_ascii=False, sort_keys=True)
+        after = props["first_seen_after"] or "the first look"
+        props = {
+            "Name": props["id"],
+            "Description": f"{props['status']} change of {props['area_m2'] or 0:,.0f} m² at {props['site']}, "
+                           f"first seen between {after} and {props['first_seen_before']}",
+            **props,
+        }
+        rows.append(props)
+    columns = ["Name", "Description", *_GPKG_COLUMNS]
+    geoms = [None if c.geometry is None or c.geometry.is_empty else c.geometry for c in changes]
+    frame = gpd.GeoDataFrame(rows, columns=columns, geometry=geoms, crs="EPSG:4326")
+    if not rows:
+        frame = frame.astype({"Name": "object", "Description": "object", **_GPKG_DTYPES})
+    frame.to_file(path, driver="KML", layer=GPKG_LAYER, engine="pyogrio")

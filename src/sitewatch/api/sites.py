@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..accounts import User, record
 from ..export import feature_collection, geometry_to_geojson
@@ -74,3 +74,30 @@ def detections(
     if offset + len(page) < total:
         fc["links"] = [{"rel": "next", "href": str(request.url.include_query_params(offset=offset + len(page)))}]
     return fc
+
+
+_MEDIA = {"geojson": ("application/geo+json", "geojson"), "gpkg": ("application/geopackage+sqlite3", "gpkg"),
+          "kml": ("application/vnd.google-earth.kml+xml", "kml")}
+
+
+@router.get("/{name}/export", summary="The site's detections as a file: GeoJSON, GeoPackage or KML",
+            responses={200: {"content": {m: {} for m, _ in _MEDIA.values()}}})
+def export(
+    request: Request, name: str, user: Reader,
+    format: Annotated[str, Query(pattern="^(geojson|gpkg|kml)$")] = "geojson",  # noqa: A002 (the API's word)
+) -> Response:
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from ..export import export_changes
+
+    store = store_of(request)
+    site = store.get_site(name)
+    media, suffix = _MEDIA[format]
+    with tempfile.TemporaryDirectory(prefix="sitewatch-export-") as tmp:
+        path = export_changes(store.changes(site.name), Path(tmp) / f"detections.{suffix}", format)
+        data = path.read_bytes()
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", site.name).strip("._") or "site"
+    return Response(data, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{safe}-detections.{suffix}"'})

@@ -1,5 +1,5 @@
 """`sitewatch report` and `sitewatch export`: a site's evidence report (:mod:`sitewatch.report`) and the
-detections as GeoJSON or GeoPackage (:mod:`sitewatch.export`)."""
+detections as GeoJSON, GeoPackage or KML (:mod:`sitewatch.export`)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,12 @@ def report(
 
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="geojson or gpkg (default: by suffix).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="geojson, gpkg or kml (default: by suffix).")
+    ] = None,
     site: Annotated[str | None, typer.Option(help="Only this site's detections.")] = None,
 ) -> None:
-    """Export detections as GeoJSON or GeoPackage."""
+    """Export detections as GeoJSON, GeoPackage or KML."""
     from ..export import export_changes
 
     changes = store().changes(site)
