@@ -135,13 +135,20 @@ def test_bodies_that_are_not_json_or_too_large(api):
     assert store.list_sites() == []
 
 
-@pytest.fixture()
-def detected(api, make_series):
-    client, store, tokens = api
+def _base(store, make_series, scenes: bool = True):
+    """The site "base" over a series of small scenes (a roof appears on the fourth date), its scenes stored."""
     paths, _, dates = make_series(n=6, change_at=3)
     x0, y0 = ORIGIN
     store.add_site(make_site("base", to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), CRS, "EPSG:4326")))
-    store.add_scenes(read_scenes([paths[0].parent]))
+    if scenes:
+        store.add_scenes(read_scenes([paths[0].parent]))
+    return paths, dates
+
+
+@pytest.fixture()
+def detected(api, make_series):
+    client, store, tokens = api
+    _, dates = _base(store, make_series)
     detect_site(store, "base")
     return client, store, tokens, dates
 
@@ -282,9 +289,7 @@ def test_alert_inbox_acknowledge_and_the_audit_log(api, make_series):
     from sitewatch.monitor import monitor_once
 
     client, store, tokens = api
-    paths, _, dates = make_series(n=6, change_at=2)
-    x0, y0 = ORIGIN
-    store.add_site(make_site("base", to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), CRS, "EPSG:4326")))
+    paths, dates = _base(store, make_series, scenes=False)
     settings = client.app.state.settings
     for p, d in zip(paths, dates, strict=True):  # the dates arrive one by one, a monitoring pass after each
         store.add_scenes(read_scenes([p]))
@@ -341,3 +346,52 @@ def test_exports_of_a_sites_detections(detected, tmp_path):
     assert "first seen between" in marks[0].findtext("k:description", namespaces=ns)
     _error(client.get("/api/sites/base/export", params={"format": "shp"}, headers=h), 422, "", "format")
     _error(client.get("/api/sites/nope/export", headers=h), 404)
+
+
+# ---- background jobs ----------------------------------------------------------------------------------------
+
+
+def _wait(client, job_id: int, h) -> dict:
+    for _ in range(300):
+        job = client.get(f"/api/jobs/{job_id}", headers=h).json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_detection_as_a_background_job(api, make_series):
+    client, store, tokens = api
+    _base(store, make_series)
+    h = _auth(tokens["viewer"])
+    _error(client.post("/api/sites/base/detect", headers=h), 403, "needs analyst")
+    r = client.post("/api/sites/base/detect", params={"method": "index"}, headers=_auth(tokens["analyst"]))
+    assert r.status_code == 202 and r.headers["location"] == f"/api/jobs/{r.json()['id']}"
+    assert r.json()["state"] in ("queued", "running", "done") and r.json()["by"] == "ana"
+    job = _wait(client, r.json()["id"], h)
+    assert job["state"] == "done" and job["error"] is None and job["finished_at"], job
+    assert job["result"]["changes"] == len(store.changes("base")) >= 1 and job["result"]["scenes"] == 6
+    assert client.get("/api/sites/base/detections", headers=h).json()["numberMatched"] == job["result"]["changes"]
+    (entry,) = audit_log(store, action="site.detect")
+    assert entry.actor == "ana" and entry.details["job_id"] == job["id"]
+    # a job that fails says why; a bad request is refused before any job
+    store.add_site(make_site("empty", box(2.0, 48.0, 2.01, 48.01)))
+    failed = _wait(client, client.post("/api/sites/empty/detect", headers=_auth(tokens["analyst"])).json()["id"], h)
+    assert failed["state"] == "failed" and "scene" in failed["error"], failed
+    _error(client.post("/api/sites/base/detect", params={"method": "magic"}, headers=_auth(tokens["analyst"])),
+           422, "unknown method 'magic'", "method")
+    _error(client.post("/api/sites/nope/detect", headers=_auth(tokens["analyst"])), 404)
+    _error(client.get("/api/jobs/999", headers=h), 404, "no job with id 999")
+
+
+def test_jobs_a_stopped_server_left_are_marked_failed(tmp_path):
+    from sitewatch.jobs import JobRunner
+
+    store = Store(f"sqlite:///{tmp_path / 'j.db'}")
+    store.add_site(make_site("x", box(2.0, 48.0, 2.01, 48.01)))
+    with store.transaction() as tx:
+        left = tx.jobs.add("detect", "x", {}, "ana", datetime.now(UTC))
+    runner = JobRunner(store)
+    job = runner.get(left.id)
+    assert job.state == "failed" and "server stopped" in job.error
+    runner.shutdown()

@@ -54,6 +54,10 @@ class SiteNotFound(SitewatchError, LookupError):
     """No site of that name (or alias) is in the watchlist."""
 
 
+class JobNotFound(SitewatchError, LookupError):
+    """No background job of that id is recorded."""
+
+
 class SceneNotFound(SitewatchError, LookupError):
     """No scene of that id is stored."""
 

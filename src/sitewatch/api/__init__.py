@@ -9,12 +9,15 @@ needs a user: ``Authorization: Bearer <API token>`` (``sitewatch token create``)
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from .. import __version__
 from ..errors import SitewatchError
+from ..jobs import JobRunner
 from ..settings import Settings, get_settings
 from ..store import Store
 from . import alerts, scenes, sites
@@ -31,13 +34,22 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     """The API over ``store`` (default: the settings' store)."""
     cfg = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.jobs.shutdown(wait=False)  # a job cut short is marked failed when the next server starts
+
     app = FastAPI(title="sitewatch", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None, description="Watch places on Earth in multi-date satellite imagery.")
+                  redoc_url=None, description="Watch places on Earth in multi-date satellite imagery.",
+                  lifespan=lifespan)
     app.state.store = store or Store(cfg.database_url)
+    app.state.jobs = JobRunner(app.state.store)
     app.state.settings = cfg
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.include_router(sites.router)
+    app.include_router(sites.jobs_router)
     app.include_router(scenes.router)
     app.include_router(alerts.router)
     return app

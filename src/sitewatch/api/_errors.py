@@ -27,6 +27,7 @@ from ..errors import (
     ImageryError,
     InvalidParameter,
     InvalidSite,
+    JobNotFound,
     SceneNotFound,
     SiteNotFound,
     SitewatchError,
@@ -40,7 +41,8 @@ log = logging.getLogger("sitewatch.api")
 DEFAULT_MAX_BODY = 1_000_000
 
 _STATUS: tuple[tuple[type[SitewatchError], int], ...] = (
-    (SiteNotFound, 404), (SceneNotFound, 404), (AlertNotFound, 404), (AreaNotFound, 404), (AuthError, 401),
+    (SiteNotFound, 404), (SceneNotFound, 404), (AlertNotFound, 404), (AreaNotFound, 404), (JobNotFound, 404),
+    (AuthError, 401),
     (InvalidSite, 422), (InvalidParameter, 422), (AlertError, 422), (AccountError, 422), (ImageryError, 502),
 )
 

@@ -9,7 +9,10 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..accounts import User, record
+from ..constants import DEFAULT_METHOD
+from ..errors import InvalidParameter
 from ..export import feature_collection, geometry_to_geojson
+from ..jobs import Job
 from ..query import MAX_PAGE, ChangeQuery, parse_bbox, select_changes
 from ..sites import site_from_feature
 from ..types import Site
@@ -101,3 +104,40 @@ def export(
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", site.name).strip("._") or "site"
     return Response(data, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="{safe}-detections.{suffix}"'})
+
+
+@router.post("/{name}/detect", status_code=202, summary="Detect, date and track the site's changes (a background job)")
+def detect(
+    request: Request, name: str, user: Analyst,
+    method: Annotated[str, Query(description="The detector (`sitewatch methods`).")] = DEFAULT_METHOD,
+    engine: Annotated[str | None, Query(pattern="^(series|tracker)$")] = None,
+) -> JSONResponse:
+    from ..detectors import available
+
+    if method not in available():
+        raise _invalid(f"unknown method {method!r}: one of {', '.join(available())}", "method")
+    job = request.app.state.jobs.submit_detect(name, by=user.name, method=method, engine=engine)
+    return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    def iso(t: datetime | None) -> str | None:
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
+
+    return {"id": job.id, "kind": job.kind, "site": job.site, "params": job.params, "state": job.state,
+            "by": job.by, "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at), "result": job.result, "error": job.error or None}
+
+
+jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+@jobs_router.get("/{job_id}", summary="A background job's state and outcome")
+def get_job(request: Request, job_id: int, user: Reader) -> dict[str, Any]:
+    return job_json(request.app.state.jobs.get(job_id))
+
+
+def _invalid(message: str, field: str) -> InvalidParameter:
+    exc = InvalidParameter(message)
+    exc.field = field  # type: ignore[attr-defined]
+    return exc

@@ -32,6 +32,7 @@ from .repos import (
     AreaRepo,
     AuditRepo,
     DeliveryRepo,
+    JobRepo,
     RunRepo,
     SceneRepo,
     SiteRepo,
@@ -59,6 +60,7 @@ class Transaction:
         self.users = UserRepo(session)
         self.tokens = TokenRepo(session)
         self.audit = AuditRepo(session)
+        self.jobs = JobRepo(session)
 
 
 class Store:

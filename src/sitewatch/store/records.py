@@ -16,7 +16,8 @@ from shapely.geometry.base import BaseGeometry
 from ..geo import area_m2
 from ..types import Change
 
-__all__ = ["RunRecord", "AlertRule", "Endpoint", "Alert", "Delivery", "SearchArea", "User", "Token", "AuditEntry"]
+__all__ = ["RunRecord", "AlertRule", "Endpoint", "Alert", "Delivery", "SearchArea", "User", "Token", "AuditEntry",
+           "Job"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,20 @@ class AuditEntry:
     action: str
     target: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A background job: what (``kind``, ``site``, ``params``), who asked, its state and outcome."""
+
+    id: int
+    kind: str
+    site: str
+    params: dict[str, Any]
+    state: str  # queued, running, done, failed
+    by: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""

@@ -27,6 +27,7 @@ from ..errors import (
     AlertNotFound,
     AreaNotFound,
     InvalidSite,
+    JobNotFound,
     SceneNotFound,
     SiteNotFound,
     SitewatchError,
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..geo import to_crs
 from ..types import Change, Scene, Site
-from .records import Alert, AlertRule, AuditEntry, Delivery, Endpoint, RunRecord, SearchArea, Token, User
+from .records import Alert, AlertRule, AuditEntry, Delivery, Endpoint, Job, RunRecord, SearchArea, Token, User
 from .tables import (
     AlertAckRow,
     AlertRow,
@@ -43,6 +44,7 @@ from .tables import (
     ChangeRow,
     DeliveryRow,
     EndpointRow,
+    JobRow,
     RunRow,
     SceneRow,
     SearchAreaRow,
@@ -54,7 +56,7 @@ from .tables import (
 )
 
 __all__ = ["KEEP", "SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
-           "UserRepo", "TokenRepo", "AuditRepo", "named_row", "plain_json"]
+           "UserRepo", "TokenRepo", "AuditRepo", "JobRepo", "named_row", "plain_json"]
 
 
 class _Keep(Enum):
@@ -584,6 +586,45 @@ class AuditRepo(_Repo):
         if action is not None:
             q = q.where(AuditRow.action == action)
         return [AuditEntry(r.id, r.at, r.actor, r.action, r.target, dict(r.details)) for r in self.s.scalars(q)]
+
+
+def _job(r: JobRow) -> Job:
+    return Job(r.id, r.kind, r.site, dict(r.params), r.state, r.by, r.created_at, r.started_at, r.finished_at,
+               dict(r.result), r.error or "")
+
+
+class JobRepo(_Repo):
+    """Background jobs and their states."""
+
+    def add(self, kind: str, site: str, params: dict[str, Any], by: str, now: datetime) -> Job:
+        row = JobRow(kind=kind, site=site, params=plain_json(params), state="queued", by=by, created_at=now,
+                     result={}, error="")
+        self.s.add(row)
+        self.s.flush()
+        return _job(row)
+
+    def get(self, job_id: int) -> Job:
+        row = self.s.get(JobRow, job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return _job(row)
+
+    def set_state(self, job_id: int, state: str, now: datetime, *, result: dict[str, Any] | None = None,
+                  error: str = "") -> None:
+        row = self.s.get(JobRow, job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        row.state = state
+        if state == "running":
+            row.started_at = now
+        else:
+            row.finished_at = now
+        if result is not None:
+            row.result = plain_json(result)
+        row.error = error
+
+    def unfinished(self) -> list[Job]:
+        return [_job(r) for r in self.s.scalars(select(JobRow).where(JobRow.state.in_(("queued", "running"))))]
 
 
 def counts(s: Session) -> dict[str, int]:
