@@ -81,6 +81,10 @@ def test_tokens_are_shown_once_stored_as_hashes_and_refused_when_expired_revoked
     # a request with it finds its user, and its use is noted
     assert authenticate(store, secret, now=T0 + timedelta(days=1)).name == "ana"
     assert list_tokens(store, "ana")[0].last_used_at == T0 + timedelta(days=1)
+    authenticate(store, secret, now=T0 + timedelta(days=1, seconds=10))  # written at most once a minute
+    assert list_tokens(store, "ana")[0].last_used_at == T0 + timedelta(days=1)
+    authenticate(store, secret, now=T0 + timedelta(days=1, minutes=2))
+    assert list_tokens(store, "ana")[0].last_used_at == T0 + timedelta(days=1, minutes=2)
     with pytest.raises(AuthError, match=f"API token {tok.id} expired on 2027-03-01"):
         authenticate(store, secret, now=T0 + timedelta(days=90))
     with pytest.raises(AuthError, match="unknown API token"):
