@@ -97,6 +97,11 @@ def test_roles_sites_and_the_audit_log(api):
     _error(again, 422, "exists")
     (entry,) = audit_log(store, action="site.add")
     assert (entry.actor, entry.target) == ("ana", "Valley")
+    # any name: the Location is URL-encoded
+    named = client.post("/api/sites", json={**SITE, "properties": {"name": "Sinp'o 신포 yard"}},
+                        headers=_auth(tokens["analyst"]))
+    assert named.status_code == 201 and named.headers["location"] == "/api/sites/Sinp%27o%20%EC%8B%A0%ED%8F%AC%20yard"
+    assert client.get(named.headers["location"], headers=_auth(tokens["viewer"])).json()["id"] == "Sinp'o 신포 yard"
 
 
 @pytest.mark.parametrize(("body", "field", "detail"), [

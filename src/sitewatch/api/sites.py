@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..accounts import User, record
+from ..accounts import User
 from ..constants import DEFAULT_METHOD
 from ..errors import InvalidParameter
 from ..export import feature_collection, geometry_to_geojson
@@ -44,10 +45,11 @@ def add_site(
                                             "(and optional notes, reason, aliases).")],
 ) -> JSONResponse:
     site = site_from_feature(feature, added_by=user.name)
-    store = store_of(request)
-    added = store.add_site(site)
-    record(store, user.name, "site.add", added.name, {"reason": added.reason})
-    return JSONResponse(site_feature(added), status_code=201, headers={"Location": f"/api/sites/{added.name}"})
+    with store_of(request).transaction() as tx:  # the site and its audit entry together, or neither
+        added = tx.sites.add(site, False)
+        tx.audit.record(user.name, "site.add", added.name, {"reason": added.reason}, datetime.now(UTC))
+    return JSONResponse(site_feature(added), status_code=201,
+                        headers={"Location": f"/api/sites/{quote(added.name, safe='')}"})
 
 
 @router.get("/{name}", summary="One site (a GeoJSON Feature)")
