@@ -400,3 +400,27 @@ def test_jobs_a_stopped_server_left_are_marked_failed(tmp_path):
     job = runner.get(left.id)
     assert job.state == "failed" and "server stopped" in job.error
     runner.shutdown()
+
+
+def test_me_and_user_admin(api):
+    client, store, tokens = api
+    assert client.get("/api/me", headers=_auth(tokens["viewer"])).json()["role"] == "viewer"
+    admin = _auth(tokens["admin"])
+    _error(client.get("/api/users", headers=_auth(tokens["analyst"])), 403, "needs admin")
+    assert [u["name"] for u in client.get("/api/users", headers=admin).json()["users"]] == ["adm", "ana", "vie"]
+    r = client.post("/api/users", json={"name": "eve", "role": "viewer", "password": "long enough"}, headers=admin)
+    assert r.status_code == 201 and r.json()["role"] == "viewer" and "password" not in r.text
+    _error(client.post("/api/users", json={"name": "bob", "role": "root", "password": "long enough"},
+                       headers=admin), 422, "", "role")
+    _error(client.post("/api/users", json={"name": "bob", "role": "viewer", "password": "short"}, headers=admin),
+           422, "too short")
+    _error(client.post("/api/users", json={"name": "eve", "role": "viewer", "password": "long enough"},
+                       headers=admin), 422, "exists already")
+    _error(client.post("/api/users", json={"name": "x"}, headers=admin), 422, "", "role")
+    assert client.delete("/api/users/eve", headers=admin).status_code == 204
+    _error(client.delete("/api/users/eve", headers=admin), 404, "no user named 'eve'")
+    # a removed user's token stops working at once
+    assert client.delete("/api/users/vie", headers=admin).status_code == 204
+    _error(client.get("/api/me", headers=_auth(tokens["viewer"])), 401, "unknown API token")
+    actions = [e.action for e in audit_log(store, actor="adm")]
+    assert actions == ["user.remove", "user.remove", "user.add"]

@@ -82,6 +82,10 @@ class AccountError(SitewatchError, ValueError):
     """A user or token request is not valid (a name taken or unknown, a bad role, password or lifetime)."""
 
 
+class AccountNotFound(AccountError, LookupError):
+    """No user of that name, or no API token of that id."""
+
+
 class AuthError(SitewatchError, PermissionError):
     """Credentials were refused: an unknown user or wrong password, an unknown, expired or revoked token."""
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
     AccountError,
+    AccountNotFound,
     AlertError,
     AlertNotFound,
     AreaNotFound,
@@ -42,7 +43,7 @@ DEFAULT_MAX_BODY = 1_000_000
 
 _STATUS: tuple[tuple[type[SitewatchError], int], ...] = (
     (SiteNotFound, 404), (SceneNotFound, 404), (AlertNotFound, 404), (AreaNotFound, 404), (JobNotFound, 404),
-    (AuthError, 401),
+    (AccountNotFound, 404), (AuthError, 401),
     (InvalidSite, 422), (InvalidParameter, 422), (AlertError, 422), (AccountError, 422), (ImageryError, 502),
 )
 

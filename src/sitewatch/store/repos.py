@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import (
     AccountError,
+    AccountNotFound,
     AlertError,
     AlertNotFound,
     AreaNotFound,
@@ -505,7 +506,7 @@ class UserRepo(_Repo):
     def row(self, name: str) -> UserRow:
         row = self.s.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
-            raise AccountError(f"no user named {name!r} (see `sitewatch user list`)")
+            raise AccountNotFound(f"no user named {name!r} (see `sitewatch user list`)")
         return row
 
     def add(self, name: str, role: str, password_hash: str, now: datetime) -> User:
@@ -545,7 +546,7 @@ class TokenRepo(_Repo):
     def _row(self, token_id: int) -> TokenRow:
         row = self.s.get(TokenRow, token_id)
         if row is None:
-            raise AccountError(f"no API token with id {token_id} (see `sitewatch token list`)")
+            raise AccountNotFound(f"no API token with id {token_id} (see `sitewatch token list`)")
         return row
 
     def revoke(self, token_id: int, now: datetime) -> Token:
