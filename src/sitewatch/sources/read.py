@@ -173,8 +173,9 @@ def _warped(src: Any, grid: GridLike, indexes: Sequence[int], **vrt: Any) -> np.
     ``nodata``, ``resampling``, ``dtype``).
 
     A grid on the raster's own pixels (same CRS and pixel size, whole-pixel offset) is read as a plain window:
-    a warp would give the same values there (every resampling returns the pixel itself), 5-10x slower.  Any
-    other grid goes through a GDAL warped VRT.
+    a warp would give the same values there (every resampling returns the pixel itself) at the cost of the
+    warp (a 514 px window of a demo scene: 36 ms warped, 27 ms read, most of it decoding).  Any other grid goes
+    through a GDAL warped VRT.
     """
     offset = _pixel_offset(src, grid, indexes, vrt["dtype"])
     if offset is not None:
@@ -227,7 +228,7 @@ def _read_aligned(
     src_nodata: float | None, nodata: float, dtype: str, resampling: Resampling,
 ) -> np.ndarray:
     """The window of ``src`` under ``grid`` (``offset``: its first pixel in ``src``), as the warp would give it:
-    pixels off the raster, and those equal to ``src_nodata``, are ``nodata``."""
+    pixels off the raster, and those equal to ``src_nodata`` in every band of the raster, are ``nodata``."""
     del resampling  # on the raster's own pixels every resampling returns the pixel itself
     row, col = offset
     out = np.full((len(indexes), grid.height, grid.width), nodata, dtype=dtype)
