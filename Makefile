@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,clouds]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,clouds]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,11 +30,13 @@ typecheck: $(STAMP)
 system-deps:
 	sh scripts/system-deps.sh
 
-# everything in one install (the venv's first, on a fresh clone: a second resolve on top of $(STAMP)'s cost ~25 s)
+# everything in one install (the venv's first, on a fresh clone: a second resolve on top of $(STAMP)'s cost ~25 s).
+# --no-compile: pip byte-compiles every installed module (torch, scipy, ...) otherwise, half of a fresh install's
+# 95 s; Python compiles the modules a program imports when it first imports them (~5 s for sitewatch's)
 $(TRAIN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,train,clouds]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,train,clouds]"
 	touch $(STAMP) $(TRAIN_STAMP)
 
 # the whole suite, on every core (pytest-xdist): tests that share a costly fixture run in one worker
