@@ -3,7 +3,8 @@ threads in the server process, its state kept in the store (``queued`` -> ``runn
 
 A job keeps running when the client that asked for it disconnects; its outcome is read back by id.  Jobs a
 previous server process left queued or running (it stopped) are marked failed when a :class:`JobRunner`
-starts, saying so.
+starts, saying so.  So one API server serves a store for now: a second one starting would mark the first's
+running jobs failed (jobs need an owner before several servers share a store, #14).
 """
 
 from __future__ import annotations
