@@ -25,7 +25,7 @@ from typing import Any
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from ._time import as_utc
+from ._time import as_utc, iso_utc
 from .errors import AccountError, AuthError
 from .store import Store
 from .store.records import AuditEntry, Token, User
@@ -154,7 +154,7 @@ def create_token(store: Store, name: str, *, lifetime: timedelta | None = DEFAUL
     expires = when + lifetime if lifetime is not None else None
     with store.transaction() as tx:
         token = tx.tokens.add(name, _digest(secret), secret[:8], when, expires)
-        tx.audit.record(actor, "token.create", name, {"token_id": token.id, "expires_at": _iso(expires)}, when)
+        tx.audit.record(actor, "token.create", name, {"token_id": token.id, "expires_at": iso_utc(expires)}, when)
     return token, secret
 
 
@@ -183,9 +183,9 @@ def authenticate(store: Store, token: str, *, now: datetime | None = None) -> Us
             raise AuthError("unknown API token")
         tok, user = found
         if tok.revoked_at is not None:
-            raise AuthError(f"API token {tok.id} was revoked on {_iso(tok.revoked_at)}")
+            raise AuthError(f"API token {tok.id} was revoked on {iso_utc(tok.revoked_at)}")
         if tok.expires_at is not None and tok.expires_at <= when:
-            raise AuthError(f"API token {tok.id} expired on {_iso(tok.expires_at)}")
+            raise AuthError(f"API token {tok.id} expired on {iso_utc(tok.expires_at)}")
         if tok.last_used_at is None or when - tok.last_used_at >= _TOUCH_EVERY:  # not a write per request
             tx.tokens.touch(tok.id, when)
         return user
@@ -204,7 +204,3 @@ def audit_log(store: Store, *, limit: int = 100, actor: str | None = None,
     """The newest entries of the audit log first."""
     with store.transaction() as tx:
         return tx.audit.all(limit=limit, actor=actor, action=action)
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from .._time import iso_utc
 from ..accounts import User, audit_log
 from ..alerts import Alert, acknowledge, find_alerts
 from ..query import MAX_PAGE
@@ -19,14 +20,11 @@ Admin = Annotated[User, Depends(require("admin"))]
 
 
 def alert_json(a: Alert) -> dict[str, Any]:
-    def iso(t: Any) -> str | None:
-        return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
-
     return {
         "id": a.id, "kind": a.kind, "site": a.site, "area": a.area, "change_id": a.change_id, "status": a.status,
-        "title": a.title, "created_at": iso(a.created_at), "observed_at": iso(a.observed_at),
+        "title": a.title, "created_at": iso_utc(a.created_at), "observed_at": iso_utc(a.observed_at),
         "area_m2": a.payload.get("area_m2"), "evidence": a.payload.get("evidence"),
-        "acknowledged_at": iso(a.acknowledged_at), "acknowledged_by": a.acknowledged_by,
+        "acknowledged_at": iso_utc(a.acknowledged_at), "acknowledged_by": a.acknowledged_by,
     }
 
 
@@ -56,5 +54,5 @@ def audit(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
     entries = audit_log(store_of(request), limit=limit, actor=actor, action=action)
-    return {"entries": [{"id": e.id, "at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "actor": e.actor,
+    return {"entries": [{"id": e.id, "at": iso_utc(e.at), "actor": e.actor,
                          "action": e.action, "target": e.target, "details": e.details} for e in entries]}

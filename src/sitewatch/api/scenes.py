@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from .._time import iso_utc
 from ..accounts import User
 from ..export import geometry_to_geojson
 from ..geo import to_crs
@@ -24,7 +25,7 @@ def scene_json(scene: Scene) -> dict[str, Any]:
     from shapely.geometry import box
 
     return {
-        "id": scene.scene_id, "datetime": scene.datetime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "id": scene.scene_id, "datetime": iso_utc(scene.datetime),
         "platform": scene.platform, "source": scene.source, "cloud_cover": scene.cloud_cover,
         "bands": list(scene.bands), "has_mask": scene.mask_path is not None,
         "footprint": geometry_to_geojson(to_crs(box(*scene.bounds), scene.crs, "EPSG:4326")),

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from .._time import iso_utc
 from ..accounts import User
 from ..constants import DEFAULT_METHOD
 from ..errors import InvalidParameter
@@ -123,12 +124,9 @@ def detect(
 
 
 def job_json(job: Job) -> dict[str, Any]:
-    def iso(t: datetime | None) -> str | None:
-        return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
-
     return {"id": job.id, "kind": job.kind, "site": job.site, "params": job.params, "state": job.state,
-            "by": job.by, "created_at": iso(job.created_at), "started_at": iso(job.started_at),
-            "finished_at": iso(job.finished_at), "result": job.result, "error": job.error or None}
+            "by": job.by, "created_at": iso_utc(job.created_at), "started_at": iso_utc(job.started_at),
+            "finished_at": iso_utc(job.finished_at), "result": job.result, "error": job.error or None}
 
 
 jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])

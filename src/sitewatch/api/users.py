@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from .._time import iso_utc
 from ..accounts import ROLES, User, add_user, list_users, remove_user
 from ._auth import current_user, require, store_of
 
@@ -26,7 +27,7 @@ class NewUser(BaseModel):
 
 
 def user_json(u: User) -> dict[str, Any]:
-    return {"name": u.name, "role": u.role, "created_at": u.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {"name": u.name, "role": u.role, "created_at": iso_utc(u.created_at)}
 
 
 @router.get("/me", summary="The user of this request")
