@@ -8,7 +8,15 @@ from __future__ import annotations
 
 
 class SitewatchError(Exception):
-    """Root of every error that sitewatch raises on purpose."""
+    """Root of every error that sitewatch raises on purpose.
+
+    ``field``: the input at fault, where there is one (a query parameter, a member of a GeoJSON body), for the
+    API's 422 answers.
+    """
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        self.field = field
 
 
 class ImageryError(SitewatchError, OSError):

@@ -46,16 +46,11 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     try:
         w, s, e, n = (float(v) for v in text.split(","))
     except ValueError:
-        raise _bbox_error(f"bbox must be west,south,east,north in degrees, not {text!r}") from None
+        raise InvalidParameter(f"bbox must be west,south,east,north in degrees, not {text!r}", field="bbox") from None
     if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise _bbox_error(f"bbox {text!r} is not west < east in -180..180 and south < north in -90..90")
+        raise InvalidParameter(f"bbox {text!r} is not west < east in -180..180 and south < north in -90..90",
+                               field="bbox")
     return w, s, e, n
-
-
-def _bbox_error(message: str) -> InvalidParameter:
-    exc = InvalidParameter(message)
-    exc.field = "bbox"  # type: ignore[attr-defined]  # the parameter at fault, for the API's 422
-    return exc
 
 
 def select_changes(changes: Sequence[Change], q: ChangeQuery) -> tuple[list[Change], int]:

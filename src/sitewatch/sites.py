@@ -126,27 +126,22 @@ def make_site(
 def site_from_feature(feature: Any, *, added_by: str = "") -> Site:
     """A :class:`Site` from a GeoJSON Feature: its geometry, ``properties.name`` and the optional ``aliases``,
     ``notes`` and ``reason``.  :class:`InvalidSite` names the member at fault in its ``field``."""
-    def invalid(message: str, field: str) -> InvalidSite:
-        exc = InvalidSite(message)
-        exc.field = field  # type: ignore[attr-defined]
-        return exc
-
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        raise invalid("the site must be a GeoJSON Feature", "type")
+        raise InvalidSite("the site must be a GeoJSON Feature", field="type")
     props = feature.get("properties") or {}
     if not isinstance(props, dict):
-        raise invalid("properties must be an object", "properties")
+        raise InvalidSite("properties must be an object", field="properties")
     name = props.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise invalid("the Feature needs a name: properties.name", "properties.name")
+        raise InvalidSite("the Feature needs a name: properties.name", field="properties.name")
     if not isinstance(feature.get("geometry"), dict):
-        raise invalid("the Feature needs a geometry", "geometry")
+        raise InvalidSite("the Feature needs a geometry", field="geometry")
     aliases = props.get("aliases") or []
     if not isinstance(aliases, list):
-        raise invalid("properties.aliases must be a list of names", "properties.aliases")
+        raise InvalidSite("properties.aliases must be a list of names", field="properties.aliases")
     try:
         return make_site(name, {"type": "Feature", "geometry": feature["geometry"], "properties": {}},
                          aliases=[str(a) for a in aliases], notes=str(props.get("notes") or ""),
                          reason=str(props.get("reason") or ""), added_by=added_by)
     except InvalidSite as exc:
-        raise invalid(str(exc), "geometry") from None
+        raise InvalidSite(str(exc), field="geometry") from None

@@ -37,18 +37,12 @@ def parse_bands(text: str | None, scene: Scene) -> tuple[str, ...]:
     """``"B04,B03,B02"`` -> the band names (1 for grey, 3 for colour), each one the scene has."""
     bands = tuple(b.strip() for b in (text or ",".join(DEFAULT_TILE_BANDS)).split(",") if b.strip())
     if len(bands) not in (1, 3):
-        raise _bands_error(f"bands: give 1 band (grey) or 3 (red, green, blue), not {len(bands)}")
+        raise InvalidParameter(f"bands: give 1 band (grey) or 3 (red, green, blue), not {len(bands)}", field="bands")
     try:
         band_sources(scene, bands)
     except KeyError as exc:
-        raise _bands_error(f"bands: {exc.args[0] if exc.args else exc}") from None
+        raise InvalidParameter(f"bands: {exc.args[0] if exc.args else exc}", field="bands") from None
     return bands
-
-
-def _bands_error(message: str) -> InvalidParameter:
-    exc = InvalidParameter(message)
-    exc.field = "bands"  # type: ignore[attr-defined]
-    return exc
 
 
 def scene_tile(scene: Scene, z: int, x: int, y: int, bands: Sequence[str] = DEFAULT_TILE_BANDS, *,

@@ -77,7 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def sitewatch_error(request: Request, exc: SitewatchError) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return _json(status, str(exc), getattr(exc, "field", None), headers)
+        return _json(status, str(exc), exc.field, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

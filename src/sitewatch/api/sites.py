@@ -118,7 +118,7 @@ def detect(
     from ..detectors import available
 
     if method not in available():
-        raise _invalid(f"unknown method {method!r}: one of {', '.join(available())}", "method")
+        raise InvalidParameter(f"unknown method {method!r}: one of {', '.join(available())}", field="method")
     job = request.app.state.jobs.submit_detect(name, by=user.name, method=method, engine=engine)
     return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
 
@@ -135,9 +135,3 @@ jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 @jobs_router.get("/{job_id}", summary="A background job's state and outcome")
 def get_job(request: Request, job_id: int, user: Reader) -> dict[str, Any]:
     return job_json(request.app.state.jobs.get(job_id))
-
-
-def _invalid(message: str, field: str) -> InvalidParameter:
-    exc = InvalidParameter(message)
-    exc.field = field  # type: ignore[attr-defined]
-    return exc
