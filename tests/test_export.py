@@ -17,7 +17,14 @@ from shapely.geometry import MultiPolygon, Polygon, box, shape
 
 from sitewatch import export
 from sitewatch.errors import SitewatchError
-from sitewatch.export import ExportError, available_formats, export_changes, iso_utc, register_exporter
+from sitewatch.export import (
+    ExportError,
+    available_formats,
+    export_bytes,
+    export_changes,
+    iso_utc,
+    register_exporter,
+)
 from sitewatch.types import Change
 
 KST = timezone(timedelta(hours=9))
@@ -175,6 +182,15 @@ def test_kml_round_trip(tmp_path: Path) -> None:
     assert "chg-0001" in text and "first_seen_before" in text  # the properties as extended data
     empty = export_changes([], tmp_path / "none.kml")
     assert "<Placemark" not in empty.read_text("utf-8")
+
+
+def test_export_bytes_are_the_file(tmp_path: Path) -> None:
+    changes = make_changes()
+    for fmt, name in (("geojson", "d.geojson"), ("kml", "d.kml")):
+        assert export_bytes(changes, fmt) == export_changes(changes, tmp_path / name).read_bytes()
+    assert export_bytes(changes, "gpkg")[:16] == b"SQLite format 3\x00"
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_bytes(changes, "shp")
 
 
 def test_explicit_format_wins_over_suffix(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "geometry_to_geojson",
     "iso_utc",
     "register_exporter",
+    "export_bytes",
     "to_jsonable",
 ]
 
@@ -117,6 +118,17 @@ def export_changes(changes: Sequence[Change], path: str | Path, fmt: str | None 
     with _atomic_path(out) as tmp:
         exporter(changes, tmp)
     return out
+
+
+def export_bytes(changes: Sequence[Change], fmt: str) -> bytes:
+    """``changes`` in format ``fmt`` as the bytes of the file :func:`export_changes` would write (for a
+    download); a temporary folder holds the file meanwhile."""
+    import tempfile
+
+    key = fmt.lower().lstrip(".")
+    suffix = next((sfx for sfx, name in _SUFFIXES.items() if name == key), ".out")
+    with tempfile.TemporaryDirectory(prefix="sitewatch-export-") as tmp:
+        return export_changes(changes, Path(tmp) / f"detections{suffix}", key).read_bytes()
 
 
 # -- values --------------------------------------------------------------------------------------

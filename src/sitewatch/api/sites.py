@@ -93,17 +93,13 @@ def export(
     format: Annotated[str, Query(pattern="^(geojson|gpkg|kml)$")] = "geojson",  # noqa: A002 (the API's word)
 ) -> Response:
     import re
-    import tempfile
-    from pathlib import Path
 
-    from ..export import export_changes
+    from ..export import export_bytes
 
     store = store_of(request)
     site = store.get_site(name)
     media, suffix = _MEDIA[format]
-    with tempfile.TemporaryDirectory(prefix="sitewatch-export-") as tmp:
-        path = export_changes(store.changes(site.name), Path(tmp) / f"detections.{suffix}", format)
-        data = path.read_bytes()
+    data = export_bytes(store.changes(site.name), format)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", site.name).strip("._") or "site"
     return Response(data, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="{safe}-detections.{suffix}"'})
