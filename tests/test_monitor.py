@@ -212,6 +212,12 @@ def test_a_search_area_raises_one_candidate_alert_for_the_hidden_compound(replay
     assert "hidden-compound" in hit and hit <= {"hidden-compound", "hidden-road"}, hit
     assert not store.get_site(BASE_NAME).geometry.intersects(g)  # the watched base is not a candidate
     assert [a.key for a in list_alerts(store) if a.area] == [alert.key]
+    # the search's candidates wait in the review queue, the alerted one among them
+    from sitewatch.review import list_candidates
+
+    queued, total = list_candidates(store, area="valley")
+    assert total == first.areas[0].candidates == len(queued) and {c.status for c in queued} == {"open"}
+    assert alert.change_id in {c.candidate_id for c in queued}
     print(f"\nsearch area: {alert.title}; two passes {replay['area_seconds']:.0f} s")
 
 

@@ -23,8 +23,9 @@ FIXTURE = Path(__file__).parent / "data" / "store_0_1_0.sql"
 CHANGE = "base-20230530-004586"
 
 
-#: the tables migrations after 0.1.0 added (0003: the accounts of the API and the web app; 0004: alert acks; 0005: jobs)
-ADDED = ("users", "api_tokens", "audit_log", "alert_acks", "jobs")
+#: the tables migrations after 0.1.0 added (0003: the accounts of the API and the web app; 0004: alert acks; 0005: jobs;
+#: 0006: search candidates)
+ADDED = ("users", "api_tokens", "audit_log", "alert_acks", "jobs", "candidates")
 
 
 def _schema(db: Path, *, but: tuple[str, ...] = ()) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import overload
 
-__all__ = ["as_utc", "iso_utc", "naive_utc", "solar_day"]
+__all__ = ["as_utc", "iso_utc", "naive_utc", "parse_utc", "solar_day"]
 
 
 @overload
@@ -30,6 +30,11 @@ def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return naive_utc(value).isoformat(timespec="seconds") + "Z"
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 text (``...Z`` or with an offset; without one: UTC) as an aware UTC datetime."""
+    return as_utc(datetime.fromisoformat(str(text).replace("Z", "+00:00")))
 
 
 def solar_day(value: datetime, longitude: float) -> date:

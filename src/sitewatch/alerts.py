@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from ._time import as_utc, iso_utc
+from ._time import as_utc, iso_utc, parse_utc
 from .errors import AlertError
 from .geo import WGS84, to_crs, utm_crs_for
 from .store import Store, Transaction
@@ -250,7 +250,7 @@ def write_candidate_alerts(
         if float(c.get("area_m2") or 0.0) < min_area_m2 or any(g.intersects(e) for e in earlier):
             continue
         earlier.append(g)
-        observed = datetime.fromisoformat(str(c["first_seen_before"]).replace("Z", "+00:00"))
+        observed = parse_utc(c["first_seen_before"])
         out.append(tx.alerts.add(
             key=f"area:{area}|search|{c['id']}|candidate", area_id=area_id, change_id=str(c["id"]),
             kind="candidate", status="candidate", created_at=now, observed_at=observed,

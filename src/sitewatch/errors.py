@@ -74,6 +74,10 @@ class AreaNotFound(SitewatchError, LookupError):
     """No search area of that name is recorded."""
 
 
+class CandidateNotFound(SitewatchError, LookupError):
+    """No search candidate of that rank or id (in a candidates file, or stored)."""
+
+
 class AlertNotFound(SitewatchError, LookupError):
     """No alert of that id is stored."""
 

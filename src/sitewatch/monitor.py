@@ -12,7 +12,7 @@ One pass (:func:`monitor_once`, ``sitewatch monitor --once`` for cron) does, for
    sources are searched over the area too): the broad-area search (:func:`sitewatch.search.search_area`),
    its candidates and chips written under ``<home>/areas/<area>/``, and a ``candidate`` alert for each
    candidate not on the watchlist and not overlapping one announced before in the area, stored with the
-   search's record in one transaction;
+   search's record and its candidates (the review queue, :mod:`sitewatch.review`) in one transaction;
 5. the Atom feed ``<home>/alerts.atom`` is written again;
 6. the deliveries that are due are sent (:func:`sitewatch.notify.deliver_pending`).
 
@@ -225,6 +225,7 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
                     "last_date": iso_utc(r.dates[-1]) if r.dates else None}
         with store.transaction() as tx:
             area_id = tx.areas.record_search(area.name, searched)
+            tx.candidates.record(area_id, cands, now)  # the review queue (sitewatch.review)
             raised = write_candidate_alerts(tx, area_id, area.name, cands, area.min_area_m2, endpoints, now)
         alerts = tuple(reversed(list_alerts(store, ids=raised))) if raised else ()
         return AreaPass(area.name, "searched", len(r.candidates), alerts, seconds=time.perf_counter() - t0)

@@ -20,7 +20,7 @@ from ..errors import SitewatchError
 from ..jobs import JobRunner
 from ..settings import Settings, get_settings
 from ..store import Store
-from . import alerts, scenes, sites, users
+from . import alerts, review, scenes, sites, users
 from ._errors import DEFAULT_MAX_BODY, BodyLimit, install_error_handlers
 
 __all__ = ["create_app", "serve", "check_bind", "ServeError"]
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(sites.jobs_router)
     app.include_router(scenes.router)
     app.include_router(alerts.router)
+    app.include_router(review.router)
     app.include_router(users.router)
     return app
 

@@ -25,6 +25,7 @@ from ..errors import (
     AlertNotFound,
     AreaNotFound,
     AuthError,
+    CandidateNotFound,
     ImageryError,
     InvalidParameter,
     InvalidSite,
@@ -43,6 +44,7 @@ DEFAULT_MAX_BODY = 1_000_000
 
 _STATUS: tuple[tuple[type[SitewatchError], int], ...] = (
     (SiteNotFound, 404), (SceneNotFound, 404), (AlertNotFound, 404), (AreaNotFound, 404), (JobNotFound, 404),
+    (CandidateNotFound, 404),
     (AccountNotFound, 404), (AuthError, 401),
     (InvalidSite, 422), (InvalidParameter, 422), (AlertError, 422), (AccountError, 422), (ImageryError, 502),
 )

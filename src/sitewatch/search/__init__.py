@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._core import Candidate, SearchParams, SearchResult, circle_area, read_area, search_area, search_around
 from ._output import (
     CandidateNotFound,
+    candidate_site,
     promote_candidate,
     read_candidates,
     search_to_file,
@@ -26,6 +27,6 @@ from ._similar import FEATURES, SimilarParams, SimilarPlace, SimilarResult, find
 __all__ = [
     "FEATURES", "Candidate", "CandidateNotFound", "PixelScreen", "Screen", "ScreenParams", "SearchParams",
     "SearchResult", "SimilarParams", "SimilarPlace", "SimilarResult", "circle_area", "find_similar",
-    "promote_candidate", "read_area", "read_candidates", "search_area", "search_around", "search_to_file",
-    "similar_to_file", "write_candidates", "write_similar",
+    "candidate_site", "promote_candidate", "read_area", "read_candidates", "search_area", "search_around",
+    "search_to_file", "similar_to_file", "write_candidates", "write_similar",
 ]

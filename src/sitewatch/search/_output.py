@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from .._atomic import write_text
 from .._time import as_utc, iso_utc
-from ..errors import InvalidSite, SitewatchError
+from ..errors import CandidateNotFound, InvalidSite
 from ..export import geometry_to_geojson, to_jsonable
 from ..geo import WGS84, to_crs, utm_crs_for
 from ..store import Store
@@ -31,13 +32,9 @@ from ._core import Candidate, SearchResult
 from ._similar import Progress, SimilarParams, SimilarResult, find_similar, site_footprint
 
 __all__ = [
-    "CandidateNotFound", "candidate_feature", "promote_candidate", "read_candidates", "search_to_file",
-    "similar_to_file", "write_candidates", "write_similar",
+    "CandidateNotFound", "candidate_feature", "candidate_site", "promote_candidate", "read_candidates",
+    "search_to_file", "similar_to_file", "write_candidates", "write_similar",
 ]
-
-
-class CandidateNotFound(SitewatchError, LookupError):
-    """No candidate of that rank (or id) is in the candidates file."""
 
 
 def _rel(path: str, base: Path) -> str:
@@ -157,8 +154,6 @@ def promote_candidate(
     detection); its notes keep the candidate's score, first-seen interval and file; ``added_by`` (default:
     the user running it) and ``reason`` are recorded.  Nothing is written when any check fails.
     """
-    from ..sites import make_site
-
     if (rank is None) == (candidate_id is None):
         raise CandidateNotFound("give a candidate's rank or its id (one of them)")
     if not buffer_m >= 0:
@@ -174,23 +169,38 @@ def promote_candidate(
         geom = shape(found["geometry"])
     except Exception as exc:  # noqa: BLE001 - shapely raises several types for bad GeoJSON
         raise InvalidSite(f"candidate {props.get('id')} in {path} has no valid geometry ({exc})") from None
+    site = candidate_site(props, geom, origin=Path(path).name, name=name, added_by=added_by, reason=reason,
+                          buffer_m=buffer_m, aliases=aliases)
+    return store.add_site(site)
+
+
+def candidate_site(
+    props: dict[str, Any], geometry: BaseGeometry, *, origin: str, name: str | None = None,
+    added_by: str | None = None, reason: str = "", buffer_m: float = 500.0, aliases: tuple[str, ...] = (),
+) -> Site:
+    """The watchlist site a candidate (its properties and WGS84 polygon) becomes: the polygon grown by
+    ``buffer_m`` metres, notes saying where it came from (``origin``: its candidates file, its search area)."""
+    from ..sites import make_site
+
+    if not buffer_m >= 0:
+        raise InvalidSite(f"the buffer must be zero or more metres, not {buffer_m}")
+    geom = geometry
     if buffer_m > 0:
         c = geom.centroid
         utm = utm_crs_for(c.x, c.y)
         geom = to_crs(to_crs(geom, WGS84, utm).buffer(buffer_m, quad_segs=16), utm, WGS84)
     if props.get("kind") == "similar":  # a place of `sitewatch similar`
-        what = (f"similar place #{props['rank']} ({props.get('id')}) of {Path(path).name}: looks like "
+        what = (f"similar place #{props['rank']} ({props.get('id')}) of {origin}: looks like "
                 f"{props.get('like')} (distance {props.get('distance')}) as of {(props.get('as_of') or '?')[:10]}")
     else:
-        what = (f"search candidate #{props['rank']} ({props.get('id')}) of {Path(path).name}: "
+        what = (f"search candidate #{props['rank']} ({props.get('id')}) of {origin}: "
                 f"score {props.get('score')}, {props.get('area_m2')} m², first seen between "
                 f"{(props.get('first_seen_after') or '?')[:10]} and {(props.get('first_seen_before') or '?')[:10]}")
     notes = f"promoted from {what}{f', buffered by {buffer_m:g} m' if buffer_m else ''}"
-    site = make_site(
+    return make_site(
         name or str(props.get("id") or f"candidate {props['rank']}"), geom, aliases=aliases, notes=notes,
         added_by=added_by if added_by else getpass.getuser(), reason=reason or "search candidate",
     )
-    return store.add_site(site)
 
 
 def _date(value: str | datetime | None, what: str) -> datetime | None:

@@ -31,6 +31,7 @@ from .repos import (
     AlertRepo,
     AreaRepo,
     AuditRepo,
+    CandidateRepo,
     DeliveryRepo,
     JobRepo,
     RunRepo,
@@ -61,6 +62,7 @@ class Transaction:
         self.tokens = TokenRepo(session)
         self.audit = AuditRepo(session)
         self.jobs = JobRepo(session)
+        self.candidates = CandidateRepo(session)
 
 
 class Store:

@@ -17,7 +17,7 @@ from ..geo import area_m2
 from ..types import Change
 
 __all__ = ["RunRecord", "AlertRule", "Endpoint", "Alert", "Delivery", "SearchArea", "User", "Token", "AuditEntry",
-           "Job"]
+           "Job", "Candidate"]
 
 
 @dataclass(frozen=True)
@@ -180,3 +180,26 @@ class Job:
     finished_at: datetime | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stored search candidate of an area and the decision on it (:mod:`sitewatch.review`)."""
+
+    id: int
+    area: str
+    candidate_id: str
+    rank: int
+    score: float
+    area_m2: float
+    geometry: BaseGeometry  # WGS84
+    first_seen_after: datetime | None
+    first_seen_before: datetime
+    properties: dict[str, Any]
+    found_at: datetime
+    seen_at: datetime
+    status: str  # open, accepted, rejected, promoted
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str = ""
+    site: str | None = None  # the watchlist site it was promoted to

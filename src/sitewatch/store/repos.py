@@ -27,6 +27,7 @@ from ..errors import (
     AlertError,
     AlertNotFound,
     AreaNotFound,
+    CandidateNotFound,
     InvalidSite,
     JobNotFound,
     SceneNotFound,
@@ -36,12 +37,25 @@ from ..errors import (
 )
 from ..geo import to_crs
 from ..types import Change, Scene, Site
-from .records import Alert, AlertRule, AuditEntry, Delivery, Endpoint, Job, RunRecord, SearchArea, Token, User
+from .records import (
+    Alert,
+    AlertRule,
+    AuditEntry,
+    Candidate,
+    Delivery,
+    Endpoint,
+    Job,
+    RunRecord,
+    SearchArea,
+    Token,
+    User,
+)
 from .tables import (
     AlertAckRow,
     AlertRow,
     AlertRuleRow,
     AuditRow,
+    CandidateRow,
     ChangeRow,
     DeliveryRow,
     EndpointRow,
@@ -57,7 +71,7 @@ from .tables import (
 )
 
 __all__ = ["KEEP", "SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
-           "UserRepo", "TokenRepo", "AuditRepo", "JobRepo", "named_row", "plain_json"]
+           "UserRepo", "TokenRepo", "AuditRepo", "JobRepo", "CandidateRepo", "named_row", "plain_json"]
 
 
 class _Keep(Enum):
@@ -490,6 +504,79 @@ class AreaRepo(_Repo):
             raise AreaNotFound(f"search area {name!r} was removed during the pass") from None
         row.searched = searched
         return row.id
+
+
+def _candidate(row: CandidateRow, area: str) -> Candidate:
+    return Candidate(row.id, area, row.candidate_id, row.rank, float(row.score), float(row.area_m2),
+                     wkt.loads(row.geometry_wkt), row.first_seen_after, row.first_seen_before,
+                     dict(row.properties or {}), row.found_at, row.seen_at, row.status, row.decided_by,
+                     row.decided_at, row.reason or "", row.site)
+
+
+class CandidateRepo(_Repo):
+    """The candidates that searches of the areas found, and the decisions on them (the review queue)."""
+
+    def record(self, area_id: int, candidates: Sequence[dict[str, Any]], now: datetime) -> list[int]:
+        """Store a search's candidates (``id``, ``rank``, ``score``, ``area_m2``, ``geometry`` as GeoJSON,
+        ``first_seen_after``/``_before`` as ISO text, and the rest as properties).  A candidate that overlaps
+        one stored before in the area updates it (its place, score and rank; the decision on it stays), the
+        others are new and open.  Returns the ids of the rows written."""
+        from shapely.geometry import shape
+
+        from .._time import parse_utc
+
+        rows = list(self.s.scalars(select(CandidateRow).where(CandidateRow.area_id == area_id)))
+        shapes = [wkt.loads(r.geometry_wkt) for r in rows]
+        out = []
+        for c in candidates:
+            g = shape(c["geometry"])
+            row = next((r for r, s in zip(rows, shapes, strict=True)
+                        if r.candidate_id == str(c["id"]) or s.intersects(g)), None)
+            if row is None:
+                row = CandidateRow(area_id=area_id, found_at=now, status="open", reason="")
+                self.s.add(row)
+                rows.append(row)
+                shapes.append(g)
+            row.candidate_id, row.rank, row.score = str(c["id"]), int(c["rank"]), float(c["score"])
+            row.area_m2, row.geometry_wkt, row.seen_at = float(c["area_m2"]), g.wkt, now
+            after = c.get("first_seen_after")
+            row.first_seen_after = parse_utc(after) if after else None
+            row.first_seen_before = parse_utc(c["first_seen_before"])
+            row.properties = plain_json({k: v for k, v in c.items() if k != "geometry"})
+            self.s.flush()
+            out.append(row.id)
+        return out
+
+    def find(self, *, area: str | None = None, status: str | None = None, limit: int = 100,
+             offset: int = 0) -> tuple[list[Candidate], int]:
+        """A page of candidates (best first within an area) and how many match."""
+        q = select(CandidateRow, SearchAreaRow.name).join(SearchAreaRow, CandidateRow.area_id == SearchAreaRow.id)
+        if area is not None:
+            q = q.where(SearchAreaRow.name == area)
+        if status is not None:
+            q = q.where(CandidateRow.status == status)
+        total = self.s.scalar(select(func.count()).select_from(q.subquery())) or 0
+        page = self.s.execute(q.order_by(SearchAreaRow.name, CandidateRow.rank, CandidateRow.id)
+                              .limit(limit).offset(offset))
+        return [_candidate(r, name) for r, name in page], int(total)
+
+    def _row(self, cid: int) -> tuple[CandidateRow, str]:
+        got = self.s.execute(select(CandidateRow, SearchAreaRow.name)
+                             .join(SearchAreaRow, CandidateRow.area_id == SearchAreaRow.id)
+                             .where(CandidateRow.id == cid)).first()
+        if got is None:
+            raise CandidateNotFound(f"no search candidate of id {cid}")
+        return got[0], got[1]
+
+    def get(self, cid: int) -> Candidate:
+        return _candidate(*self._row(cid))
+
+    def decide(self, cid: int, status: str, by: str, reason: str, now: datetime,
+               site: str | None = None) -> Candidate:
+        row, area = self._row(cid)
+        row.status, row.decided_by, row.decided_at, row.reason, row.site = status, by, now, reason, site
+        self.s.flush()
+        return _candidate(row, area)
 
 
 def _user(row: UserRow) -> User:

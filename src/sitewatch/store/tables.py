@@ -20,7 +20,7 @@ from .._time import as_utc, naive_utc
 __all__ = [
     "Base", "UTCDateTime", "SiteRow", "SceneRow", "RunRow", "ChangeRow", "SourceRow", "TrackerStateRow",
     "AlertRuleRow", "EndpointRow", "AlertRow", "DeliveryRow", "SearchAreaRow", "UserRow", "TokenRow", "AuditRow",
-    "AlertAckRow", "JobRow",
+    "AlertAckRow", "JobRow", "CandidateRow",
 ]
 
 _CASCADE = "all, delete"
@@ -203,6 +203,31 @@ class SearchAreaRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     searched: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # last search: scenes, dates, time
     alerts: Mapped[list[AlertRow]] = relationship(cascade=_CASCADE)
+    candidates: Mapped[list[CandidateRow]] = relationship(cascade=_CASCADE)
+
+
+class CandidateRow(Base):
+    """A candidate site found by searching an area (sitewatch.review): where, when, how strong, and the
+    analysts' decision on it (open, accepted, rejected, promoted to the watchlist) with who, when and why."""
+
+    __tablename__ = "candidates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("search_areas.id", ondelete="CASCADE"), index=True)
+    candidate_id: Mapped[str] = mapped_column(String(64))  # the search's own id of it
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    area_m2: Mapped[float] = mapped_column(Float)
+    geometry_wkt: Mapped[str] = mapped_column(Text)  # WGS84
+    first_seen_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_seen_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the search's, with evidence links
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the last search that found it
+    status: Mapped[str] = mapped_column(String(20), index=True)  # open, accepted, rejected, promoted
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    site: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the watchlist site it became
 
 
 class UserRow(Base):
