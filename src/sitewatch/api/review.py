@@ -109,7 +109,7 @@ def reject(request: Request, candidate: int, user: Analyst,
 @router.post("/candidates/{candidate}/promote", summary="Promote a candidate to the watchlist (analyst)")
 def promote_one(request: Request, candidate: int, user: Analyst,
                 body: Annotated[Promotion | None, Body()] = None) -> dict[str, Any]:
-    b = body or Promotion()
+    b = body or Promotion.model_validate({})
     c, site = promote(store_of(request), candidate, by=user.name, name=b.name, reason=b.reason,
                       buffer_m=b.buffer_m)
     return candidate_feature(c)
