@@ -6,12 +6,20 @@ STAMP  := $(VENV)/.installed-stamp
 # the train extra (torch, CPU wheel): `make train`, and the tests that compare the learned model's ONNX export
 # with its torch weights
 TRAIN_STAMP := $(VENV)/.train-stamp
+# the web app's map libraries, built from npm packages (scripts/build-web.sh); the package serves them
+WEB_STAMP := src/sitewatch/web/static/vendor/.built
 
-.PHONY: demo test test-fast lint typecheck bench bench-series clean venv docs train system-deps
+.PHONY: demo test test-fast lint typecheck bench bench-series clean venv docs train system-deps web
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json scripts/build-web.sh
+	sh scripts/build-web.sh
+	touch $(WEB_STAMP)
+
+$(STAMP): pyproject.toml $(WEB_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,clouds]"
@@ -33,7 +41,7 @@ system-deps:
 # everything in one install (the venv's first, on a fresh clone: a second resolve on top of $(STAMP)'s cost ~25 s).
 # --no-compile: pip byte-compiles every installed module (torch, scipy, ...) otherwise, half of a fresh install's
 # 95 s; Python compiles the modules a program imports when it first imports them (~5 s for sitewatch's)
-$(TRAIN_STAMP): pyproject.toml
+$(TRAIN_STAMP): pyproject.toml $(WEB_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,train,clouds]"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages the test suite needs: PostgreSQL 15 + PostGIS 3 (throwaway clusters for the
-# store and the pgstac STAC API server) and nginx (a range-capable file server for COG assets).
+# store and the pgstac STAC API server), nginx (a range-capable file server for COG assets) and Chromium (the
+# web app's browser tests drive it with Playwright; Playwright's own browser download is not used).
 # Idempotent and fast when everything is there. Installs only when run as root; services are NOT started
 # system-wide: the tests start their own throwaway instances on 127.0.0.1.
 # Not root and something missing: a warning (the tests that need it skip), or an error under CI=true.
@@ -8,15 +9,16 @@
 set -eu
 
 PG_BIN=/usr/lib/postgresql/15/bin
-PACKAGES="postgresql-15-postgis-3 postgis nginx"
+PACKAGES="postgresql-15-postgis-3 postgis nginx chromium"
 
 missing=""
 [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || missing="$missing postgresql-15"
 [ -f /usr/share/postgresql/15/extension/postgis.control ] || missing="$missing postgresql-15-postgis-3"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 
 if [ -z "$missing" ]; then
-    echo "system-deps: PostgreSQL 15 + PostGIS and nginx are installed"
+    echo "system-deps: PostgreSQL 15 + PostGIS, nginx and Chromium are installed"
     exit 0
 fi
 echo "system-deps: missing:$missing"

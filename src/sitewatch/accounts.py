@@ -19,6 +19,8 @@ import getpass
 import hashlib
 import re
 import secrets
+import threading
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +35,7 @@ from .store.records import AuditEntry, Token, User
 __all__ = [
     "ROLES", "DEFAULT_TOKEN_LIFETIME", "MIN_PASSWORD_LENGTH", "TOKEN_PREFIX", "User", "Token", "AuditEntry",
     "add_user", "remove_user", "list_users", "get_user", "verify_password", "create_token", "revoke_token",
-    "list_tokens", "authenticate", "allows", "parse_lifetime", "record", "audit_log", "cli_actor",
+    "list_tokens", "authenticate", "allows", "parse_lifetime", "record", "audit_log", "cli_actor", "LoginThrottle",
 ]
 
 #: the roles, each allowed what the ones before it are
@@ -204,3 +206,39 @@ def audit_log(store: Store, *, limit: int = 100, actor: str | None = None,
     """The newest entries of the audit log first."""
     with store.transaction() as tx:
         return tx.audit.all(limit=limit, actor=actor, action=action)
+
+
+class LoginThrottle:
+    """Login rate limit: after ``max_failures`` failed logins within ``window`` for a key (a user name, a client
+    address), that key waits until the oldest failure leaves the window.  Kept in memory by the process that
+    serves the logins (one API server per store, see :mod:`sitewatch.jobs`); a success clears the user's count.
+    """
+
+    def __init__(self, max_failures: int = 5, window: timedelta = timedelta(minutes=5)) -> None:
+        self.max_failures, self.window = max_failures, window
+        self._failures: dict[str, deque[datetime]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: datetime) -> deque[datetime]:
+        q = self._failures.setdefault(key, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def retry_after(self, *keys: str, now: datetime | None = None) -> int:
+        """Seconds until any of ``keys`` may try again (0: now)."""
+        at = _now(now)
+        with self._lock:
+            waits = [(q[0] + self.window - at).total_seconds() for k in keys
+                     if len(q := self._recent(k, at)) >= self.max_failures]
+        return max((int(w) + 1 for w in waits), default=0)
+
+    def failed(self, *keys: str, now: datetime | None = None) -> None:
+        at = _now(now)
+        with self._lock:
+            for k in keys:
+                self._recent(k, at).append(at)
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)

@@ -49,7 +49,7 @@ from .render import (
 )
 from .types import Change, Scene, SiteResult
 
-__all__ = ["Report", "describe_activity", "render_report", "write_report"]
+__all__ = ["Report", "describe_activity", "render_report", "report_archive", "write_report"]
 
 _TOL = timedelta(seconds=1)
 _DASH = "\u2014"
@@ -241,6 +241,25 @@ def _page(result: SiteResult, views: list[_ChangeView], overview: Chip | None, w
         generated=_t(datetime.now(UTC)), changes=views, overview=overview,
         overview_note=why or "No usable image of the site.", **context,
     )  # fmt: skip
+
+
+def report_archive(result: SiteResult) -> bytes:
+    """The evidence report of ``result`` as one ZIP file (``index.html``, the timeline and the chips, in a folder
+    named after the site), for a download: drawn in a temporary folder that is removed afterwards."""
+    import re
+    import tempfile
+    import zipfile
+    from io import BytesIO
+
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", result.site.name).strip("._") or "site"
+    buf = BytesIO()
+    with tempfile.TemporaryDirectory(prefix="sitewatch-report-") as tmp:
+        render_report(result, Path(tmp))
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(Path(tmp).rglob("*")):
+                if f.is_file():
+                    z.write(f, f"{folder}-report/{f.relative_to(tmp).as_posix()}")
+    return buf.getvalue()
 
 
 def render_report(result: SiteResult, out_dir: str | Path) -> Report:

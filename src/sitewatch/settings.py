@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     ``file://`` paths (env ``SITEWATCH_PUBLIC_URL``).
     ``secret_key``: signs the web app's sessions; ``serve`` refuses an address beyond this machine without it
     (env ``SITEWATCH_SECRET_KEY``).
+    ``basemap_url``: an XYZ tile URL template (``https://.../{z}/{x}/{y}.png``) under the web app's maps; none by
+    default (the site's own imagery is the map, and the app needs no network) (env ``SITEWATCH_BASEMAP_URL``).
     """
 
     model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore")
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
     alert_backoff: float = Field(default=60.0, ge=0.0)
     public_url: str | None = None
     secret_key: str | None = None
+    basemap_url: str | None = None
 
     @property
     def database_url(self) -> str:

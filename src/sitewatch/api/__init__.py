@@ -2,7 +2,9 @@
 FastAPI application over one store, :func:`serve` runs it (``sitewatch serve``).
 
 The OpenAPI document is public at ``/api/openapi.json`` (the interactive docs at ``/api/docs``); everything else
-needs a user: ``Authorization: Bearer <API token>`` (``sitewatch token create``).  Errors have one JSON shape
+needs a user: ``Authorization: Bearer <API token>`` (``sitewatch token create``), or the web app's session
+(:mod:`sitewatch.web`, :mod:`._session`: a signed cookie, and its CSRF token on every request that changes
+something).  Errors have one JSON shape
 (:mod:`._errors`); request bodies are limited to ``max_body`` bytes (413 beyond).
 """
 
@@ -14,14 +16,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from ..accounts import LoginThrottle
 from ..errors import SitewatchError
 from ..jobs import JobRunner
 from ..settings import Settings, get_settings
 from ..store import Store
 from . import alerts, review, scenes, sites, users
 from ._errors import DEFAULT_MAX_BODY, BodyLimit, install_error_handlers
+from ._session import Sessions
 
 __all__ = ["create_app", "serve", "check_bind", "ServeError"]
 
@@ -46,6 +51,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.state.store = store or Store(cfg.database_url)
     app.state.jobs = JobRunner(app.state.store)
     app.state.settings = cfg
+    app.state.sessions = Sessions(cfg.secret_key)
+    app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.include_router(sites.router)
@@ -54,6 +61,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(alerts.router)
     app.include_router(review.router)
     app.include_router(users.router)
+    from .. import web
+
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app
 
 

@@ -1,5 +1,6 @@
-"""Who is asking: the API token of ``Authorization: Bearer <token>`` (:func:`sitewatch.accounts.authenticate`),
-and whether their role allows the request (:func:`sitewatch.accounts.allows`)."""
+"""Who is asking: the API token of ``Authorization: Bearer <token>`` (:func:`sitewatch.accounts.authenticate`) or
+the web app's session cookie (:mod:`._session`; a request that changes something must then carry the session's
+CSRF token), and whether their role allows the request (:func:`sitewatch.accounts.allows`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
 
-from ..accounts import User, allows, authenticate
+from ..accounts import User, allows, authenticate, get_user
+from ..errors import AccountNotFound
 from ..store import Store
+from ._session import CSRF_HEADER, SAFE_METHODS, Sessions, same_token
 
-__all__ = ["current_user", "require"]
+__all__ = ["current_user", "require", "store_of", "session_user"]
 
 
 def store_of(request: Request) -> Store:
@@ -18,14 +21,40 @@ def store_of(request: Request) -> Store:
     return store
 
 
+def sessions_of(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+def session_user(request: Request) -> tuple[User, str] | None:
+    """The user of the request's session cookie and the session's CSRF token (None: no valid session)."""
+    data = sessions_of(request).read(request)
+    if data is None:
+        return None
+    try:
+        return get_user(store_of(request), data["user"]), str(data["csrf"])
+    except AccountNotFound:
+        return None  # removed since they logged in
+
+
 def current_user(request: Request) -> User:
-    """The user of the request's API token; 401 without one (an invalid one: 401 saying why)."""
+    """The user of the request's API token or session; 401 without either (an invalid token: 401 saying why),
+    403 for a session request that changes something without its CSRF token."""
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "credentials needed: Authorization: Bearer <API token>",
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "credentials needed: Authorization: Bearer <API token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return authenticate(store_of(request), token.strip())
+    found = session_user(request)
+    if found is None:
+        raise HTTPException(401, "credentials needed: Authorization: Bearer <API token>, or log in at /login",
                             headers={"WWW-Authenticate": "Bearer"})
-    return authenticate(store_of(request), token.strip())
+    user, csrf = found
+    if request.method not in SAFE_METHODS and not same_token(request.headers.get(CSRF_HEADER), csrf):
+        raise HTTPException(403, "this session's CSRF token is missing or wrong (the X-CSRF-Token header)")
+    return user
 
 
 def require(role: str) -> Callable[..., User]:

@@ -32,12 +32,16 @@ def scene_json(scene: Scene) -> dict[str, Any]:
     }
 
 
-@router.get("/sites/{name}/scenes", summary="The stored scenes over a site, oldest first")
+@router.get("/sites/{name}/scenes", summary="The stored scenes over a site, oldest first (with the clear share "
+            "over the site that its latest detection measured, when it used them)")
 def site_scenes(request: Request, name: str, user: Reader) -> dict[str, Any]:
     store = store_of(request)
     site = store.get_site(name)
     scenes = store.scenes(site)
-    return {"site": site.name, "scenes": [scene_json(s) for s in scenes], "numberMatched": len(scenes)}
+    run = store.latest_run(site.name)
+    clear = dict(zip(run.scene_ids, run.clear_fraction, strict=True)) if run is not None else {}
+    return {"site": site.name, "numberMatched": len(scenes),
+            "scenes": [{**scene_json(s), "clear_fraction": clear.get(s.scene_id)} for s in scenes]}
 
 
 @router.get("/scenes/{scene_id}/tiles/{z}/{x}/{y}.png", summary="A map tile of a stored scene (PNG, Web Mercator)",

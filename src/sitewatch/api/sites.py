@@ -105,6 +105,22 @@ def export(
                     headers={"Content-Disposition": f'attachment; filename="{safe}-detections.{suffix}"'})
 
 
+@router.get("/{name}/report", summary="The site's evidence report (a ZIP: the page, its timeline and chips)",
+            responses={200: {"content": {"application/zip": {}}}})
+def report(request: Request, name: str, user: Reader) -> Response:
+    import re
+
+    from ..pipeline import stored_result
+    from ..report import report_archive
+
+    store = store_of(request)
+    site = store.get_site(name)
+    data = report_archive(stored_result(store, site.name, resolution=request.app.state.settings.resolution))
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", site.name).strip("._") or "site"
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{safe}-report.zip"'})
+
+
 @router.post("/{name}/detect", status_code=202, summary="Detect, date and track the site's changes (a background job)")
 def detect(
     request: Request, name: str, user: Analyst,
