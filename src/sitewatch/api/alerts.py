@@ -11,6 +11,7 @@ from ..accounts import User, audit_log
 from ..alerts import Alert, acknowledge, find_alerts
 from ..query import MAX_PAGE
 from ._auth import current_user, require, store_of
+from ._types import Offset, RowId
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 
@@ -35,7 +36,7 @@ def list_alerts(
     kind: Annotated[str | None, Query(pattern="^(new|confirmed|candidate)$")] = None,
     acknowledged: Annotated[bool | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     alerts = find_alerts(store_of(request), site=site, kind=kind, acknowledged=acknowledged, limit=limit,
                          offset=offset)
@@ -43,7 +44,7 @@ def list_alerts(
 
 
 @router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (recorded with who and when)")
-def ack_alert(request: Request, alert_id: int, user: Analyst) -> dict[str, Any]:
+def ack_alert(request: Request, alert_id: RowId, user: Analyst) -> dict[str, Any]:
     return alert_json(acknowledge(store_of(request), alert_id, by=user.name))
 
 

@@ -15,6 +15,7 @@ from ..export import geometry_to_geojson
 from ..query import MAX_PAGE
 from ..review import Candidate, decide, get_candidate, list_candidates, promote
 from ._auth import current_user, require, store_of
+from ._types import Offset, RowId
 
 router = APIRouter(prefix="/api", tags=["review"])
 
@@ -71,7 +72,7 @@ def candidates(
     request: Request, user: Reader, status: Status = None,
     area: Annotated[str | None, Query(description="Only this search area's.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     found = list_candidates(store_of(request), area=area, status=status, limit=limit, offset=offset)
     return _page(request, found, offset)
@@ -81,33 +82,33 @@ def candidates(
 def area_candidates(
     request: Request, name: str, user: Reader, status: Status = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     found = list_candidates(store_of(request), area=name, status=status, limit=limit, offset=offset)
     return _page(request, found, offset)
 
 
 @router.get("/candidates/{candidate}", summary="One candidate (a GeoJSON Feature)")
-def one(request: Request, candidate: int, user: Reader) -> dict[str, Any]:
+def one(request: Request, candidate: RowId, user: Reader) -> dict[str, Any]:
     return candidate_feature(get_candidate(store_of(request), candidate))
 
 
 @router.post("/candidates/{candidate}/accept", summary="Accept a candidate: a real new site (analyst)")
-def accept(request: Request, candidate: int, user: Analyst,
+def accept(request: Request, candidate: RowId, user: Analyst,
            body: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     reason = body.reason if body else ""
     return candidate_feature(decide(store_of(request), candidate, "accept", by=user.name, reason=reason))
 
 
 @router.post("/candidates/{candidate}/reject", summary="Reject a candidate: not a site (analyst)")
-def reject(request: Request, candidate: int, user: Analyst,
+def reject(request: Request, candidate: RowId, user: Analyst,
            body: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     reason = body.reason if body else ""
     return candidate_feature(decide(store_of(request), candidate, "reject", by=user.name, reason=reason))
 
 
 @router.post("/candidates/{candidate}/promote", summary="Promote a candidate to the watchlist (analyst)")
-def promote_one(request: Request, candidate: int, user: Analyst,
+def promote_one(request: Request, candidate: RowId, user: Analyst,
                 body: Annotated[Promotion | None, Body()] = None) -> dict[str, Any]:
     b = body or Promotion.model_validate({})
     c, site = promote(store_of(request), candidate, by=user.name, name=b.name, reason=b.reason,

@@ -19,6 +19,7 @@ from ..query import MAX_PAGE, ChangeQuery, parse_bbox, select_changes
 from ..sites import site_from_feature
 from ..types import Site
 from ._auth import current_user, require, store_of
+from ._types import Offset, RowId
 
 router = APIRouter(prefix="/api/sites", tags=["sites"])
 
@@ -68,7 +69,7 @@ def detections(
     status: Annotated[str | None, Query(pattern="^(probable|confirmed)$")] = None,
     bbox: Annotated[str | None, Query(description="west,south,east,north (degrees).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     store = store_of(request)
     site = store.get_site(name)
@@ -145,5 +146,5 @@ jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
 @jobs_router.get("/{job_id}", summary="A background job's state and outcome")
-def get_job(request: Request, job_id: int, user: Reader) -> dict[str, Any]:
+def get_job(request: Request, job_id: RowId, user: Reader) -> dict[str, Any]:
     return job_json(request.app.state.jobs.get(job_id))
