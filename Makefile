@@ -9,7 +9,7 @@ TRAIN_STAMP := $(VENV)/.train-stamp
 # the web app's map libraries, built from npm packages (scripts/build-web.sh); the package serves them
 WEB_STAMP := src/sitewatch/web/static/vendor/.built
 
-.PHONY: demo test test-fast lint typecheck bench bench-series clean venv docs train system-deps web
+.PHONY: demo test test-fast lint typecheck bench bench-series bench-api screenshots clean venv docs train system-deps web
 
 venv: $(STAMP)
 
@@ -58,6 +58,15 @@ test: $(TRAIN_STAMP) lint typecheck system-deps
 # series, the servers); `make test` before a commit
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
+
+# the API under load on loopback (#13): 50 locust users listing detections and fetching tiles for 60 s
+bench-api: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[load]"
+	$(BIN)/python benchmarks/load_api.py --users 50 --seconds 60
+
+# the README's pictures of the web app: the browser tests, saving their screenshots into docs/images
+screenshots: $(TRAIN_STAMP)
+	SITEWATCH_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/test_web.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

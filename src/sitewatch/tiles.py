@@ -5,12 +5,18 @@ are (:func:`sitewatch.sources.read.band_sources`: one multi-band raster, or one 
 read through the same signing and HTTP options as any read; a raster that is a recipe naming other files (a
 VRT, ...) is refused.  Reflectance (the scene's scale and offset) is stretched linearly
 from ``stretch[0]`` to ``stretch[1]`` onto 1..255; pixels without data are transparent.
+
+A stored scene's pixels never change (a scene id names one acquisition), so a server keeps the tiles it drew
+in a :class:`TileCache` (least recently used out first, bounded in bytes): the analysts of a team look at the
+same sites.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,7 +28,8 @@ from .sources._http import gdal_env, gdal_path, sign_href
 from .sources.read import band_scale, band_sources
 from .types import Scene
 
-__all__ = ["TILE_SIZE", "DEFAULT_TILE_BANDS", "DEFAULT_STRETCH", "MAX_ZOOM", "scene_tile", "parse_bands"]
+__all__ = ["TILE_SIZE", "DEFAULT_TILE_BANDS", "DEFAULT_STRETCH", "MAX_ZOOM", "scene_tile", "parse_bands",
+           "TileCache"]
 
 TILE_SIZE = 256
 DEFAULT_TILE_BANDS = ("B04", "B03", "B02")
@@ -45,11 +52,56 @@ def parse_bands(text: str | None, scene: Scene) -> tuple[str, ...]:
     return bands
 
 
+class TileCache:
+    """Drawn tiles (PNG bytes, or None for "no pixel there") by key, least recently used dropped first once
+    they pass ``max_bytes``; safe to share between threads."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes, self.size = max_bytes, 0
+        self._items: OrderedDict[Hashable, bytes | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> tuple[bool, bytes | None]:
+        with self._lock:
+            if key not in self._items:
+                self.misses += 1
+                return False, None
+            self.hits += 1
+            self._items.move_to_end(key)
+            return True, self._items[key]
+
+    def put(self, key: Hashable, value: bytes | None) -> None:
+        n = len(value or b"")
+        if n > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self.size += n
+            while self.size > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.size -= len(old or b"")
+
+
 def scene_tile(scene: Scene, z: int, x: int, y: int, bands: Sequence[str] = DEFAULT_TILE_BANDS, *,
-               stretch: tuple[float, float] = DEFAULT_STRETCH) -> bytes | None:
-    """The PNG of tile ``z/x/y`` of ``scene`` (``bands``: 1 or 3 names), or None where the scene has no pixel."""
+               stretch: tuple[float, float] = DEFAULT_STRETCH, cache: TileCache | None = None) -> bytes | None:
+    """The PNG of tile ``z/x/y`` of ``scene`` (``bands``: 1 or 3 names), or None where the scene has no pixel;
+    from ``cache`` when it holds it (and kept there when drawn)."""
     if not 0 <= z <= MAX_ZOOM or not (0 <= x < 2 ** z and 0 <= y < 2 ** z):
         raise InvalidParameter(f"no tile {z}/{x}/{y}: zoom 0 to {MAX_ZOOM}, x and y 0 to 2^zoom - 1")
+    if cache is None:
+        return _draw(scene, z, x, y, bands, stretch)
+    key = (scene.scene_id, tuple(bands), tuple(stretch), z, x, y)
+    found, png = cache.get(key)
+    if not found:
+        png = _draw(scene, z, x, y, bands, stretch)
+        cache.put(key, png)
+    return png
+
+
+def _draw(scene: Scene, z: int, x: int, y: int, bands: Sequence[str], stretch: tuple[float, float]) -> bytes | None:
     lo, hi = stretch
     signer = scene.properties.get("signer")
     out = np.zeros((len(bands), TILE_SIZE, TILE_SIZE), np.float32)

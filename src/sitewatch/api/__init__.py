@@ -24,6 +24,7 @@ from ..errors import SitewatchError
 from ..jobs import JobRunner
 from ..settings import Settings, get_settings
 from ..store import Store
+from ..tiles import TileCache
 from . import alerts, review, scenes, sites, users
 from ._errors import DEFAULT_MAX_BODY, BodyLimit, install_error_handlers
 from ._session import Sessions
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.state.settings = cfg
     app.state.sessions = Sessions(cfg.secret_key)
     app.state.login_throttle = LoginThrottle()
+    app.state.tiles = TileCache()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.include_router(sites.router)

@@ -53,7 +53,7 @@ def scene_tile_png(
                                                    "B12,B8A,B04 shows bare ground and roofs.")] = None,
 ) -> Response:
     scene = store_of(request).get_scene(scene_id)
-    png = scene_tile(scene, z, x, y, parse_bands(bands, scene))
+    png = scene_tile(scene, z, x, y, parse_bands(bands, scene), cache=request.app.state.tiles)
     headers = {"Cache-Control": "private, max-age=3600"}
     if png is None:
         return Response(status_code=204, headers=headers)
