@@ -1,9 +1,15 @@
 #!/bin/sh
 # Build the web app's browser packages: install the npm packages pinned in web/package-lock.json and copy the
 # files the app loads into src/sitewatch/web/static/vendor (with their licences).  The app then needs no network
-# (no CDN).  Needs Node.js 20+ and npm, and the npm registry (at build time only).
+# (no CDN).  Needs npm (installed from Debian's packages when missing and run as root) and the npm registry,
+# at build time only.
 set -eu
 cd "$(dirname "$0")/.."
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "build-web: installing npm (Debian packages nodejs, npm)"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm
+fi
 if ! command -v npm >/dev/null 2>&1; then
     echo "build-web: npm (Node.js 20 or later) is needed to build the web app's map libraries" >&2
     echo "  (Debian: apt-get install nodejs npm); the API and the pages work without them, the maps do not" >&2

@@ -175,11 +175,12 @@ def test_add_a_site_detect_and_see_its_changes(page, server, shots):
     drawn = page.evaluate("new Set(window.sitewatchMaps.after.queryRenderedFeatures({layers: ['changes-fill']})"
                           ".map(f => f.properties.id)).size")
     assert drawn >= 1
+    _until(page, "window.sitewatchMaps.before.loaded() && window.sitewatchMaps.after.loaded()")
+    _shoot(page, shots, "web-site")
     # selecting a change in the table puts it in the URL, to share
     page.click(f"tr[data-change-id='{ids[0]}']")
     assert f"change={ids[0]}" in page.url and "selected" in page.get_attribute(f"tr[data-change-id='{ids[0]}']",
                                                                               "class")
-    _shoot(page, shots, "site-page")
     # the time slider: the first clear date; the after map shows that scene's tiles
     last = page.evaluate("document.body.dataset.after")
     label = page.text_content("#time-label")
@@ -200,7 +201,8 @@ def test_add_a_site_detect_and_see_its_changes(page, server, shots):
     page.mouse.up()
     _until(page, "document.body.dataset.swipe !== undefined")
     assert 20 <= int(page.evaluate("document.body.dataset.swipe")) <= 30 and "swipe=" in page.url
-    _shoot(page, shots, "site-swipe")
+    _until(page, "window.sitewatchMaps.before.loaded() && window.sitewatchMaps.after.loaded()")
+    _shoot(page, shots, "web-site-swipe")
     # a shared link opens the same view
     shared = page.url
     page.goto(shared)
@@ -219,7 +221,7 @@ def test_add_a_site_detect_and_see_its_changes(page, server, shots):
     page.wait_for_selector("body[data-ready='1']")
     assert int(page.evaluate("document.body.dataset.changes")) == len(ids)
     _until(page, "window.sitewatchMaps.map.loaded()")
-    _shoot(page, shots, "map")
+    _shoot(page, shots, "web-map")
 
 
 def test_review_candidates_and_acknowledge_an_alert(page, server, shots):
@@ -231,7 +233,7 @@ def test_review_candidates_and_acknowledge_an_alert(page, server, shots):
     assert n == list_candidates(store, status="open")[1] >= 1
     first = rows.first.get_attribute("data-candidate-id")
     _until(page, "window.sitewatchMaps.map.loaded()")
-    _shoot(page, shots, "candidates")
+    _shoot(page, shots, "web-candidates")
     rows.first.locator("input[name=reason]").fill("new revetments")
     rows.first.locator("button.accept").click()
     _until(page, f"!document.querySelector(\"tr[data-candidate-id='{first}']\")")
@@ -259,4 +261,4 @@ def test_review_candidates_and_acknowledge_an_alert(page, server, shots):
     page.select_option("#alert-ack", "true")
     page.wait_for_selector(f"tr[data-alert-id='{aid}']")
     assert "acknowledged by ana" in page.text_content(f"tr[data-alert-id='{aid}']")
-    _shoot(page, shots, "alerts")
+    _shoot(page, shots, "web-alerts")

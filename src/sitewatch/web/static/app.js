@@ -209,7 +209,7 @@ async function sitePage() {
     if (!maps) return;
     for (const m of [maps.before, maps.after]) m.setFilter("selected", ["==", ["get", "id"], id || ""]);
     const f = changes.features.find((x) => x.id === id);
-    if (f && fly) maps.after.fitBounds(boundsOf([f]), { padding: 120, maxZoom: 16, duration: 0 });
+    if (f && fly) maps.after.fitBounds(boundsOf([f]), { padding: 160, maxZoom: 15, duration: 0 });
   };
   rows.forEach((r) => {
     r.addEventListener("click", () => select(r.dataset.changeId));
