@@ -54,7 +54,20 @@ def stack_dates(stack: xr.Dataset) -> list[datetime]:
 
 
 def _fill_small_holes(region: np.ndarray, max_px: int) -> np.ndarray:
-    """``region`` with its holes of fewer than ``max_px`` pixels filled (a ring road keeps its inside)."""
+    """``region`` with its holes of fewer than ``max_px`` pixels filled (a ring road keeps its inside).
+
+    Worked out in the region's bounding box grown by a pixel (the same holes: outside the box there is no
+    pixel of the region to close one), not over the whole image once per region."""
+    (box,) = ndimage.find_objects(region.astype(np.uint8)) or (None,)
+    if box is None:
+        return region
+    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+    out = region.copy()
+    out[box] = _fill_holes_in(region[box], max_px)
+    return out
+
+
+def _fill_holes_in(region: np.ndarray, max_px: int) -> np.ndarray:
     holes = ndimage.binary_fill_holes(region) & ~region
     lab, n = ndimage.label(holes)
     if n == 0:
@@ -63,6 +76,24 @@ def _fill_small_holes(region: np.ndarray, max_px: int) -> np.ndarray:
     small = sizes < max_px
     small[0] = False
     return region | small[lab]
+
+
+def _polygons(region: np.ndarray, transform: Affine) -> list[Any]:
+    """The polygons (in the grid's CRS) of the pixels of ``region``.
+
+    Traced in the region's bounding box when the grid's transform has whole-number terms (a grid snapped to
+    whole metres, as sites' grids are): the box's own transform then gives every vertex exactly the
+    coordinates the whole image gives, without tracing the whole image once per region."""
+    terms = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
+    window: tuple[slice, ...] | None = None
+    if all(float(t).is_integer() and abs(t) < 2**50 for t in terms):
+        (window,) = ndimage.find_objects(region.astype(np.uint8)) or (None,)
+    if window is None:
+        data, tf = region, transform
+    else:
+        rows, cols = window
+        data, tf = region[window], transform * Affine.translation(cols.start, rows.start)
+    return [shape(g) for g, v in shapes(data.astype(np.uint8), mask=data, transform=tf) if v]
 
 
 def _seen_before(prev_clear: np.ndarray, share: float) -> int:
@@ -131,7 +162,7 @@ def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: 
     persistence = float((hits / np.maximum(hits + misses, 1)).mean())
     score = float(history.onset_score[comp].mean())
     filled = _fill_small_holes(region, min_px)
-    polys = [shape(g) for g, v in shapes(filled.astype(np.uint8), mask=filled, transform=ex.transform) if v]
+    polys = _polygons(filled, ex.transform)
     geom_native = unary_union(polys)
     t_last = int(history.last_hit[comp].max())
     key = f"{ex.site_name}|{ex.method}|{ex.dates[t_first]:%Y%m%d}|{geom_native.wkt}"

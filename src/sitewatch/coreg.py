@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal.windows import tukey
 from skimage.registration import phase_cross_correlation
 
 from .constants import MAX_SHIFT
@@ -211,4 +210,6 @@ def _prepare(band: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 def _window(shape: tuple[int, ...], alpha: float = 0.25) -> np.ndarray:
     """2-D Tukey window: flat in the middle, cosine taper over ``alpha / 2`` of each side."""
+    from scipy.signal.windows import tukey  # here: scipy.signal takes ~0.5 s to import, most commands never need it
+
     return np.outer(tukey(shape[0], alpha), tukey(shape[1], alpha))

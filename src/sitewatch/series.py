@@ -44,7 +44,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.stats import chi2
 
 from ._stats import nanmedian0
 from .changes import PolygonParams
@@ -114,6 +113,8 @@ def composite_history(
         # composite of every clear look, over its clear pixels
         scale = _band_scatter(refl, clear_u, ut)
         gain = _look_gains(refl, clear_u, ut, _median(refl, clear_u, used)[0])
+        from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, most commands never need it
+
         limit = float(chi2.ppf(1.0 - params.alpha, nb))
     for j in range(1, len(used)):
         pre, n_pre = _median(refl, clear_u, used[max(0, j - params.depth):j])

@@ -30,7 +30,6 @@ from typing import ClassVar
 
 import numpy as np
 from scipy.linalg import eigh
-from scipy.stats import chi2
 
 from ..types import ChangeMap
 from .base import change_map, check_inputs, register
@@ -146,6 +145,8 @@ class IRMAD:
             ridge=self.ridge,
         )
         z = _chi2_chunked(fit, x1, x2)
+        from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, and most runs are not IR-MAD
+
         thr = float(chi2.ppf(1.0 - self.alpha, fit.df))
 
         params = asdict(self) | {
@@ -168,6 +169,8 @@ def fit_irmad(
     weights ``P(chi2 > Z)`` from the previous one, until the canonical correlations move by less than
     ``tol`` (or ``max_iter``).  Raises ``ValueError`` when fewer than one band varies on both dates.
     """
+    from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, and most runs are not IR-MAD
+
     sd1 = x1.std(axis=0)
     sd2 = x2.std(axis=0)
     used = np.flatnonzero(_varies(x1, sd1) & _varies(x2, sd2))

@@ -52,7 +52,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import chi2
 
 from ..constants import MAX_SHIFT
 from ..coreg import coregister
@@ -264,6 +263,8 @@ class UrbanDetector:
 
     def _threshold(self, score: np.ndarray, keep: np.ndarray, ok: np.ndarray) -> tuple[float, str]:
         """5. The scene's threshold and the rule that chose it."""
+        from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, and most commands never need it
+
         df = len(_SCORE_BANDS)
         if self.threshold == "otsu":
             return otsu_threshold(score[ok].astype(np.float64)), "otsu"
