@@ -8,6 +8,7 @@ import io
 import re
 import zipfile
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -81,13 +82,26 @@ def test_each_role_may_do_what_it_needs_and_no_more(api):
 
 
 @pytest.mark.parametrize("path", [
-    "/api/sites/..%2F..%2Fetc%2Fpasswd", "/api/sites/%2Fetc%2Fpasswd/export", "/api/scenes/..%2F..%2Fsitewatch.db/"
-    "tiles/3/1/2.png", "/api/sites/..%2Fsitewatch.db/report", "/api/sites/~root/scenes",
+    # names that reach the handlers (one path segment each): looked up as records, never opened as files
+    "/api/sites/..", "/api/sites/sitewatch.db/export", "/api/sites/~root/scenes", "/api/sites/.../report",
+    "/api/scenes/sitewatch.db/tiles/3/1/2.png", "/api/scenes/..%5C..%5Csitewatch.db/tiles/3/1/2.png",
+    "/api/scenes/%2Fetc%2Fpasswd/tiles/3/1/2.png", "/api/areas/.../candidates",
 ])
 def test_paths_name_records_never_files(api, path):
     client, _, tokens = api
     r = client.get(path, headers={"Authorization": f"Bearer {tokens['admin']}"})
     assert r.status_code == 404 and r.headers["content-type"] == "application/json", (path, r.text)
+    assert r.json()["error"]["status"] == 404
+
+
+def test_a_scene_id_is_looked_up_never_opened(api):
+    """The handler sees the id as it was sent (dots, backslashes, an absolute path) and answers from the
+    store: no scene of that id."""
+    client, _, tokens = api
+    h = {"Authorization": f"Bearer {tokens['admin']}"}
+    for sid in ("...", "sitewatch.db", "..\\..\\sitewatch.db", "C:\\Windows", "~"):
+        r = client.get(f"/api/scenes/{quote(sid, safe='')}/tiles/3/1/2.png", headers=h)
+        assert r.status_code == 404 and "scene" in r.json()["error"]["detail"], (sid, r.text)
 
 
 def test_the_report_of_a_site_as_a_zip(api, make_series):

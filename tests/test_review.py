@@ -12,7 +12,7 @@ from shapely.geometry import box, mapping
 from sitewatch.accounts import add_user, audit_log, create_token
 from sitewatch.api import create_app
 from sitewatch.areas import add_area, remove_area
-from sitewatch.errors import CandidateNotFound, InvalidParameter
+from sitewatch.errors import CandidateNotFound, InvalidParameter, InvalidSite
 from sitewatch.review import decide, get_candidate, list_candidates, promote
 from sitewatch.settings import get_settings
 from sitewatch.store import Store
@@ -64,6 +64,31 @@ def test_a_search_fills_the_queue_and_a_second_search_keeps_the_decisions(store)
     assert [c.id for c in list_candidates(store, status="open")[0]] == [ids[0], again[2]]
 
 
+def test_each_stored_candidate_is_matched_once(store):
+    """Two candidates of a later search that both overlap one stored candidate: the one of the same id (else
+    the larger overlap) takes the stored row and its decision; the other is new and open.  Two candidates of
+    one search that touch are two rows."""
+    (first,) = _searched(store, [_cand(1, 128.10, 9.5)])
+    decide(store, first, "reject", by="ana", reason="a quarry")
+    left, right = _cand(2, 128.10, 4.0), _cand(3, 128.102, 5.0)  # the stored one split in two halves
+    left["geometry"] = mapping(box(128.100, 41.30, 128.1025, 41.303))
+    right["geometry"] = mapping(box(128.1015, 41.30, 128.104, 41.303))
+    again = _searched(store, [left, right], now=datetime(2024, 7, 1, tzinfo=UTC))
+    assert again[0] != again[1] and first in again
+    rows = {c.id: c for c in list_candidates(store, area="valley")[0]}
+    assert len(rows) == 2
+    kept = rows[first]
+    assert kept.candidate_id == "c02" and kept.status == "rejected"  # the larger overlap keeps the decision
+    other = rows[next(i for i in again if i != first)]
+    assert other.candidate_id == "c03" and other.status == "open"
+    # the same id wins over a larger overlap
+    moved = _cand(3, 128.20, 5.0)
+    big = _cand(9, 128.10, 9.0)
+    big["geometry"] = mapping(box(128.099, 41.299, 128.105, 41.304))
+    third = _searched(store, [big, moved], now=datetime(2024, 8, 1, tzinfo=UTC))
+    assert third == [first, other.id]
+
+
 def test_decisions_promotion_and_the_audit_log(store):
     ids = _searched(store, [_cand(1, 128.10, 9.5), _cand(2, 128.20, 3.1)])
     at = datetime(2024, 8, 1, 9, tzinfo=UTC)
@@ -75,12 +100,13 @@ def test_decisions_promotion_and_the_audit_log(store):
     assert s.added_by == "bob" and s.reason == "watch it" and "search area valley" in s.notes
     assert s.geometry.contains(c.geometry) and s.geometry.area > 4 * c.geometry.area  # grown by 300 m
     # a promoted candidate stays promoted; nothing is written when a decision is refused
-    with pytest.raises(InvalidParameter, match="promoted to site 'Valley North'"):
+    with pytest.raises(InvalidParameter, match="promoted to site 'Valley North' by bob, and stays promoted: it "
+                                               "cannot be rejected"):
         decide(store, ids[0], "reject", by="ana")
-    with pytest.raises(InvalidParameter, match="promoted"):
+    with pytest.raises(InvalidParameter, match="cannot be promoted again"):
         promote(store, ids[0], by="ana", name="Again")
     # a name taken: no site, no decision, no audit entry
-    with pytest.raises(Exception, match="Valley North"):
+    with pytest.raises(InvalidSite, match="Valley North"):
         promote(store, ids[1], by="ana", name="Valley North")
     assert get_candidate(store, ids[1]).status == "open"
     with pytest.raises(InvalidParameter, match="unknown decision"):

@@ -10,17 +10,25 @@ from sitewatch.tiles import TileCache
 
 
 def test_least_recently_used_tiles_leave_first_within_the_byte_budget():
-    c = TileCache(max_bytes=100)
+    e = TileCache.ENTRY_BYTES
+    c = TileCache(max_bytes=3 * e + 100)
     c.put("a", b"x" * 40)
     c.put("b", b"y" * 40)
-    c.put("none", None)  # a tile outside the scene: remembered, costs nothing
+    c.put("none", None)  # a tile outside the scene: remembered, for the cost of an entry
     assert c.get("a") == (True, b"x" * 40)  # a is now the most recent
-    c.put("c", b"z" * 40)  # 120 bytes: b (least recent) goes
+    c.put("c", b"z" * 40)  # over the budget: b (least recent) goes
     assert c.get("b") == (False, None) and c.get("a")[0] and c.get("c")[0] and c.get("none") == (True, None)
-    assert c.size == 80
-    c.put("huge", b"h" * 101)  # larger than the whole budget: not kept, nothing dropped for it
-    assert c.get("huge") == (False, None) and c.size == 80
+    assert c.size == 3 * e + 80
+    c.put("huge", b"h" * (3 * e + 101))  # larger than the whole budget: not kept, nothing dropped for it
+    assert c.get("huge") == (False, None) and c.size == 3 * e + 80
     assert (c.hits, c.misses) == (4, 2)
+
+
+def test_a_flood_of_empty_tiles_stays_within_the_budget():
+    c = TileCache(max_bytes=100 * TileCache.ENTRY_BYTES)
+    for i in range(10_000):
+        c.put(("S1", 22, i, i), None)
+    assert c.size <= c.max_bytes and len(c._items) == 100
 
 
 def test_scene_tile_draws_once_per_scene_bands_and_tile():

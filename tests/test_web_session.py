@@ -92,6 +92,34 @@ def test_wrong_passwords_forged_forms_and_the_rate_limit(web):
         assert _login(client, "ana", "wrong").status_code == 401
     r = _login(client, "ana", "long+enough")  # the sixth try, right password: still too soon
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "Too many failed logins" in r.text
+    assert "sitewatch_session" not in r.headers.get("set-cookie", "")
+    assert client.get("/api/me").status_code == 401
+
+
+def test_the_throttle_keeps_at_most_max_keys():
+    """The stalest keys go first beyond max_keys: made-up names cannot fill the memory."""
+    t = LoginThrottle(max_failures=5, max_keys=3)
+    for i in range(10):
+        assert t.attempt(f"user:u{i}", "addr:1") == 0 or i >= 5
+    assert len(t._failures) <= 3
+
+
+def test_concurrent_attempts_count_before_the_password_is_checked():
+    t = LoginThrottle(max_failures=2)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert t.attempt("user:a", "addr:1", now=now) == 0
+    assert t.attempt("user:a", "addr:1", now=now) == 0  # both in flight
+    assert t.attempt("user:a", "addr:1", now=now) > 0  # a third must wait, whatever the first two give
+    t.succeeded("user:a", "addr:1")  # one of them was right: the user's count goes, one address try is back
+    assert t.attempt("user:a", "addr:1", now=now) == 0
+
+
+def test_a_long_made_up_name_leaves_no_trace(web):
+    client, _ = web
+    r = _login(client, "x" * 5000, "wrong")
+    assert r.status_code == 401
+    throttle = client.app.state.login_throttle
+    assert not any(k.startswith("user:") for k in throttle._failures)
 
 
 def test_the_throttle_counts_per_key_in_a_window():
@@ -120,11 +148,18 @@ def test_logout_and_a_removed_user(web):
     client, store = web
     _login(client, "ana", "long+enough")
     token = _csrf(client)
+    client.post("/logout", content="csrf=forged", headers=FORM, follow_redirects=False)  # from elsewhere
+    assert client.get("/", follow_redirects=False).status_code == 200  # still logged in
     client.post("/logout", content=f"csrf={token}", headers=FORM, follow_redirects=False)
     assert client.get("/", follow_redirects=False).status_code == 303
     _login(client, "ana", "long+enough")
+    cookies = dict(client.cookies)
     remove_user(store, "ana", actor="test")
     assert client.get("/", follow_redirects=False).status_code == 303
+    assert client.get("/api/me").status_code == 401
+    # added again under the same name: the old session is not the new user's
+    add_user(store, "ana", "admin", "long enough", actor="test")
+    client.cookies.update(cookies)
     assert client.get("/api/me").status_code == 401
 
 

@@ -20,7 +20,7 @@ import hashlib
 import re
 import secrets
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "ROLES", "DEFAULT_TOKEN_LIFETIME", "MIN_PASSWORD_LENGTH", "TOKEN_PREFIX", "User", "Token", "AuditEntry",
     "add_user", "remove_user", "list_users", "get_user", "verify_password", "create_token", "revoke_token",
     "list_tokens", "authenticate", "allows", "parse_lifetime", "record", "audit_log", "cli_actor", "LoginThrottle",
+    "is_valid_name",
 ]
 
 #: the roles, each allowed what the ones before it are
@@ -69,6 +70,11 @@ def _role(role: str) -> int:
         return ROLES.index(role)
     except ValueError:
         raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}") from None
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` could be a user's name (1-64 letters, digits or ``. _ @ -``)."""
+    return bool(_NAME.match(name or ""))
 
 
 def _check_name(name: str) -> str:
@@ -209,36 +215,77 @@ def audit_log(store: Store, *, limit: int = 100, actor: str | None = None,
 
 
 class LoginThrottle:
-    """Login rate limit: after ``max_failures`` failed logins within ``window`` for a key (a user name, a client
-    address), that key waits until the oldest failure leaves the window.  Kept in memory by the process that
-    serves the logins (one API server per store, see :mod:`sitewatch.jobs`); a success clears the user's count.
+    """Login rate limit: after ``max_failures`` login attempts that failed within ``window`` for a key (a user
+    name, a client address), that key waits until the oldest one leaves the window.
+
+    :meth:`attempt` checks and counts an attempt in one step (concurrent logins cannot slip past the limit);
+    :meth:`succeeded` takes a successful one back out and forgets the user's failures.  Kept in memory by the
+    process that serves the logins (one API server per store, see :mod:`sitewatch.jobs`), for at most
+    ``max_keys`` keys: the stalest go first, so that made-up names cannot fill the memory.
     """
 
-    def __init__(self, max_failures: int = 5, window: timedelta = timedelta(minutes=5)) -> None:
-        self.max_failures, self.window = max_failures, window
-        self._failures: dict[str, deque[datetime]] = {}
+    def __init__(self, max_failures: int = 5, window: timedelta = timedelta(minutes=5),
+                 max_keys: int = 10_000) -> None:
+        self.max_failures, self.window, self.max_keys = max_failures, window, max_keys
+        self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: datetime) -> deque[datetime]:
-        q = self._failures.setdefault(key, deque())
+    def _recent(self, key: str, now: datetime) -> deque[datetime] | None:
+        q = self._failures.get(key)
+        if q is None:
+            return None
         while q and q[0] <= now - self.window:
             q.popleft()
+        if not q:
+            del self._failures[key]
+            return None
         return q
+
+    def _wait(self, keys: tuple[str, ...], now: datetime) -> int:
+        waits = [(q[0] + self.window - now).total_seconds() for k in keys
+                 if (q := self._recent(k, now)) is not None and len(q) >= self.max_failures]
+        return max((int(w) + 1 for w in waits), default=0)
 
     def retry_after(self, *keys: str, now: datetime | None = None) -> int:
         """Seconds until any of ``keys`` may try again (0: now)."""
+        with self._lock:
+            return self._wait(keys, _now(now))
+
+    def attempt(self, *keys: str, now: datetime | None = None) -> int:
+        """Count an attempt for each key, unless one of them must wait: then the seconds to wait (and nothing
+        is counted); 0 when the attempt may go ahead (it counts as failed until :meth:`succeeded`)."""
         at = _now(now)
         with self._lock:
-            waits = [(q[0] + self.window - at).total_seconds() for k in keys
-                     if len(q := self._recent(k, at)) >= self.max_failures]
-        return max((int(w) + 1 for w in waits), default=0)
+            wait = self._wait(keys, at)
+            if wait:
+                return wait
+            for k in keys:
+                q = self._failures.get(k)
+                if q is None:
+                    q = self._failures[k] = deque()
+                q.append(at)
+                self._failures.move_to_end(k)
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+            return 0
 
     def failed(self, *keys: str, now: datetime | None = None) -> None:
+        """Count a failed attempt for each key (one that :meth:`attempt` did not count)."""
         at = _now(now)
         with self._lock:
             for k in keys:
-                self._recent(k, at).append(at)
+                self._failures.setdefault(k, deque()).append(at)
+                self._failures.move_to_end(k)
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
 
-    def succeeded(self, key: str) -> None:
+    def succeeded(self, user_key: str, *others: str) -> None:
+        """An attempt succeeded: forget the user's failures, and take it back from the other keys' counts."""
         with self._lock:
-            self._failures.pop(key, None)
+            self._failures.pop(user_key, None)
+            for k in others:
+                q = self._failures.get(k)
+                if q:
+                    q.pop()
+                    if not q:
+                        del self._failures[k]

@@ -42,8 +42,9 @@ def get_candidate(store: Store, candidate: int) -> Candidate:
 
 def _open_to(c: Candidate, what: str) -> None:
     if c.status == "promoted":
-        raise InvalidParameter(f"candidate {c.id} was promoted to site {c.site!r} by {c.decided_by}: remove that "
-                               f"site from the watchlist first to {what} it", field="candidate")
+        raise InvalidParameter(f"candidate {c.id} was promoted to site {c.site!r} by {c.decided_by}, and stays "
+                               f"promoted: it cannot be {what} (the site's own page is where it goes on)",
+                               field="candidate")
 
 
 def decide(store: Store, candidate: int, decision: str, *, by: str, reason: str = "",
@@ -56,7 +57,7 @@ def decide(store: Store, candidate: int, decision: str, *, by: str, reason: str 
     at = now or datetime.now(UTC)
     with store.transaction() as tx:
         c = tx.candidates.get(candidate)
-        _open_to(c, decision)
+        _open_to(c, DECISIONS[decision])
         out = tx.candidates.decide(candidate, DECISIONS[decision], by, reason, at)
         tx.audit.record(by, f"candidate.{decision}", f"{c.area}#{c.id}",
                         {"candidate_id": c.candidate_id, "reason": reason, "was": c.status}, at)
@@ -73,7 +74,7 @@ def promote(store: Store, candidate: int, *, by: str, name: str | None = None, r
     at = now or datetime.now(UTC)
     with store.transaction() as tx:
         c = tx.candidates.get(candidate)
-        _open_to(c, "promote")
+        _open_to(c, "promoted again")
         props = {**c.properties, "rank": c.rank, "id": c.candidate_id, "score": c.score, "area_m2": c.area_m2}
         site = candidate_site(props, c.geometry, origin=f"search area {c.area}", name=name, added_by=by,
                               reason=reason, buffer_m=buffer_m)

@@ -54,7 +54,11 @@ def parse_bands(text: str | None, scene: Scene) -> tuple[str, ...]:
 
 class TileCache:
     """Drawn tiles (PNG bytes, or None for "no pixel there") by key, least recently used dropped first once
-    they pass ``max_bytes``; safe to share between threads."""
+    they pass ``max_bytes``; safe to share between threads.  Each entry counts :data:`ENTRY_BYTES` on top of
+    its PNG (the key and the bookkeeping), so that a flood of empty tiles is bounded too."""
+
+    #: what an entry costs besides its PNG's bytes
+    ENTRY_BYTES = 256
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes, self.size = max_bytes, 0
@@ -72,7 +76,7 @@ class TileCache:
             return True, self._items[key]
 
     def put(self, key: Hashable, value: bytes | None) -> None:
-        n = len(value or b"")
+        n = len(value or b"") + self.ENTRY_BYTES
         if n > self.max_bytes:
             return
         with self._lock:
@@ -82,7 +86,7 @@ class TileCache:
             self.size += n
             while self.size > self.max_bytes:
                 _, old = self._items.popitem(last=False)
-                self.size -= len(old or b"")
+                self.size -= len(old or b"") + self.ENTRY_BYTES
 
 
 def scene_tile(scene: Scene, z: int, x: int, y: int, bands: Sequence[str] = DEFAULT_TILE_BANDS, *,

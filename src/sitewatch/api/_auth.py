@@ -32,9 +32,12 @@ def session_user(request: Request) -> tuple[User, str] | None:
     if data is None:
         return None
     try:
-        return get_user(store_of(request), data["user"]), str(data["csrf"])
+        user = get_user(store_of(request), data["user"])
     except AccountNotFound:
         return None  # removed since they logged in
+    if user.id != data["uid"]:
+        return None  # removed, and another user added under the same name since
+    return user, str(data["csrf"])
 
 
 def current_user(request: Request) -> User:

@@ -3,7 +3,9 @@ holding the session's CSRF token; requests that change something with the cookie
 ``X-CSRF-Token`` header (or, for the forms of the pages, a ``csrf`` field).
 
 The cookie is ``HttpOnly`` and ``SameSite=Lax`` (``Secure`` over HTTPS) and lasts :data:`SESSION_AGE`; the user
-is looked up at every request, so a removed user or a changed role counts at once.  Without a configured secret
+is looked up at every request by name and id, so a removed user (even one added again under the same name) or a
+changed role counts at once.  The cookie is the whole session: logging out removes it from the browser, and a
+copy taken before stays valid until it expires.  Without a configured secret
 key (``SITEWATCH_SECRET_KEY``) the server makes a random one when it starts: sessions then end with it.
 """
 
@@ -15,6 +17,8 @@ from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from ..store.records import User
 
 __all__ = ["COOKIE", "LOGIN_COOKIE", "SESSION_AGE", "CSRF_HEADER", "Sessions", "same_token"]
 
@@ -37,7 +41,8 @@ class Sessions:
         self._signer = URLSafeTimedSerializer(secret_key or secrets.token_urlsafe(32), salt="sitewatch.session")
 
     def read(self, request: Request) -> dict[str, Any] | None:
-        """The session of the request's cookie (``user``, ``csrf``), None without a valid, unexpired one."""
+        """The session of the request's cookie (``user``, ``uid``, ``csrf``), None without a valid, unexpired
+        one."""
         value = request.cookies.get(COOKIE)
         if not value:
             return None
@@ -45,14 +50,16 @@ class Sessions:
             data = self._signer.loads(value, max_age=SESSION_AGE)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("user"), str) or not data.get("csrf"):
+        if (not isinstance(data, dict) or not isinstance(data.get("user"), str) or not data.get("csrf")
+                or not isinstance(data.get("uid"), int)):
             return None
         return data
 
-    def start(self, response: Response, request: Request, user: str) -> str:
+    def start(self, response: Response, request: Request, user: User) -> str:
         """Log ``user`` in: set the cookie; returns the session's CSRF token."""
         csrf = secrets.token_urlsafe(32)
-        response.set_cookie(COOKIE, self._signer.dumps({"user": user, "csrf": csrf}), max_age=SESSION_AGE,
+        data = {"user": user.name, "uid": user.id, "csrf": csrf}
+        response.set_cookie(COOKIE, self._signer.dumps(data), max_age=SESSION_AGE,
                             httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/")
         return csrf
 

@@ -518,25 +518,39 @@ class CandidateRepo(_Repo):
 
     def record(self, area_id: int, candidates: Sequence[dict[str, Any]], now: datetime) -> list[int]:
         """Store a search's candidates (``id``, ``rank``, ``score``, ``area_m2``, ``geometry`` as GeoJSON,
-        ``first_seen_after``/``_before`` as ISO text, and the rest as properties).  A candidate that overlaps
-        one stored before in the area updates it (its place, score and rank; the decision on it stays), the
-        others are new and open.  Returns the ids of the rows written."""
+        ``first_seen_after``/``_before`` as ISO text, and the rest as properties).  A candidate found before
+        updates its stored row (its place, score and rank; the decision on it stays): the row of the same
+        search id, else the one it overlaps most; each stored row is matched once at most, so two candidates
+        never fold into one.  The others are new and open.  Returns the ids of the rows written, in order."""
         from shapely.geometry import shape
 
         from .._time import parse_utc
 
-        rows = list(self.s.scalars(select(CandidateRow).where(CandidateRow.area_id == area_id)))
-        shapes = [wkt.loads(r.geometry_wkt) for r in rows]
+        stored = list(self.s.scalars(select(CandidateRow).where(CandidateRow.area_id == area_id)
+                                     .order_by(CandidateRow.id)))
+        shapes = {r.id: wkt.loads(r.geometry_wkt) for r in stored}
+        geoms = [shape(c["geometry"]) for c in candidates]
+        claimed: set[int] = set()
+        matched: list[CandidateRow | None] = []
+        for c in candidates:  # the same id first
+            row = next((r for r in stored if r.id not in claimed and r.candidate_id == str(c["id"])), None)
+            matched.append(row)
+            if row is not None:
+                claimed.add(row.id)
+        for i, g in enumerate(geoms):  # then the largest overlap among the rows left
+            if matched[i] is not None:
+                continue
+            overlaps = [(shapes[r.id].intersection(g).area, r.id, r) for r in stored
+                        if r.id not in claimed and shapes[r.id].intersects(g)]
+            if overlaps:
+                row = max(overlaps, key=lambda o: (o[0], -o[1]))[2]
+                matched[i] = row
+                claimed.add(row.id)
         out = []
-        for c in candidates:
-            g = shape(c["geometry"])
-            row = next((r for r, s in zip(rows, shapes, strict=True)
-                        if r.candidate_id == str(c["id"]) or s.intersects(g)), None)
+        for c, g, row in zip(candidates, geoms, matched, strict=True):
             if row is None:
                 row = CandidateRow(area_id=area_id, found_at=now, status="open", reason="")
                 self.s.add(row)
-                rows.append(row)
-                shapes.append(g)
             row.candidate_id, row.rank, row.score = str(c["id"]), int(c["rank"]), float(c["score"])
             row.area_m2, row.geometry_wkt, row.seen_at = float(c["area_m2"]), g.wkt, now
             after = c.get("first_seen_after")
@@ -561,9 +575,10 @@ class CandidateRepo(_Repo):
         return [_candidate(r, name) for r, name in page], int(total)
 
     def _row(self, cid: int) -> tuple[CandidateRow, str]:
+        # locked for the transaction where the database can (two analysts deciding at once: one waits)
         got = self.s.execute(select(CandidateRow, SearchAreaRow.name)
                              .join(SearchAreaRow, CandidateRow.area_id == SearchAreaRow.id)
-                             .where(CandidateRow.id == cid)).first()
+                             .where(CandidateRow.id == cid).with_for_update(of=CandidateRow)).first()
         if got is None:
             raise CandidateNotFound(f"no search candidate of id {cid}")
         return got[0], got[1]

@@ -181,7 +181,7 @@ async function sitePage() {
   slider.value = String(at(q.get("after"), scenes.length - 1));
   for (const [i, s] of scenes.entries()) beforeSel.append(el("option", { value: String(i) }, day(s.datetime)));
   beforeSel.value = String(at(q.get("before"), 0));
-  if (q.get("bands")) bandsSel.value = q.get("bands");
+  if ([...bandsSel.options].some((o) => o.value === q.get("bands"))) bandsSel.value = q.get("bands");
   drawTimeline(scenes, scenesDoc.scenes, changes.features);
 
   const rows = [...document.querySelectorAll("tr[data-change-id]")];
@@ -336,7 +336,8 @@ async function runDetection(enc) {
 // ---- the review queue -----------------------------------------------------------------------------------------
 async function candidatesPage() {
   const sel = document.getElementById("cand-status");
-  sel.value = query().get("status") ?? "open";
+  const wanted = query().get("status");
+  sel.value = wanted === "all" ? "" : [...sel.options].some((o) => o.value === wanted) ? wanted : "open";
   const map = await newMap("map", { hash: true });
   window.sitewatchMaps = { map };
   if (map) addChanges(map, "cands", { type: "FeatureCollection", features: [] }, ["has", "area"]);
@@ -376,8 +377,8 @@ function candidateRow(f, reload) {
     reason,
     el("button", { type: "button", class: "accept", onclick: act("accept") }, "Accept"),
     el("button", { type: "button", class: "reject", onclick: act("reject") }, "Reject"),
-    el("button", { type: "button", class: "promote",
-      onclick: act("promote", { name: `${p.area} candidate ${p.rank}` }) }, "Promote"),
+    // the new site is named after the candidate's id (the server's default: ranks change from search to search)
+    el("button", { type: "button", class: "promote", onclick: act("promote") }, "Promote"),
   ];
   return el("tr", { dataset: { candidateId: String(p.id) }, class: p.status },
     el("td", {}, p.rank), el("td", {}, p.area), el("td", { class: "num" }, p.score?.toFixed(2)),
