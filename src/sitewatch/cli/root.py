@@ -18,7 +18,7 @@ import typer
 
 from .. import __version__
 from ..errors import SitewatchError
-from . import accounts, alerts, areas, demo, detect, monitor, results, scenes, search, serve, sites, sources
+from . import accounts, alerts, areas, db, demo, detect, monitor, results, scenes, search, serve, sites, sources
 from ._common import console, err, open_consoles, state
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.add_typer(areas.app, name="area")
 app.add_typer(alerts.app, name="alert")
 app.add_typer(accounts.users, name="user")
 app.add_typer(accounts.tokens, name="token")
+app.add_typer(db.app, name="db")
 
 
 def _version(value: bool) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import StoreError
 from ..types import Change, Scene, Site
-from ._migrate import upgrade
+from ._migrate import HEAD, current_revision, upgrade
 from .records import RunRecord
 from .repos import (
     AlertRepo,
@@ -43,7 +43,7 @@ from .repos import (
     counts,
 )
 
-__all__ = ["Store", "Transaction", "RunRecord"]
+__all__ = ["Store", "Transaction", "RunRecord", "upgrade_database", "database_revision", "HEAD"]
 
 
 class Transaction:
@@ -63,6 +63,39 @@ class Transaction:
         self.audit = AuditRepo(session)
         self.jobs = JobRepo(session)
         self.candidates = CandidateRepo(session)
+
+
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """Bring the database at ``url`` to the current schema (the Alembic migrations it lacks, in one
+    transaction; an empty one gets every table); returns its revision before (None: new, or written before
+    the store had migrations) and after.  Opening a :class:`Store` does the same; this says what it did."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url, future=True)
+        try:
+            before = current_revision(engine)
+            upgrade(engine)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot upgrade the store at {url}: {exc}") from None
+    return before, HEAD
+
+
+def database_revision(url: str) -> str | None:
+    """The schema revision of the database at ``url`` (None: new, or written before the store had
+    migrations); nothing is written."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    try:
+        engine = create_engine(url, future=True)
+        try:
+            return current_revision(engine)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the store at {url}: {exc}") from None
 
 
 class Store:
