@@ -9,7 +9,7 @@ TRAIN_STAMP := $(VENV)/.train-stamp
 # the web app's map libraries, built from npm packages (scripts/build-web.sh); the package serves them
 WEB_STAMP := src/sitewatch/web/static/vendor/.built
 
-.PHONY: demo test test-fast lint typecheck bench bench-series bench-api screenshots clean venv docs train system-deps web
+.PHONY: demo test test-fast test-postgres lint typecheck bench bench-series bench-api screenshots clean venv docs train system-deps web
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ PYTEST_PARALLEL ?= -n auto --dist loadgroup --no-loadscope-reorder
 
 test: $(TRAIN_STAMP) lint typecheck system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
+	SITEWATCH_TEST_STORE=postgres $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m storage
+
+# the storage suite (the tests marked `storage`) again, each of its homes on a new PostgreSQL database
+test-postgres: $(STAMP) system-deps
+	SITEWATCH_TEST_STORE=postgres $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m storage
 
 # the edit-run loop (under 2 minutes): the suite without the tests marked slow (the demo world, the real-data
 # series, the servers); `make test` before a commit

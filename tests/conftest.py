@@ -66,11 +66,19 @@ def _group_of(item: pytest.Item) -> str | None:
     return group
 
 
+#: the modules whose tests reach the store only through the settings' database URL: the storage suite, which
+#: `SITEWATCH_TEST_STORE=postgres` runs on PostgreSQL (see `_store_backend` below)
+STORAGE_MODULES = ("tests/test_alerts.py", "tests/test_review.py", "tests/test_api.py", "tests/test_api_roles.py",
+                   "tests/test_web_session.py", "tests/test_store_pipeline.py", "tests/test_alerts_growth.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks (`make test-fast`: -m "not slow")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(f in getattr(item, "fixturenames", ()) for f in SLOW_FIXTURES):
             item.add_marker(pytest.mark.slow)
+        if item.nodeid.split("::")[0] in STORAGE_MODULES:
+            item.add_marker(pytest.mark.storage)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -245,3 +253,48 @@ def semireal_rennes(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     subprocess.run([sys.executable, str(builder), "rennes", str(out)], check=True, capture_output=True,
                    env={**os.environ, "SITEWATCH_DATA": str(real_data)}, timeout=600)
     return out
+
+
+# -- the storage suite on PostgreSQL ------------------------------------------------------------------------
+#: `SITEWATCH_TEST_STORE=postgres`: the tests marked `storage` run with SITEWATCH_DB_URL set to a new database of
+#: a PostgreSQL cluster started on 127.0.0.1 for the session (`make test` runs them so, after the whole suite)
+_PG_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def _pg_cluster() -> Any:
+    from .servers import have_postgres, postgres_cluster, require
+
+    require("PostgreSQL 15", have_postgres())
+    with postgres_cluster() as pg:
+        yield pg
+
+
+@pytest.fixture(autouse=True)
+def _store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `SITEWATCH_TEST_STORE=postgres`, a storage test's homes each get a new PostgreSQL database: the
+    settings' database URL (unless one is given) names it instead of the home's SQLite file."""
+    if os.environ.get("SITEWATCH_TEST_STORE") != "postgres" or request.node.get_closest_marker("storage") is None:
+        return
+    import sqlalchemy as sa
+
+    from sitewatch.settings import Settings
+
+    pg = request.getfixturevalue("_pg_cluster")
+    made: dict[str, str] = {}
+
+    def url_of(settings: Settings) -> str:
+        if settings.db_url:
+            return settings.db_url
+        home = str(Path(settings.home).resolve())
+        if home not in made:
+            name = f"t{os.getpid()}_{next(_PG_DATABASES)}"
+            admin = sa.create_engine(pg.dsn.replace("postgresql://", "postgresql+psycopg://"),
+                                     isolation_level="AUTOCOMMIT")
+            with admin.connect() as c:
+                c.execute(sa.text(f"CREATE DATABASE {name}"))
+            admin.dispose()
+            made[home] = f"postgresql+psycopg://{pg.user}@127.0.0.1:{pg.port}/{name}"
+        return made[home]
+
+    monkeypatch.setattr(Settings, "database_url", property(url_of))
