@@ -10,6 +10,7 @@ series gives the same changes on both.  Skips without PostgreSQL (fails under ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -172,3 +173,53 @@ def test_the_command_line_on_a_postgres_store(pg_url, tmp_path):
     assert not (home / "sitewatch.db").exists()  # nothing went to the default SQLite file
     # a SQLite store the same way
     assert ": none" in " ".join(run_cli("db", "current", home=home).stdout.split())
+
+
+def test_two_runs_of_a_site_saved_at_once_keep_one(pg_url):
+    """Two processes detecting the same site save at the same moment: the second waits for the first and
+    replaces it; the store holds one run and its changes, never both (no duplicate, nothing half-written)."""
+    import threading
+
+    from sitewatch.types import Change
+
+    store = Store(pg_url)
+    store.add_site(make_site("base", box(128.1, 41.3, 128.2, 41.4)))
+    t0 = datetime(2023, 5, 1, tzinfo=UTC)
+
+    def changes(tag: str) -> list[Change]:
+        return [Change(f"{tag}-{i}", "base", box(128.1 + i / 1000, 41.3, 128.1005 + i / 1000, 41.3005), 2000.0,
+                       t0, t0 + timedelta(days=10), t0 + timedelta(days=40), "confirmed", 3, 0.5, 0.9, "index")
+                for i in range(3)]
+
+    first_saved, second_started = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def slow_first() -> None:
+        try:
+            with store.transaction() as tx:
+                tx.runs.save("base", changes("a"), "index", {}, ["s1"], [1.0], "active", "test")
+                first_saved.set()
+                second_started.wait(10)
+                time.sleep(0.5)  # the second is now waiting on the site's row
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def second() -> None:
+        first_saved.wait(10)
+        second_started.set()
+        try:
+            with store.transaction() as tx:
+                tx.runs.save("base", changes("b"), "index", {}, ["s1", "s2"], [1.0, 1.0], "active", "test")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=slow_first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with store.transaction() as tx:
+        runs = tx.session.execute(sa.text("SELECT count(*) FROM runs")).scalar()
+    assert runs == 1 and sorted(c.change_id for c in store.changes("base")) == ["b-0", "b-1", "b-2"]
+    assert store.latest_run("base").scene_ids == ("s1", "s2")

@@ -232,8 +232,12 @@ class RunRepo(_Repo):
 
     def save(self, site: str, changes: Sequence[Change], method: str, params: dict[str, Any],
              scene_ids: Sequence[str], clear_fraction: Sequence[float], activity: str, version: str) -> int:
-        """Replace the site's run and changes of ``method`` by these; returns the new run's id."""
+        """Replace the site's run and changes of ``method`` by these; returns the new run's id.
+
+        The site's row is locked first where the database can (PostgreSQL): two runs of one site saved at once
+        go one after the other, the second replacing the first, never both kept."""
         site_id = SiteRepo(self.s).row(site).id
+        self.s.execute(select(SiteRow.id).where(SiteRow.id == site_id).with_for_update())
         for model in (ChangeRow, RunRow):  # a re-run replaces the last run of this method
             for old in self.s.scalars(select(model).where(model.site_id == site_id, model.method == method)):
                 self.s.delete(old)
