@@ -223,3 +223,30 @@ def test_two_runs_of_a_site_saved_at_once_keep_one(pg_url):
         runs = tx.session.execute(sa.text("SELECT count(*) FROM runs")).scalar()
     assert runs == 1 and sorted(c.change_id for c in store.changes("base")) == ["b-0", "b-1", "b-2"]
     assert store.latest_run("base").scene_ids == ("s1", "s2")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_detect_processes_on_one_store(backend, pg_url, make_series, tmp_path):
+    """Two `sitewatch detect` processes of the same site at once (separate processes: the point is two
+    writers): both finish, and the store holds one run and one set of changes, the same as one run alone."""
+    import os
+    import subprocess
+    import sys
+
+    paths, site = _base(make_series)
+    url = pg_url if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
+    store = Store(url)
+    store.add_site(site)
+    store.add_scenes(read_scenes(paths))
+    env = {**os.environ, "SITEWATCH_DB_URL": url, "SITEWATCH_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "sitewatch", "detect", "--site", "base", "--method", "index"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e.decode()[-800:] for _, e in outs]
+    with store.transaction() as tx:
+        runs = tx.session.execute(sa.text("SELECT count(*) FROM runs")).scalar()
+        rows = tx.session.execute(sa.text("SELECT count(*), count(DISTINCT change_id) FROM changes")).one()
+    ids = sorted(c.change_id for c in store.changes("base"))
+    assert runs == 1 and rows[0] == rows[1] == len(ids) >= 1
+    detect_site(store, "base", "index")  # one run alone gives the same changes
+    assert sorted(c.change_id for c in store.changes("base")) == ids
