@@ -250,3 +250,38 @@ def test_two_detect_processes_on_one_store(backend, pg_url, make_series, tmp_pat
     assert runs == 1 and rows[0] == rows[1] == len(ids) >= 1
     detect_site(store, "base", "index")  # one run alone gives the same changes
     assert sorted(c.change_id for c in store.changes("base")) == ids
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_detect_process_killed_midway_leaves_a_consistent_store(backend, pg_url, make_series, tmp_path):
+    """`sitewatch detect` killed (SIGKILL) at several moments of its run: the store holds the run before it or
+    the whole new one, never a part; the next run completes the work and gives what a run alone gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    paths, site = _base(make_series)
+    url = pg_url if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
+    store = Store(url)
+    store.add_site(site)
+    store.add_scenes(read_scenes(paths))
+    env = {**os.environ, "SITEWATCH_DB_URL": url, "SITEWATCH_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "sitewatch", "detect", "--site", "base", "--method", "index"]
+    for delay in (0.8, 1.6, 2.4, 3.2):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with store.transaction() as tx:
+            q = tx.session.execute
+            runs = q(sa.text("SELECT count(*) FROM runs")).scalar()
+            orphans = q(sa.text("SELECT count(*) FROM changes WHERE run_id NOT IN (SELECT id FROM runs)")).scalar()
+        assert runs <= 1 and orphans == 0, (delay, runs, orphans)
+        if runs:
+            assert len(store.changes("base")) >= 1  # a stored run has its changes
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-800:]
+    after = sorted(c.change_id for c in store.changes("base"))
+    detect_site(store, "base", "index")
+    assert sorted(c.change_id for c in store.changes("base")) == after and after
