@@ -34,7 +34,7 @@ from sitewatch.store.tables import Base
 from .conftest import CRS, ORIGIN
 from .servers import have_postgres, postgres_cluster, require
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # (the SQLite cases of the concurrency tests need no PostgreSQL)
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_two_runs_of_a_site_saved_at_once_keep_one(pg_url):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_two_detect_processes_on_one_store(backend, pg_url, make_series, tmp_path):
+def test_two_detect_processes_on_one_store(backend, request, make_series, tmp_path):
     """Two `sitewatch detect` processes of the same site at once (separate processes: the point is two
     writers): both finish, and the store holds one run and one set of changes, the same as one run alone."""
     import os
@@ -234,7 +234,7 @@ def test_two_detect_processes_on_one_store(backend, pg_url, make_series, tmp_pat
     import sys
 
     paths, site = _base(make_series)
-    url = pg_url if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
     store = Store(url)
     store.add_site(site)
     store.add_scenes(read_scenes(paths))
@@ -253,7 +253,7 @@ def test_two_detect_processes_on_one_store(backend, pg_url, make_series, tmp_pat
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_a_detect_process_killed_midway_leaves_a_consistent_store(backend, pg_url, make_series, tmp_path):
+def test_a_detect_process_killed_midway_leaves_a_consistent_store(backend, request, make_series, tmp_path):
     """`sitewatch detect` killed (SIGKILL) at several moments of its run: the store holds the run before it or
     the whole new one, never a part; the next run completes the work and gives what a run alone gives."""
     import os
@@ -262,7 +262,7 @@ def test_a_detect_process_killed_midway_leaves_a_consistent_store(backend, pg_ur
     import sys
 
     paths, site = _base(make_series)
-    url = pg_url if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
     store = Store(url)
     store.add_site(site)
     store.add_scenes(read_scenes(paths))
