@@ -171,6 +171,14 @@ def test_the_command_line_on_a_postgres_store(pg_url, tmp_path):
     run_cli("--db-url", url, "site", "add", "valley", "--geojson", str(site), home=home)
     assert [s.name for s in Store(pg_url).list_sites()] == ["valley"]
     assert not (home / "sitewatch.db").exists()  # nothing went to the default SQLite file
+    # a database that cannot be reached: a clear error, without the password
+    from .servers import free_port
+
+    bad = f"postgresql+psycopg://postgres:secret@127.0.0.1:{free_port()}/nowhere"
+    out = run_cli("--db-url", bad, "site", "list", home=home, ok=False)
+    said_err = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode != 0 and "cannot open the store at" in said_err and "postgres:***@" in said_err
+    assert "secret" not in said_err and "Traceback" not in said_err
     # a SQLite store the same way
     assert ": none" in " ".join(run_cli("db", "current", home=home).stdout.split())
 

@@ -43,7 +43,7 @@ from .repos import (
     counts,
 )
 
-__all__ = ["Store", "Transaction", "RunRecord", "upgrade_database", "database_revision", "HEAD"]
+__all__ = ["Store", "Transaction", "RunRecord", "upgrade_database", "database_revision", "HEAD", "shown_url"]
 
 
 class Transaction:
@@ -65,6 +65,17 @@ class Transaction:
         self.candidates = CandidateRepo(session)
 
 
+def shown_url(url: str) -> str:
+    """The database URL as it may be shown: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<an unreadable database URL>"
+
+
 def upgrade_database(url: str) -> tuple[str | None, str]:
     """Bring the database at ``url`` to the current schema (the Alembic migrations it lacks, in one
     transaction; an empty one gets every table); returns its revision before (None: new, or written before
@@ -79,7 +90,7 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot upgrade the store at {url}: {exc}") from None
+        raise StoreError(f"cannot upgrade the store at {shown_url(url)}: {exc}") from None
     return before, HEAD
 
 
@@ -95,7 +106,7 @@ def database_revision(url: str) -> str | None:
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the store at {url}: {exc}") from None
+        raise StoreError(f"cannot read the store at {shown_url(url)}: {exc}") from None
 
 
 class Store:
@@ -108,7 +119,7 @@ class Store:
             self.engine = create_engine(url, future=True)
             upgrade(self.engine)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the store at {url}: {exc}") from None
+            raise StoreError(f"cannot open the store at {shown_url(url)}: {exc}") from None
         self.url = url
 
     @contextmanager
