@@ -256,8 +256,9 @@ def semireal_rennes(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 # -- the storage suite on PostgreSQL ------------------------------------------------------------------------
-#: `SITEWATCH_TEST_STORE=postgres`: the tests marked `storage` run with SITEWATCH_DB_URL set to a new database of
-#: a PostgreSQL cluster started on 127.0.0.1 for the session (`make test` runs them so, after the whole suite)
+#: `SITEWATCH_TEST_STORE=postgres`: the tests marked `storage` run with each home's store on a new database of a
+#: PostgreSQL cluster started on 127.0.0.1 for the session (`make test` runs them so, after the whole suite; in
+#: this process only: a command a test runs in a process of its own uses the home's SQLite file)
 _PG_DATABASES = iter(range(1, 1_000_000))
 
 
