@@ -127,12 +127,12 @@ def test_the_throttle_counts_per_key_in_a_window():
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(3):
         assert t.retry_after("user:a", now=now) == 0
-        t.failed("user:a", "addr:1", now=now + timedelta(seconds=i))
+        assert t.attempt("user:a", "addr:1", now=now + timedelta(seconds=i)) == 0  # counted until it succeeds
     assert t.retry_after("user:a", now=now + timedelta(seconds=10)) == 291
     assert t.retry_after("addr:1", now=now + timedelta(seconds=10)) == 291
     assert t.retry_after("user:b", now=now) == 0
     assert t.retry_after("user:a", now=now + timedelta(minutes=5, seconds=1)) == 0  # the oldest left the window
-    t.failed("user:a", now=now + timedelta(minutes=6))
+    assert t.attempt("user:a", now=now + timedelta(minutes=6)) == 0
     t.succeeded("user:a")
     assert t.retry_after("user:a", now=now + timedelta(minutes=6)) == 0
 

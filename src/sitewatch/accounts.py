@@ -269,16 +269,6 @@ class LoginThrottle:
                 self._failures.popitem(last=False)
             return 0
 
-    def failed(self, *keys: str, now: datetime | None = None) -> None:
-        """Count a failed attempt for each key (one that :meth:`attempt` did not count)."""
-        at = _now(now)
-        with self._lock:
-            for k in keys:
-                self._failures.setdefault(k, deque()).append(at)
-                self._failures.move_to_end(k)
-            while len(self._failures) > self.max_keys:
-                self._failures.popitem(last=False)
-
     def succeeded(self, user_key: str, *others: str) -> None:
         """An attempt succeeded: forget the user's failures, and take it back from the other keys' counts."""
         with self._lock:

@@ -161,9 +161,10 @@ def change_anchor(n: int) -> str:
     return f"change-{n}"
 
 
-def safe_name(name: str) -> str:
-    """``name`` as a file-name part: runs of other characters than ``A-Za-z0-9_.-`` become ``_``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:60] or "change"
+def safe_name(name: str, default: str = "change", limit: int | None = 60) -> str:
+    """``name`` as a file-name part: runs of other characters than ``A-Za-z0-9_.-`` become ``_``, at most
+    ``limit`` characters (None: all), ``default`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:limit] or default
 
 
 # -- stack access --------------------------------------------------------------------------------

@@ -246,12 +246,11 @@ def _page(result: SiteResult, views: list[_ChangeView], overview: Chip | None, w
 def report_archive(result: SiteResult) -> bytes:
     """The evidence report of ``result`` as one ZIP file (``index.html``, the timeline and the chips, in a folder
     named after the site), for a download: drawn in a temporary folder that is removed afterwards."""
-    import re
     import tempfile
     import zipfile
     from io import BytesIO
 
-    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", result.site.name).strip("._") or "site"
+    folder = safe_name(result.site.name, "site", limit=None)
     buf = BytesIO()
     with tempfile.TemporaryDirectory(prefix="sitewatch-report-") as tmp:
         render_report(result, Path(tmp))

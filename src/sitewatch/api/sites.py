@@ -93,33 +93,32 @@ def export(
     request: Request, name: str, user: Reader,
     format: Annotated[str, Query(pattern="^(geojson|gpkg|kml)$")] = "geojson",  # noqa: A002 (the API's word)
 ) -> Response:
-    import re
-
     from ..export import export_bytes
 
     store = store_of(request)
     site = store.get_site(name)
     media, suffix = _MEDIA[format]
-    data = export_bytes(store.changes(site.name), format)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", site.name).strip("._") or "site"
-    return Response(data, media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="{safe}-detections.{suffix}"'})
+    return _attachment(export_bytes(store.changes(site.name), format), media, site.name, f"detections.{suffix}")
 
 
 @router.get("/{name}/report", summary="The site's evidence report (a ZIP: the page, its timeline and chips)",
             responses={200: {"content": {"application/zip": {}}}})
 def report(request: Request, name: str, user: Reader) -> Response:
-    import re
-
     from ..pipeline import stored_result
     from ..report import report_archive
 
     store = store_of(request)
     site = store.get_site(name)
     data = report_archive(stored_result(store, site.name, resolution=request.app.state.settings.resolution))
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", site.name).strip("._") or "site"
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{safe}-report.zip"'})
+    return _attachment(data, "application/zip", site.name, "report.zip")
+
+
+def _attachment(data: bytes, media: str, site: str, what: str) -> Response:
+    """A file to download, named after the site (``<site>-<what>``, characters safe in a file name)."""
+    from ..render import safe_name
+
+    filename = f"{safe_name(site, 'site', limit=None)}-{what}"
+    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.post("/{name}/detect", status_code=202, summary="Detect, date and track the site's changes (a background job)")

@@ -14,6 +14,7 @@ map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -26,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
 from .._time import iso_utc
-from ..accounts import LoginThrottle, User, is_valid_name, verify_password
+from ..accounts import LoginThrottle, is_valid_name, verify_password
 from ..accounts import record as audit
 from ..api._auth import session_user, sessions_of, store_of
 from ..api._session import LOGIN_COOKIE, same_token
@@ -76,12 +77,20 @@ def _local(target: str | None) -> str:
     return target
 
 
-def _signed_in(request: Request) -> tuple[User, str] | RedirectResponse:
+def _signed_page(request: Request, template: str, page: str,
+                 context: Callable[[], dict[str, Any]] = dict) -> Response:
+    """A page for the session's user (its data from ``context``, asked only then), or the way to /login."""
     found = session_user(request)
     if found is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(path, safe='')}", status_code=303)
-    return found
+    user, csrf = found
+    return _page(request, template, user=user, csrf=csrf, page=page, **context())
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A posted form's fields (``application/x-www-form-urlencoded``; the first value of each)."""
+    return {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -96,7 +105,7 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    form = await _form(request)
     name, password, target = form.get("username", "").strip(), form.get("password", ""), _local(form.get("next"))
     if not same_token(form.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
         return _page(request, "login.html", 403, csrf=request.cookies.get(LOGIN_COOKIE) or "", next=target,
@@ -128,7 +137,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     found = session_user(request)
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    form = await _form(request)
     resp = RedirectResponse("/login", status_code=303)
     if found is not None and same_token(form.get("csrf"), found[1]):
         sessions_of(request).end(resp)
@@ -137,41 +146,28 @@ async def logout(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def map_page(request: Request) -> Response:
-    got = _signed_in(request)
-    if isinstance(got, Response):
-        return got
-    user, csrf = got
-    return _page(request, "map.html", user=user, csrf=csrf, page="map", sites=store_of(request).list_sites())
+    return _signed_page(request, "map.html", "map", lambda: {"sites": store_of(request).list_sites()})
 
 
 @router.get("/sites/{name}", response_class=HTMLResponse)
 def site_page(request: Request, name: Annotated[str, PathParam(max_length=200)]) -> Response:
-    got = _signed_in(request)
-    if isinstance(got, Response):
-        return got
-    user, csrf = got
-    store = store_of(request)
-    site = store.get_site(name)  # unknown: the API's 404 (an error page)
-    changes = sorted(store.changes(site.name), key=lambda c: (c.first_seen_before, c.change_id))
-    rows = [{"id": c.change_id, "status": c.status, "method": c.method, "area_m2": c.area_m2,
-             "after": iso_utc(c.first_seen_after), "before": iso_utc(c.first_seen_before),
-             "last": iso_utc(c.last_seen)} for c in changes]
-    return _page(request, "site.html", user=user, csrf=csrf, page="site", site=site, changes=rows)
+    def context() -> dict[str, Any]:
+        store = store_of(request)
+        site = store.get_site(name)  # unknown: the API's 404 (an error page)
+        changes = sorted(store.changes(site.name), key=lambda c: (c.first_seen_before, c.change_id))
+        rows = [{"id": c.change_id, "status": c.status, "method": c.method, "area_m2": c.area_m2,
+                 "after": iso_utc(c.first_seen_after), "before": iso_utc(c.first_seen_before),
+                 "last": iso_utc(c.last_seen)} for c in changes]
+        return {"site": site, "changes": rows}
+
+    return _signed_page(request, "site.html", "site", context)
 
 
 @router.get("/candidates", response_class=HTMLResponse)
 def candidates_page(request: Request) -> Response:
-    got = _signed_in(request)
-    if isinstance(got, Response):
-        return got
-    user, csrf = got
-    return _page(request, "candidates.html", user=user, csrf=csrf, page="candidates")
+    return _signed_page(request, "candidates.html", "candidates")
 
 
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(request: Request) -> Response:
-    got = _signed_in(request)
-    if isinstance(got, Response):
-        return got
-    user, csrf = got
-    return _page(request, "alerts.html", user=user, csrf=csrf, page="alerts")
+    return _signed_page(request, "alerts.html", "alerts")
