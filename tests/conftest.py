@@ -277,8 +277,6 @@ def _store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     settings' database URL (unless one is given) names it instead of the home's SQLite file."""
     if os.environ.get("SITEWATCH_TEST_STORE") != "postgres" or request.node.get_closest_marker("storage") is None:
         return
-    import sqlalchemy as sa
-
     from sitewatch.settings import Settings
 
     pg = request.getfixturevalue("_pg_cluster")
@@ -289,13 +287,7 @@ def _store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
             return settings.db_url
         home = str(Path(settings.home).resolve())
         if home not in made:
-            name = f"t{os.getpid()}_{next(_PG_DATABASES)}"
-            admin = sa.create_engine(pg.dsn.replace("postgresql://", "postgresql+psycopg://"),
-                                     isolation_level="AUTOCOMMIT")
-            with admin.connect() as c:
-                c.execute(sa.text(f"CREATE DATABASE {name}"))
-            admin.dispose()
-            made[home] = f"postgresql+psycopg://{pg.user}@127.0.0.1:{pg.port}/{name}"
+            made[home] = pg.create_database(f"t{os.getpid()}_{next(_PG_DATABASES)}")
         return made[home]
 
     monkeypatch.setattr(Settings, "database_url", property(url_of))

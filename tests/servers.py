@@ -116,6 +116,19 @@ class Postgres:
     def dsn(self) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
+    def create_database(self, name: str) -> str:
+        """A new, empty database of the cluster; its SQLAlchemy URL (psycopg 3)."""
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self.dsn.replace("postgresql://", "postgresql+psycopg://"),
+                                 isolation_level="AUTOCOMMIT")  # CREATE DATABASE runs outside a transaction
+        try:
+            with admin.connect() as c:
+                c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{name}"
+
 
 @contextmanager
 def postgres_cluster() -> Iterator[Postgres]:

@@ -10,6 +10,10 @@ series gives the same changes on both.  Skips without PostgreSQL (fails under ``
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -50,13 +54,7 @@ _N = iter(range(1, 10_000))
 @pytest.fixture()
 def pg_url(cluster) -> str:
     """A new, empty database of the cluster, by its SQLAlchemy URL."""
-    name = f"store_{next(_N)}"
-    admin = sa.create_engine(cluster.dsn.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return f"postgresql+psycopg://{cluster.user}@127.0.0.1:{cluster.port}/{name}"
+    return cluster.create_database(f"store_{next(_N)}")
 
 
 def _columns(engine: sa.Engine) -> dict[str, list[tuple[str, str, bool]]]:
@@ -69,12 +67,7 @@ def test_the_migrations_give_the_declared_schema_on_postgres(pg_url, cluster):
     migrated = sa.create_engine(pg_url)
     upgrade(migrated, migrate_empty=True)  # every revision, 0001 to HEAD, as Alembic runs them
     assert current_revision(migrated) == HEAD
-    declared_url = pg_url.rsplit("/", 1)[0] + "/declared"
-    admin = sa.create_engine(cluster.dsn.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text("CREATE DATABASE declared"))
-    declared = sa.create_engine(declared_url)
+    declared = sa.create_engine(cluster.create_database(f"declared_{next(_N)}"))
     Base.metadata.create_all(declared)
     assert _columns(migrated) == _columns(declared)
     assert set(_columns(migrated)) >= {"sites", "scenes", "runs", "changes", "alerts", "candidates", "users"}
@@ -233,21 +226,23 @@ def test_two_runs_of_a_site_saved_at_once_keep_one(pg_url):
     assert store.latest_run("base").scene_ids == ("s1", "s2")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_two_detect_processes_on_one_store(backend, request, make_series, tmp_path):
-    """Two `sitewatch detect` processes of the same site at once (separate processes: the point is two
-    writers): both finish, and the store holds one run and one set of changes, the same as one run alone."""
-    import os
-    import subprocess
-    import sys
-
+def _detect_command(backend: str, request, make_series, tmp_path) -> tuple[Store, list[str], dict[str, str]]:
+    """A store (SQLite or a new PostgreSQL database) with the base and its scenes, and the `sitewatch detect`
+    command line and environment that run on it in a process of its own."""
     paths, site = _base(make_series)
     url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
     store = Store(url)
     store.add_site(site)
     store.add_scenes(read_scenes(paths))
     env = {**os.environ, "SITEWATCH_DB_URL": url, "SITEWATCH_HOME": str(tmp_path / "home")}
-    cmd = [sys.executable, "-m", "sitewatch", "detect", "--site", "base", "--method", "index"]
+    return store, [sys.executable, "-m", "sitewatch", "detect", "--site", "base", "--method", "index"], env
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_detect_processes_on_one_store(backend, request, make_series, tmp_path):
+    """Two `sitewatch detect` processes of the same site at once (separate processes: the point is two
+    writers): both finish, and the store holds one run and one set of changes, the same as one run alone."""
+    store, cmd, env = _detect_command(backend, request, make_series, tmp_path)
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e.decode()[-800:] for _, e in outs]
@@ -264,18 +259,7 @@ def test_two_detect_processes_on_one_store(backend, request, make_series, tmp_pa
 def test_a_detect_process_killed_midway_leaves_a_consistent_store(backend, request, make_series, tmp_path):
     """`sitewatch detect` killed (SIGKILL) at several moments of its run: the store holds the run before it or
     the whole new one, never a part; the next run completes the work and gives what a run alone gives."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    paths, site = _base(make_series)
-    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'sw.db'}"
-    store = Store(url)
-    store.add_site(site)
-    store.add_scenes(read_scenes(paths))
-    env = {**os.environ, "SITEWATCH_DB_URL": url, "SITEWATCH_HOME": str(tmp_path / "home")}
-    cmd = [sys.executable, "-m", "sitewatch", "detect", "--site", "base", "--method", "index"]
+    store, cmd, env = _detect_command(backend, request, make_series, tmp_path)
     for delay in (0.8, 1.6, 2.4, 3.2):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
