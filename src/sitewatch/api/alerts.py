@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from .._time import iso_utc
 from ..accounts import User, audit_log
 from ..alerts import Alert, acknowledge, find_alerts
-from ..query import MAX_PAGE
 from ._auth import current_user, require, store_of
-from ._types import Offset, RowId
+from ._types import Limit, Offset, RowId
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 
@@ -35,7 +34,7 @@ def list_alerts(
     site: Annotated[str | None, Query(description="A site or search area.")] = None,
     kind: Annotated[str | None, Query(pattern="^(new|confirmed|candidate)$")] = None,
     acknowledged: Annotated[bool | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     alerts = find_alerts(store_of(request), site=site, kind=kind, acknowledged=acknowledged, limit=limit,
@@ -52,7 +51,7 @@ def ack_alert(request: Request, alert_id: RowId, user: Analyst) -> dict[str, Any
 def audit(
     request: Request, user: Admin,
     actor: str | None = None, action: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     entries = audit_log(store_of(request), limit=limit, actor=actor, action=action)
     return {"entries": [{"id": e.id, "at": iso_utc(e.at), "actor": e.actor,

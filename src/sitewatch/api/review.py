@@ -12,10 +12,9 @@ from .._time import iso_utc
 from ..accounts import User
 from ..areas import list_areas
 from ..export import geometry_to_geojson
-from ..query import MAX_PAGE
 from ..review import Candidate, decide, get_candidate, list_candidates, promote
 from ._auth import current_user, require, store_of
-from ._types import Offset, RowId
+from ._types import Limit, Offset, RowId, paged
 
 router = APIRouter(prefix="/api", tags=["review"])
 
@@ -50,11 +49,8 @@ def candidate_feature(c: Candidate) -> dict[str, Any]:
 
 def _page(request: Request, found: tuple[list[Candidate], int], offset: int) -> dict[str, Any]:
     page, total = found
-    fc: dict[str, Any] = {"type": "FeatureCollection", "features": [candidate_feature(c) for c in page],
-                          "numberMatched": total, "numberReturned": len(page)}
-    if offset + len(page) < total:
-        fc["links"] = [{"rel": "next", "href": str(request.url.include_query_params(offset=offset + len(page)))}]
-    return fc
+    return paged(request, {"type": "FeatureCollection", "features": [candidate_feature(c) for c in page]}, total,
+                 offset)
 
 
 @router.get("/areas", summary="The search areas (a FeatureCollection) and what their last search found")
@@ -71,7 +67,7 @@ def areas(request: Request, user: Reader) -> dict[str, Any]:
 def candidates(
     request: Request, user: Reader, status: Status = None,
     area: Annotated[str | None, Query(description="Only this search area's.")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     found = list_candidates(store_of(request), area=area, status=status, limit=limit, offset=offset)
@@ -80,12 +76,9 @@ def candidates(
 
 @router.get("/areas/{name}/candidates", summary="A search area's candidates, best first")
 def area_candidates(
-    request: Request, name: str, user: Reader, status: Status = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Offset = 0,
+    request: Request, name: str, user: Reader, status: Status = None, limit: Limit = 100, offset: Offset = 0,
 ) -> dict[str, Any]:
-    found = list_candidates(store_of(request), area=name, status=status, limit=limit, offset=offset)
-    return _page(request, found, offset)
+    return candidates(request, user, status, name, limit, offset)
 
 
 @router.get("/candidates/{candidate}", summary="One candidate (a GeoJSON Feature)")

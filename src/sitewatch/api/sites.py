@@ -15,11 +15,11 @@ from ..constants import DEFAULT_METHOD
 from ..errors import InvalidParameter
 from ..export import feature_collection, geometry_to_geojson
 from ..jobs import Job
-from ..query import MAX_PAGE, ChangeQuery, parse_bbox, select_changes
+from ..query import ChangeQuery, parse_bbox, select_changes
 from ..sites import site_from_feature
 from ..types import Site
 from ._auth import current_user, require, store_of
-from ._types import Offset, RowId
+from ._types import Limit, Offset, RowId, paged
 
 router = APIRouter(prefix="/api/sites", tags=["sites"])
 
@@ -68,7 +68,7 @@ def detections(
     end: Annotated[datetime | None, Query(description="First seen on or before.")] = None,
     status: Annotated[str | None, Query(pattern="^(probable|confirmed)$")] = None,
     bbox: Annotated[str | None, Query(description="west,south,east,north (degrees).")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     store = store_of(request)
@@ -76,11 +76,7 @@ def detections(
     box = parse_bbox(bbox) if bbox else None
     page, total = select_changes(store.changes(site.name),
                                  ChangeQuery(start, end, status, box, limit=limit, offset=offset))
-    fc = feature_collection(page)
-    fc["numberMatched"], fc["numberReturned"] = total, len(page)
-    if offset + len(page) < total:
-        fc["links"] = [{"rel": "next", "href": str(request.url.include_query_params(offset=offset + len(page)))}]
-    return fc
+    return paged(request, feature_collection(page), total, offset)
 
 
 _MEDIA = {"geojson": ("application/geo+json", "geojson"), "gpkg": ("application/geopackage+sqlite3", "gpkg"),
