@@ -38,6 +38,13 @@ def api(tmp_path):
     """A client of the API over a fresh store, and a token per role (and an expired and a revoked one)."""
     settings = get_settings(home=tmp_path / "home")
     store = Store(settings.database_url)
+    tokens = role_tokens(store)
+    client = TestClient(create_app(settings, store=store, max_body=20_000), raise_server_exceptions=False)
+    return client, store, tokens
+
+
+def role_tokens(store: Store) -> dict[str, str]:
+    """A user per role (vie, ana, adm) with an API token each, and an expired and a revoked token of ana's."""
     tokens = {}
     for role in ("viewer", "analyst", "admin"):
         add_user(store, role[:3], role, "long enough", actor="test")
@@ -46,8 +53,7 @@ def api(tmp_path):
     tokens["expired"] = create_token(store, "ana", lifetime=timedelta(days=1), actor="test", now=old)[1]
     tok, tokens["revoked"] = create_token(store, "ana", actor="test")
     revoke_token(store, tok.id, actor="test")
-    client = TestClient(create_app(settings, store=store, max_body=20_000), raise_server_exceptions=False)
-    return client, store, tokens
+    return tokens
 
 
 def _auth(token: str) -> dict[str, str]:

@@ -7,16 +7,16 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
-from sitewatch.accounts import add_user, create_token, revoke_token
 from sitewatch.api import create_app
 from sitewatch.settings import get_settings
 from sitewatch.store import Store
+
+from .test_api import role_tokens
 
 #: the least role each write needs (every read needs a viewer)
 WRITES = {
@@ -32,14 +32,7 @@ ROLES = ("viewer", "analyst", "admin")
 def api(tmp_path):
     settings = get_settings(home=tmp_path / "home")
     store = Store(settings.database_url)
-    tokens = {}
-    for role in ROLES:
-        add_user(store, role[:3], role, "long enough", actor="test")
-        tokens[role] = create_token(store, role[:3], actor="test")[1]
-    old = datetime.now(UTC) - timedelta(days=10)
-    tokens["expired"] = create_token(store, "adm", lifetime=timedelta(days=1), actor="test", now=old)[1]
-    tok, tokens["revoked"] = create_token(store, "adm", actor="test")
-    revoke_token(store, tok.id, actor="test")
+    tokens = role_tokens(store)
     app = create_app(settings, store=store)
     return TestClient(app, raise_server_exceptions=False), app, tokens
 

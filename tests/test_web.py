@@ -36,7 +36,7 @@ from sitewatch.sources.stac import stac_source_options
 from sitewatch.store import Store
 from sitewatch.web import vendor_ready
 
-from .servers import free_port, require
+from .servers import _stop, _wait, free_port, require
 
 pytestmark = pytest.mark.slow
 
@@ -95,24 +95,14 @@ def server(demo_run, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "-m", "sitewatch", "serve", "--port", str(port)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/openapi.json", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"sitewatch serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield url, store, summary
-    proc.terminate()  # uvicorn waits for open connections (the browser's keep-alive ones) before it stops
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
+        _wait(lambda: urllib.request.urlopen(f"{url}/api/openapi.json", timeout=2).read(), "sitewatch serve", proc,
+              log)
+    except RuntimeError:
+        _stop(proc)
+        raise
+    yield url, store, summary
+    _stop(proc)  # uvicorn waits for open connections (the browser's keep-alive ones): killed after 10 s
 
 def _until(page, expression: str, timeout: float = 30.0):
     """Wait until a JavaScript expression is truthy in the page.  Playwright's ``wait_for_function`` evaluates
