@@ -28,7 +28,7 @@ from .constants import DEFAULT_PAIR_METHOD, MAX_SHIFT
 from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
 
 if TYPE_CHECKING:
-    from .types import ChangeMap
+    from .windowed import ImageInfo
 
 __all__ = ["DEFAULT_PAIR_METHOD", "MAX_SHIFT", "S2_BANDS", "Image", "PairResult", "detect_pair", "read_image"]
 
@@ -107,10 +107,7 @@ def read_image(path: str | Path) -> Image:
     """
     p = Path(path)
     if not p.exists():
-        raise ImageryError(
-            f"{p} does not exist; give a multi-band GeoTIFF or a folder of Sentinel-2 band files "
-            "(*_B02.tif ...)"
-        )
+        raise _missing(p)
     if p.is_dir():
         return _read_band_folder(p)
     with _open(p) as src:
@@ -134,6 +131,8 @@ def detect_pair(
     score_path: str | Path | None = None,
     bands: Sequence[str] | None = None,
     coregister: bool = False,
+    windowed: bool | None = None,
+    workers: int | None = None,
     **params: Any,
 ) -> PairResult:
     """Detect change from BEFORE to AFTER and write the change mask to ``out``.
@@ -152,6 +151,12 @@ def detect_pair(
     the input paths and the sitewatch version.  ``score_path``, if given, receives the float32 score (NaN
     where there is no data).  ``progress(step, total)`` is called after each stage.
 
+    ``windowed`` runs the detection window by window (:mod:`sitewatch.windowed`: bounded memory, ``workers``
+    threads; scene statistics fitted on a sample of windows); by default it does when BEFORE has more than
+    :data:`~sitewatch.windowed.STREAM_PIXELS` pixels and the detector can (``cva``, ``irmad``) and no
+    co-registration is asked for.  ``windowed=True`` with another detector or with ``coregister`` raises
+    :class:`ImageryError`.
+
     Raises :class:`~sitewatch.errors.DetectorNotFound` for an unknown method, :class:`ImageryError` for
     unreadable inputs or fewer than 2 common bands, :class:`MissingCRSError` and :class:`NoOverlapError`
     when the images do not overlap.
@@ -162,8 +167,10 @@ def detect_pair(
     from .detectors import get_detector
 
     t0 = time.perf_counter()
-    step = _stepper(progress, 6)
     detector = get_detector(method, **params)  # fail on a bad name or parameter before any reading
+    if _use_windows(detector, before, windowed, coregister):
+        return _detect_windowed(detector, before, after, out, bands, score_path, workers, progress, t0)
+    step = _stepper(progress, 6)
     pair = _load_pair(before, after, bands, step)
     step()
     shift: tuple[float, float] | None = None
@@ -173,7 +180,7 @@ def detect_pair(
     cmap = detector.detect(pair.before, pair.after, pair.names, pair.valid)
     mask = cmap.mask & pair.valid
     step()
-    tags = _tags(cmap, pair, shift)
+    tags = _tags(cmap.detector, cmap.params, cmap.threshold, (pair.img_b.path, pair.img_a.path), pair.names, shift)
     out_p = Path(out)
     _write_geotiff(out_p, mask.astype(np.uint8), pair.img_b, tags, "change (1) / no change (0)")
     score_out: str | None = None
@@ -245,18 +252,72 @@ def _coregister(pair: _Pair) -> tuple[_Pair, tuple[float, float] | None]:
     return pair, None
 
 
-def _tags(cmap: ChangeMap, pair: _Pair, shift: tuple[float, float] | None) -> dict[str, str]:
-    """The tags of :func:`detect_pair`'s GeoTIFFs: the detector, its parameters and threshold, the inputs, the
-    bands, the sitewatch version and the co-registration shift applied."""
+def _use_windows(detector: Any, before: str | Path, windowed: bool | None, coregister: bool) -> bool:
+    """Whether :func:`detect_pair` runs window by window (see its ``windowed``)."""
+    from .windowed import STREAM_PIXELS, describe_image
+
+    if windowed is False:
+        return False
+    can = callable(getattr(detector, "fit", None))
+    if windowed is None:
+        if not can or coregister:
+            return False
+        info = describe_image(before)
+        return info.width * info.height > STREAM_PIXELS
+    if not can:
+        raise ImageryError(
+            f"the {detector.name} detector runs in memory only; windowed detection is available for cva and irmad"
+        )
+    if coregister:
+        raise ImageryError("co-registration needs both images in memory: run without --windowed, "
+                           "or co-register the images beforehand")
+    return True
+
+
+def _detect_windowed(
+    detector: Any, before: str | Path, after: str | Path, out: str | Path, bands: Sequence[str] | None,
+    score_path: str | Path | None, workers: int | None, progress: Progress | None, t0: float,
+) -> PairResult:
+    """:func:`detect_pair` window by window (:func:`sitewatch.windowed.detect_windowed`)."""
+    from .windowed import describe_image, detect_windowed
+
+    info_b, info_a = describe_image(before), describe_image(after)
+    picks = _select_bands(_common_bands(info_b, info_a), info_b, bands)
+    _check_overlap(info_b, info_a)
+    names = tuple(info_b.bands[i] for i, _ in picks)
+
+    def writer(path: Path, description: str, nodata: float | None) -> Callable[[np.ndarray, float, dict], None]:
+        def write(band: np.ndarray, threshold: float, params: dict[str, Any]) -> None:
+            tags = _tags(detector.name, params, threshold, (info_b.path, info_a.path), names, None)
+            _write_geotiff(path, band, info_b, tags, description.format(detector.name), nodata=nodata)
+        return write
+
+    res = detect_windowed(
+        detector, info_b, info_a, picks, writer(Path(out), "change (1) / no change (0)", None),
+        writer(Path(score_path), "{} change score", np.nan) if score_path is not None else None,
+        workers=workers, progress=progress,
+    )
+    return PairResult(
+        out=str(out), shape=info_b.shape, crs=info_b.crs, changed_pixels=res.changed_pixels,
+        changed_fraction=res.changed_pixels / res.valid_pixels, threshold=res.threshold, method=detector.name,
+        seconds=time.perf_counter() - t0, valid_pixels=res.valid_pixels, bands=names,
+        score_path=str(score_path) if score_path is not None else None,
+    )
+
+
+def _tags(detector: str, params: dict[str, Any], threshold: float, paths: tuple[str, str], names: Sequence[str],
+          shift: tuple[float, float] | None) -> dict[str, str]:
+    """The tags of :func:`detect_pair`'s GeoTIFFs: the detector, its parameters and threshold, the inputs
+    ``paths`` (before, after), the bands, the sitewatch version and the co-registration shift applied."""
     from . import __version__
 
     tags = {
-        "detector": cmap.detector,
-        "params": json.dumps(cmap.params, default=str, sort_keys=True),
-        "threshold": repr(float(cmap.threshold)),
-        "before": str(Path(pair.img_b.path).resolve()),
-        "after": str(Path(pair.img_a.path).resolve()),
-        "bands": ",".join(pair.names),
+        "detector": detector,
+        "params": json.dumps(params, default=str, sort_keys=True),
+        "threshold": repr(float(threshold)),
+        "before": str(Path(paths[0]).resolve()),
+        "after": str(Path(paths[1]).resolve()),
+        "bands": ",".join(names),
         "sitewatch_version": __version__,
     }
     if shift is not None:
@@ -277,6 +338,25 @@ def _open(path: Path) -> Any:
         ) from None
 
 
+def _missing(p: Path) -> ImageryError:
+    return ImageryError(
+        f"{p} does not exist; give a multi-band GeoTIFF or a folder of Sentinel-2 band files (*_B02.tif ...)"
+    )
+
+
+def _check_georef(src: Any, path: Path) -> None:
+    """Raise :class:`MissingCRSError` when ``src`` has no CRS or no geotransform."""
+    if src.crs is None:
+        raise MissingCRSError(
+            f"{path}: has no coordinate reference system, so it cannot be placed on Earth; "
+            "georeference it first (e.g. gdal_edit.py -a_srs EPSG:xxxx)"
+        )
+    if src.transform.is_identity:
+        raise MissingCRSError(
+            f"{path}: has no geotransform; georeference it first (e.g. gdal_translate -a_ullr)"
+        )
+
+
 def _detail(exc: BaseException) -> str:
     """The most specific message of a GDAL error ("Read failed" hides its cause)."""
     cause = exc.__cause__ or exc.__context__
@@ -289,15 +369,7 @@ def _read_float(src: Any, path: Path, zero_is_nodata: bool = False) -> tuple[np.
     ``zero_is_nodata``: an integer band without a declared nodata value uses 0 for no data (the
     Sentinel-2 convention).
     """
-    if src.crs is None:
-        raise MissingCRSError(
-            f"{path}: has no coordinate reference system, so it cannot be placed on Earth; "
-            "georeference it first (e.g. gdal_edit.py -a_srs EPSG:xxxx)"
-        )
-    if src.transform.is_identity:
-        raise MissingCRSError(
-            f"{path}: has no geotransform; georeference it first (e.g. gdal_translate -a_ullr)"
-        )
+    _check_georef(src, path)
     try:
         raw = src.read(masked=True)
     except (RasterioError, MemoryError) as exc:
@@ -386,7 +458,7 @@ def _read_band_folder(folder: Path) -> Image:
 # ---------------------------------------------------------------------------------------------- pairing
 
 
-def _common_bands(img_b: Image, img_a: Image) -> list[tuple[int, int]]:
+def _common_bands(img_b: Image | ImageInfo, img_a: Image | ImageInfo) -> list[tuple[int, int]]:
     """Index pairs ``(i_before, i_after)`` of the bands both images hold, in BEFORE's order."""
     from .detectors.base import band_index
 
@@ -406,7 +478,7 @@ def _common_bands(img_b: Image, img_a: Image) -> list[tuple[int, int]]:
 
 
 def _select_bands(
-    pairs: list[tuple[int, int]], img_b: Image, bands: Sequence[str] | None
+    pairs: list[tuple[int, int]], img_b: Image | ImageInfo, bands: Sequence[str] | None
 ) -> list[tuple[int, int]]:
     """Keep the common band pairs named in ``bands``, or by default drop the S2 atmospheric bands."""
     from .detectors.base import band_index
@@ -434,7 +506,7 @@ def _select_bands(
     return surface if len(surface) >= 2 else pairs
 
 
-def _check_overlap(img_b: Image, img_a: Image) -> None:
+def _check_overlap(img_b: Image | ImageInfo, img_a: Image | ImageInfo) -> None:
     try:
         left, bottom, right, top = transform_bounds(img_a.crs, img_b.crs, *img_a.bounds)
     except RasterioError as exc:
@@ -479,7 +551,7 @@ def _warp(data: np.ndarray, src: Image, dst: Image) -> np.ndarray:
 def _write_geotiff(
     path: Path,
     band: np.ndarray,
-    grid: Image,
+    grid: Image | ImageInfo,
     tags: dict[str, str],
     description: str,
     nodata: float | None = None,
@@ -499,6 +571,7 @@ def _write_geotiff(
         "blockxsize": 256,
         "blockysize": 256,
         "nodata": nodata,
+        "num_threads": "all_cpus",  # GDAL compresses the blocks on every core
     }
     if band.dtype.kind == "f":
         profile["predictor"] = 3

@@ -84,6 +84,12 @@ def detect_pair(
     coregister: Annotated[bool, typer.Option(help="Co-register AFTER onto BEFORE (phase correlation).")] = False,
     bands: Annotated[str | None, typer.Option(help="Comma-separated bands to use (default: all common).")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Detector parameter KEY=VALUE (repeatable).")] = None,
+    windowed: Annotated[bool | None, typer.Option(
+        "--windowed/--in-memory",
+        help="Window by window in bounded memory (cva, irmad), or whole images in memory; "
+             "default: windowed for images over 25 million pixels when the detector can.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Threads of windowed detection (default: every core).")]
+    = None,
 ) -> None:
     """Detect change between two images; write a change mask on BEFORE's finest grid."""
     from ..pair import detect_pair as _detect_pair
@@ -97,8 +103,8 @@ def detect_pair(
             raise SitewatchError(f"--param wants KEY=VALUE, not {item!r}")
         kwargs[key.strip()] = _parse_value(value.strip())
     with progress() as cb:
-        r = _detect_pair(before, after, out, method=method, coregister=coregister,
-                         progress=lambda d, t: cb("detect", d, t), **kwargs)
+        r = _detect_pair(before, after, out, method=method, coregister=coregister, windowed=windowed,
+                         workers=workers, progress=lambda d, t: cb("detect", d, t), **kwargs)
     console.print(
         f"{r.changed_pixels} changed pixel(s) ({r.changed_fraction:.2%}) by {r.method} in {r.seconds:.1f} s: {r.out}"
     )

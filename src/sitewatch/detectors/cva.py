@@ -21,7 +21,9 @@ from skimage.filters import threshold_otsu
 from ..types import ChangeMap
 from .base import MIN_VALID_PIXELS, change_map, check_inputs, register
 
-__all__ = ["CVA", "MIN_VALID_PIXELS", "check_inputs", "otsu_threshold", "robust_sigma_threshold", "standardise"]
+__all__ = [
+    "CVA", "CVAModel", "MIN_VALID_PIXELS", "check_inputs", "otsu_threshold", "robust_sigma_threshold", "standardise",
+]
 
 
 @register("cva")
@@ -85,6 +87,50 @@ class CVA:
         return change_map(self.name, ok, magnitude, thr, params)
 
 
+    def fit(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> CVAModel:
+        """The band means and deviations of samples ``(band, n)`` of the two dates, for window-by-window
+        detection (:mod:`sitewatch.windowed`): the same score and threshold rule as :meth:`detect`, with the
+        standardisation estimated on the sample."""
+        m1, m2 = before.mean(axis=1, dtype=np.float64), after.mean(axis=1, dtype=np.float64)
+        s1, s2 = before.std(axis=1, dtype=np.float64), after.std(axis=1, dtype=np.float64)
+        if self.scale == "pooled":
+            s1 = s2 = np.sqrt((s1**2 + s2**2) / 2)
+        inv1, inv2 = 1.0 / np.where(s1 > 0, s1, 1.0), 1.0 / np.where(s2 > 0, s2, 1.0)
+        params = asdict(self) | {"bands": list(bands), "threshold_rule": _rule_name(self.threshold),
+                                 "fit_pixels": int(before.shape[1])}
+        return CVAModel(inv1, inv2, m2 * inv2 - m1 * inv1, self.threshold, params)
+
+
+@dataclass(frozen=True)
+class CVAModel:
+    """CVA fitted on a sample: ``score = |x2 * inv2 - x1 * inv1 - offset|`` band-wise (the difference of the
+    standardised spectra), thresholded by the detector's rule over all the scores."""
+
+    inv1: np.ndarray  # (band,) 1 / deviation, BEFORE
+    inv2: np.ndarray
+    offset: np.ndarray  # m2 / s2 - m1 / s1
+    rule: Literal["otsu"] | float
+    params: dict[str, object]
+
+    def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """The magnitude ``(y, x)`` of a window ``(band, y, x)`` of both dates, float32."""
+        acc = np.zeros(before.shape[1:], np.float32)
+        for k in range(before.shape[0]):
+            d = after[k] * np.float32(self.inv2[k])
+            d -= before[k] * np.float32(self.inv1[k])
+            d -= np.float32(self.offset[k])
+            d *= d
+            acc += d
+        return np.sqrt(acc, out=acc)
+
+    def threshold(self, scores: np.ndarray) -> float:
+        """Otsu's threshold or the k-sigma rule over every valid pixel's score (``scores`` is reordered and
+        clipped in place: no copy of a tile's worth of scores)."""
+        if self.rule == "otsu":
+            return otsu_threshold(scores, overwrite=True)
+        return robust_sigma_threshold(scores, float(self.rule))
+
+
 def standardise(x1: np.ndarray, x2: np.ndarray, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Standardise two ``(band, n)`` samples band by band.
 
@@ -102,17 +148,20 @@ def standardise(x1: np.ndarray, x2: np.ndarray, pooled: bool = False) -> tuple[n
     return (x1 - m1) / s1, (x2 - m2) / s2
 
 
-def otsu_threshold(values: np.ndarray, nbins: int = 256, clip_quantile: float = 0.999) -> float:
+def otsu_threshold(values: np.ndarray, nbins: int = 256, clip_quantile: float = 0.999, *,
+                   overwrite: bool = False) -> float:
     """Otsu's threshold of ``values`` (1-D, finite).
 
     The values are clipped at their ``clip_quantile`` first, so that a few extreme outliers (a cloud in
-    one date, a saturated roof) do not squeeze the histogram into a handful of bins.
+    one date, a saturated roof) do not squeeze the histogram into a handful of bins.  With ``overwrite`` the
+    work is done in ``values`` itself (reordered and clipped; the same threshold, no copies).
     """
-    hi = float(np.quantile(values, clip_quantile))
+    hi = float(np.quantile(values, clip_quantile, overwrite_input=overwrite))
     lo = float(values.min())
     if not hi > lo:
         return float(values.max())
-    return float(threshold_otsu(np.minimum(values, hi), nbins=nbins))
+    clipped = np.minimum(values, hi, out=values if overwrite else None)
+    return float(threshold_otsu(clipped, nbins=nbins))
 
 
 def robust_sigma_threshold(values: np.ndarray, k: float) -> float:

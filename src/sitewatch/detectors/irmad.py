@@ -34,7 +34,7 @@ from scipy.linalg import eigh
 from ..types import ChangeMap
 from .base import change_map, check_inputs, register
 
-__all__ = ["IRMAD", "MADFit", "fit_irmad"]
+__all__ = ["IRMAD", "IRMADModel", "MADFit", "fit_irmad"]
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,63 @@ class IRMAD:
             "fit_pixels": int(s1.shape[0]),
         }
         return change_map(self.name, ok, z, thr, params)
+
+
+    def fit(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> IRMADModel:
+        """IR-MAD fitted on samples ``(band, n)`` of the two dates (a seeded draw of at most ``max_samples`` of
+        them), for window-by-window detection (:mod:`sitewatch.windowed`); threshold as :meth:`detect`."""
+        n = before.shape[1]
+        rng = np.random.default_rng(self.seed)
+        idx = np.sort(rng.choice(n, self.max_samples, replace=False)) if n > self.max_samples else slice(None)
+        fit = fit_irmad(before[:, idx].T.astype(np.float64), after[:, idx].T.astype(np.float64),
+                        max_iter=self.max_iter, tol=self.tol, ridge=self.ridge)
+        from scipy.stats import chi2
+
+        params = asdict(self) | {
+            "bands": [bands[i] for i in fit.used], "df": fit.df, "iterations": fit.iterations,
+            "converged": fit.converged, "canonical_correlations": [round(float(r), 6) for r in fit.rho],
+            "fit_pixels": int(min(n, self.max_samples)),
+        }
+        return IRMADModel.of(fit, before.shape[0], float(chi2.ppf(1.0 - self.alpha, fit.df)), params)
+
+
+@dataclass(frozen=True)
+class IRMADModel:
+    """IR-MAD fitted on a sample, applied to windows: the chi-square statistic and its fixed threshold.
+
+    ``Z = |w1 @ x1 - w2 @ x2 + offset|²`` over the variates: the standardisation, the canonical vectors and
+    each variate's sigma folded into two float32 matrices (variate, band) with zero columns for the bands left
+    out of the fit, so that a window is two matrix products."""
+
+    fit: MADFit
+    w1: np.ndarray
+    w2: np.ndarray
+    offset: np.ndarray  # (variate, 1)
+    chi2_threshold: float
+    params: dict[str, object]
+
+    @classmethod
+    def of(cls, fit: MADFit, n_bands: int, threshold: float, params: dict[str, object]) -> IRMADModel:
+        w1 = np.zeros((fit.df, n_bands))
+        w2 = np.zeros((fit.df, n_bands))
+        w1[:, fit.used] = (fit.a / fit.std_before[:, None] / fit.sigma).T
+        w2[:, fit.used] = (fit.b / fit.std_after[:, None] / fit.sigma).T
+        offset = (fit.mean_after / fit.std_after) @ fit.b - (fit.mean_before / fit.std_before) @ fit.a
+        return cls(fit, w1.astype(np.float32), w2.astype(np.float32),
+                   (offset / fit.sigma).astype(np.float32)[:, None], threshold, params)
+
+    def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """The chi-square statistic ``Z`` ``(y, x)`` of a window ``(band, y, x)`` of both dates, float32."""
+        h, w = before.shape[1:]
+        mad = self.w1 @ before.reshape(before.shape[0], -1)
+        mad -= self.w2 @ after.reshape(after.shape[0], -1)
+        mad += self.offset
+        mad *= mad
+        return mad.sum(axis=0).reshape(h, w)
+
+    def threshold(self, scores: np.ndarray) -> float:
+        """``chi2.ppf(1 - alpha, df)``: it does not depend on the scores."""
+        return self.chi2_threshold
 
 
 def fit_irmad(

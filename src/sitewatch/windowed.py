@@ -1,0 +1,455 @@
+"""Pairwise detection window by window: ``detect-pair`` on images too large to hold in memory.
+
+A full Sentinel-2 tile (10980 x 10980 pixels, 6 bands, 2 dates) is 2.9 GB as stored integers and 5.8 GB as
+float32; read whole, with the temporaries of a detector, it needs several times that.  Here the two images are
+never held whole.  The work runs in three passes over windows of BEFORE's grid (each a whole number of the
+file's blocks, so GDAL decompresses every block once):
+
+1. **fit**: the detector's scene statistics (CVA's band means and deviations, IR-MAD's canonical variates) are
+   estimated on the pixels of a lattice of blocks spread over the image (:func:`sample_windows`; see
+   :data:`SAMPLE_SIDE`);
+2. **score**: every window is read once, scored with the fitted model, and its score kept in one float32
+   array (4 bytes a pixel, 482 MB for a full tile);
+3. **decide**: the threshold comes from all the scores (Otsu's method or the k-sigma rule over every valid
+   pixel, as in memory; IR-MAD's is a fixed chi-square quantile) and the change mask is written.
+
+Windows are read and scored on ``workers`` threads (GDAL decompresses outside the GIL, and numpy computes
+outside it), each with its own open datasets.  Peak memory is the score array plus a mask byte per pixel plus
+a few windows, whatever the number of bands.  A detector takes part when it has a ``fit`` method
+(:class:`WindowedDetector`); the others run in memory (:func:`sitewatch.pair.detect_pair`).
+
+AFTER on another grid, and bands at coarser resolution (a folder of Sentinel-2 band files), are read through a
+:class:`rasterio.vrt.WarpedVRT` onto BEFORE's finest grid (bilinear), window by window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .errors import AllCloudError, ImageryError, NoOverlapError
+
+__all__ = [
+    "SAMPLE_MIN",
+    "SAMPLE_PIXELS",
+    "SAMPLE_SIDE",
+    "STREAM_PIXELS",
+    "ImageInfo",
+    "WindowedDetector",
+    "WindowedModel",
+    "describe_image",
+    "detect_windowed",
+    "sample_windows",
+    "windows",
+]
+
+#: Images with more pixels than this run window by window when their detector can (``detect_pair``'s
+#: default): 5000 x 5000, about 1.2 GB of float32 for 6 bands and 2 dates.
+STREAM_PIXELS = 25_000_000
+
+#: The fit pass reads SAMPLE_SIDE x SAMPLE_SIDE blocks on a lattice over the image (16 of the 484 blocks of a
+#: Sentinel-2 tile in 512 px blocks: 3 % more reading), doubles the lattice while fewer than SAMPLE_MIN of their
+#: pixels are valid in both images, and fits on at most SAMPLE_PIXELS of them.
+SAMPLE_SIDE = 4
+SAMPLE_MIN = 100_000
+SAMPLE_PIXELS = 250_000
+
+#: Side of a sampled window in pixels, rounded to the file's blocks.
+SAMPLE_WINDOW_PX = 512
+
+#: Side of a window in pixels, rounded up to a whole number of the file's blocks.
+WINDOW_PX = 1024
+
+
+class WindowedModel(Protocol):
+    """A detector fitted on a sample: scores any window, and picks the threshold from all the scores."""
+
+    params: dict[str, Any]
+
+    def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Float32 score ``(y, x)`` of a window ``(band, y, x)`` of both dates (every pixel valid)."""
+        ...
+
+    def threshold(self, scores: np.ndarray) -> float:
+        """The decision threshold given every valid pixel's score (1-D float32)."""
+        ...
+
+
+class WindowedDetector(Protocol):
+    """A pairwise detector that can be fitted on a sample of pixels and then applied window by window."""
+
+    name: str
+
+    def fit(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> WindowedModel:
+        """Fit on samples ``(band, n)`` of the two dates (pixels valid in both)."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------ the images
+
+
+@dataclass(frozen=True)
+class _BandFile:
+    """One band of an image: the file and the band's index in it (1-based)."""
+
+    path: Path
+    index: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image described without reading its pixels: its bands, finest grid and where each band lives.
+
+    ``scale`` is the factor from stored values to reflectance decided for the whole image (a declared
+    scale/offset wins: ``scaled``); ``zero_is_nodata`` holds for band folders (the Sentinel-2 convention).
+    """
+
+    path: str
+    bands: tuple[str, ...]
+    crs: str  # WKT
+    transform: Affine
+    width: int
+    height: int
+    files: tuple[_BandFile, ...]
+    dtype: str
+    zero_is_nodata: bool = False
+    block: tuple[int, int] = (512, 512)  # (rows, cols) of the finest band's blocks
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` in :attr:`crs`."""
+        x0, y0 = self.transform * (0, 0)
+        x1, y1 = self.transform * (self.width, self.height)
+        return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def describe_image(path: str | Path) -> ImageInfo:
+    """The :class:`ImageInfo` of a multi-band raster or of a folder of single-band Sentinel-2 files, with the
+    same band names as :func:`sitewatch.pair.read_image` gives; reads headers only.
+
+    Raises :class:`ImageryError` and :class:`~sitewatch.errors.MissingCRSError` as ``read_image`` does."""
+    from .pair import _BAND_FILE, S2_BANDS, _check_georef, _missing, _open
+
+    p = Path(path)
+    if not p.exists():
+        raise _missing(p)
+    if p.is_dir():
+        found = sorted((f for f in p.iterdir() if f.is_file() and _BAND_FILE.search(f.name)), key=lambda f: f.name)
+        by_band: dict[str, Path] = {}
+        for f in found:
+            m = _BAND_FILE.search(f.name)
+            assert m is not None
+            by_band.setdefault(m.group(1).upper(), f)
+        if not by_band:
+            return _describe_file(p, _open, _check_georef)  # raises the folder error of read_image
+        names = sorted(by_band, key=S2_BANDS.index)
+        grids = []
+        for b in names:
+            with _open(by_band[b]) as src:
+                _check_georef(src, by_band[b])
+                grids.append((abs(src.transform.a * src.transform.e), src.crs.to_wkt(), src.transform,
+                              src.width, src.height, src.dtypes[0], src.block_shapes[0]))
+        ref = min(range(len(grids)), key=lambda i: grids[i][0])
+        _, crs, transform, w, h, _, block = grids[ref]
+        dtypes = {g[5] for g in grids}
+        return ImageInfo(str(p), tuple(names), crs, transform, w, h,
+                         tuple(_BandFile(by_band[b], 1) for b in names),
+                         dtypes.pop() if len(dtypes) == 1 else "uint16", zero_is_nodata=True, block=block)
+    return _describe_file(p, _open, _check_georef)
+
+
+def _describe_file(p: Path, opener: Callable[[Path], Any], check: Callable[[Any, Path], None]) -> ImageInfo:
+    if p.is_dir():
+        from .pair import read_image
+
+        read_image(p)  # the folder has no band file: read_image raises its error
+    with opener(p) as src:
+        check(src, p)
+        bands = tuple(d if d else f"B{i + 1}" for i, d in enumerate(src.descriptions))
+        if len(set(bands)) != len(bands):
+            bands = tuple(f"B{i + 1}" for i in range(len(bands)))
+        return ImageInfo(str(p), bands, src.crs.to_wkt(), src.transform, src.width, src.height,
+                         tuple(_BandFile(p, i + 1) for i in range(src.count)), src.dtypes[0],
+                         block=src.block_shapes[0])
+
+
+# ------------------------------------------------------------------------------------------ the windows
+
+
+def windows(height: int, width: int, block: tuple[int, int], side: int | None = None) -> list[Window]:
+    """Windows tiling a ``height`` x ``width`` grid in row-major order, each a whole number of ``block``s
+    (rows, cols) about ``side`` pixels wide (default :data:`WINDOW_PX`; the last ones of a row or column
+    smaller)."""
+    side = side or WINDOW_PX
+    bh = max(1, block[0]) * max(1, round(side / max(1, block[0])))
+    bw = max(1, block[1]) * max(1, round(side / max(1, block[1])))
+    return [Window(c, r, min(bw, width - c), min(bh, height - r))
+            for r in range(0, height, bh) for c in range(0, width, bw)]
+
+
+def sample_windows(height: int, width: int, block: tuple[int, int], per_side: int) -> list[Window]:
+    """``per_side`` x ``per_side`` windows on a regular lattice over the grid, each a whole number of ``block``s
+    about :data:`SAMPLE_WINDOW_PX` pixels wide (a strip-organised file's windows span its width), none twice:
+    pixels spread over the grid, to fit scene statistics on."""
+    bh = block[0] * max(1, round(SAMPLE_WINDOW_PX / block[0]))
+    bw = block[1] * max(1, round(SAMPLE_WINDOW_PX / block[1]))
+    rows, cols = math.ceil(height / bh), math.ceil(width / bw)
+    nr, nc = min(per_side, rows), min(per_side, cols)
+    picks_r = [int((i + 0.5) * rows / nr) for i in range(nr)]
+    picks_c = [int((j + 0.5) * cols / nc) for j in range(nc)]
+    return [Window(c * bw, r * bh, min(bw, width - c * bw), min(bh, height - r * bh)) for r in picks_r for c in picks_c]
+
+
+@dataclass
+class _Reader:
+    """Reads windows of the chosen bands of one image onto the target grid, as float32 reflectance with NaN
+    for no data.  Each read opens its own datasets (a rasterio dataset belongs to the thread that opened it);
+    windows are whole blocks, so nothing is decompressed twice."""
+
+    info: ImageInfo
+    picks: list[int]  # indices into info.bands / info.files
+    target: ImageInfo
+    scale: float = 1.0
+
+    def _open(self, stack: ExitStack) -> list[tuple[Any, list[int], list[int]]]:
+        """The datasets to read, each with its band indexes (1-based) and their rows in the output.  A source
+        warped onto the target grid without a nodata value gets an alpha band (its last): 0 outside it."""
+        opened: dict[Path, tuple[Any, list[int], list[int]]] = {}
+        for row, k in enumerate(self.picks):
+            bf = self.info.files[k]
+            if bf.path not in opened:
+                src = stack.enter_context(rasterio.open(bf.path))
+                if (src.crs.to_wkt() != self.target.crs or src.transform != self.target.transform
+                        or src.shape != self.target.shape):
+                    nodata = self._nodata(src)
+                    src = stack.enter_context(WarpedVRT(  # outside the source: nodata, or alpha 0 without one
+                        src, crs=self.target.crs, transform=self.target.transform, width=self.target.width,
+                        height=self.target.height, resampling=Resampling.bilinear,
+                        src_nodata=nodata, nodata=nodata, add_alpha=nodata is None,
+                    ))
+                opened[bf.path] = (src, [], [])
+            opened[bf.path][1].append(bf.index)
+            opened[bf.path][2].append(row)
+        return list(opened.values())
+
+    def _nodata(self, src: Any) -> float | None:
+        if src.nodata is not None:
+            return float(src.nodata)
+        return 0.0 if self.info.zero_is_nodata and np.dtype(src.dtypes[0]).kind in "iu" else None
+
+    def read(self, win: Window) -> np.ndarray:
+        """``(band, y, x)`` float32 of ``win`` on the target grid."""
+        out = np.empty((len(self.picks), int(win.height), int(win.width)), np.float32)
+        try:
+            with ExitStack() as stack:
+                for src, indexes, rows in self._open(stack):
+                    # all bands of a file in one read: a pixel-interleaved block is decompressed once
+                    raw = src.read(indexes, window=win)
+                    for j, (index, row) in enumerate(zip(indexes, rows, strict=True)):
+                        _to_float(src, index, self._nodata(src), raw[j], out[row], self.scale)
+                    hole = _outside(src, indexes[0], win)
+                    if hole is not None:
+                        for row in rows:
+                            out[row][hole] = np.nan
+        except RasterioError as exc:
+            raise ImageryError(
+                f"{self.info.path}: image data cannot be read (truncated or corrupt file?): {exc}; "
+                "download or export it again"
+            ) from None
+        return out
+
+
+def _outside(src: Any, index: int, win: Window) -> np.ndarray | None:
+    """Where ``src`` has no data in ``win`` by a mask rather than a nodata value: the alpha band of a warped
+    source, or a per-dataset mask or alpha of a file; None when there is none."""
+    if isinstance(src, WarpedVRT) and src.nodata is None:
+        return src.read(src.count, window=win) == 0  # its alpha band (add_alpha)
+    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums):
+        return src.read_masks(index, window=win) == 0
+    return None
+
+
+def _to_float(src: Any, index: int, nodata: float | None, raw: np.ndarray, band: np.ndarray, scale: float) -> None:
+    """Stored values ``raw`` of band ``index`` of ``src`` into ``band`` (float32): NaN for no data (the nodata
+    value, or NaN already), declared scale/offset applied, else multiplied by ``scale``."""
+    np.copyto(band, raw, casting="unsafe")
+    if nodata is not None and not np.isnan(nodata):
+        hole = raw == nodata
+        if hole.any():
+            band[hole] = np.nan
+    sc, off = src.scales[index - 1], src.offsets[index - 1]
+    if sc != 1.0 or off != 0.0:
+        band *= np.float32(sc)
+        band += np.float32(off)
+    elif scale != 1.0:
+        band *= np.float32(scale)
+
+
+def _auto_scale(reader: _Reader, sample: Sequence[np.ndarray]) -> float:
+    """The factor from stored integers to reflectance, as :func:`sitewatch.pair.read_image` decides it: 1/255
+    for 8 bits, 1/10000 when the values reach above 2 (decided on the sampled windows), else 1."""
+    kind = np.dtype(reader.info.dtype)
+    if kind.kind not in "iu":
+        return 1.0
+    if kind.itemsize == 1:
+        return 1.0 / 255.0
+    top = max((float(np.nanmax(w)) for w in sample if np.isfinite(w).any()), default=0.0)
+    return 1.0 / 10000.0 if top > 2.0 else 1.0
+
+
+# ------------------------------------------------------------------------------------------ the passes
+
+#: ``write(array, threshold, params)``: hands a result raster on BEFORE's grid to its writer.
+Writer = Callable[[np.ndarray, float, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class WindowedResult:
+    """What :func:`detect_windowed` found: the mask written, the threshold and the counts."""
+
+    threshold: float
+    changed_pixels: int
+    valid_pixels: int
+    params: dict[str, Any]
+    windows: int
+    sample_pixels: int
+
+
+def detect_windowed(
+    detector: WindowedDetector,
+    before: ImageInfo,
+    after: ImageInfo,
+    picks: Sequence[tuple[int, int]],
+    write_mask: Writer,
+    write_score: Writer | None = None,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> WindowedResult:
+    """Run ``detector`` over ``before`` and ``after`` (their band index pairs ``picks``) window by window and
+    hand the uint8 change mask (and the float32 score, NaN where not valid) on BEFORE's grid to the writers,
+    with the threshold and the fitted model's parameters.
+
+    Raises :class:`NoOverlapError` when no pixel has data in both images, :class:`AllCloudError` when the
+    sample holds too few valid pixels to fit."""
+    rb = _Reader(before, [i for i, _ in picks], before)
+    ra = _Reader(after, [j for _, j in picks], before)
+    wins = windows(before.height, before.width, before.block)
+    workers = max(1, workers or os.cpu_count() or 1)
+    names = tuple(before.bands[i] for i, _ in picks)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitewatch-window") as pool:
+        model, n_sample, n_fit = _fit(detector, rb, ra, names, pool)
+        done = [n_fit]
+        total = n_fit + len(wins)
+        if progress:
+            progress(n_fit, total)
+        lock = threading.Lock()
+        score = np.full(before.shape, np.nan, np.float32)
+
+        def one(win: Window) -> None:
+            b, a = rb.read(win), ra.read(win)
+            ok = np.isfinite(b).all(axis=0) & np.isfinite(a).all(axis=0)
+            sl = _slices(win)
+            if ok.all():
+                score[sl] = model.score(b, a)
+            elif ok.any():
+                s = model.score(np.where(ok, b, 0), np.where(ok, a, 0))
+                score[sl] = np.where(ok, s, np.nan)
+            with lock:
+                done[0] += 1
+                if progress:
+                    progress(done[0], total)
+
+        for fut in [pool.submit(one, w) for w in wins]:
+            fut.result()
+    return _decide(model, score, write_mask, write_score, len(wins), n_sample)
+
+
+def _slices(win: Window) -> tuple[slice, slice]:
+    r, c = int(win.row_off), int(win.col_off)
+    return slice(r, r + int(win.height)), slice(c, c + int(win.width))
+
+
+def _fit(
+    detector: WindowedDetector, rb: _Reader, ra: _Reader, names: tuple[str, ...], pool: ThreadPoolExecutor,
+) -> tuple[WindowedModel, int, int]:
+    """Fit the detector on the pixels valid in both images of :data:`SAMPLE_SIDE` x :data:`SAMPLE_SIDE` blocks
+    spread over the grid (the lattice doubled while fewer than :data:`SAMPLE_MIN` are valid), at most
+    :data:`SAMPLE_PIXELS` of them (an even share of each block's valid pixels, by stride); each image's integer
+    scale is decided on the same pixels.  The model, the pixels it was fitted on and the number of blocks read."""
+    info = rb.target
+    side, n_ok, wins = SAMPLE_SIDE, 0, []
+    raw_b: list[np.ndarray] = []
+    raw_a: list[np.ndarray] = []
+    while True:
+        wins = sample_windows(info.height, info.width, info.block, side)
+        per_block = max(1, SAMPLE_PIXELS // len(wins))
+        raw_b, raw_a = [], []
+        for b, a in pool.map(lambda w: (rb.read(w), ra.read(w)), wins):
+            ok = np.flatnonzero(np.isfinite(b).all(axis=0) & np.isfinite(a).all(axis=0))
+            ok = ok[:: max(1, -(-ok.size // per_block))]  # an even stride through the block's valid pixels
+            raw_b.append(b.reshape(b.shape[0], -1)[:, ok])
+            raw_a.append(a.reshape(a.shape[0], -1)[:, ok])
+        n_ok = sum(x.shape[1] for x in raw_b)
+        if n_ok >= SAMPLE_MIN or len(wins) >= len(sample_windows(info.height, info.width, info.block, 1 << 30)):
+            break
+        side *= 2
+    if n_ok == 0:
+        raise NoOverlapError(
+            f"{ra.info.path} and {rb.info.path} overlap, but no pixel has data in both; "
+            "give two images of the same place with data in common"
+        )
+    rb.scale, ra.scale = _auto_scale(rb, raw_b), _auto_scale(ra, raw_a)
+    x1 = np.concatenate(raw_b, axis=1) * np.float32(rb.scale)
+    x2 = np.concatenate(raw_a, axis=1) * np.float32(ra.scale)
+    from .detectors.base import MIN_VALID_PIXELS
+
+    if x1.shape[1] < MIN_VALID_PIXELS:
+        raise AllCloudError(
+            f"only {x1.shape[1]} sampled pixel(s) have data in both images (need {MIN_VALID_PIXELS}); "
+            "check that the two images overlap and are not masked out"
+        )
+    return detector.fit(x1, x2, names), int(x1.shape[1]), len(wins)
+
+
+def _decide(
+    model: WindowedModel, score: np.ndarray, write_mask: Writer, write_score: Writer | None, n_windows: int,
+    n_sample: int,
+) -> WindowedResult:
+    """Threshold the scores of every valid pixel, write the mask (and the score), count."""
+    valid = np.isfinite(score)
+    values = score[valid]
+    n_valid = int(values.size)
+    if n_valid == 0:
+        raise NoOverlapError("the two images overlap, but no pixel has data in both")
+    thr = float(model.threshold(values))
+    del values
+    del valid
+    mask = np.greater(score, thr).view(np.uint8)  # NaN (not valid) compares False
+    params = dict(model.params)
+    if write_score is not None:
+        write_score(score, thr, params)
+    del score
+    write_mask(mask, thr, params)
+    changed = int(np.count_nonzero(mask))
+    return WindowedResult(thr, changed, n_valid, params, n_windows, n_sample)
+
