@@ -77,7 +77,8 @@ WINDOW_PX = 1024
 
 
 class WindowedModel(Protocol):
-    """A detector fitted on a sample: scores any window, and picks the threshold from all the scores."""
+    """A detector fitted on a sample: scores any window, and picks the threshold from all the scores (a model
+    whose threshold does not depend on them may say so with a ``fixed_threshold`` attribute)."""
 
     params: dict[str, Any]
 
@@ -367,7 +368,7 @@ def detect_windowed(
 
         def one(win: Window) -> None:
             b, a = rb.read(win), ra.read(win)
-            ok = np.isfinite(b).all(axis=0) & np.isfinite(a).all(axis=0)
+            ok = _valid(b, a)
             sl = _slices(win)
             if ok.all():
                 score[sl] = model.score(b, a)
@@ -382,6 +383,12 @@ def detect_windowed(
         for fut in [pool.submit(one, w) for w in wins]:
             fut.result()
     return _decide(model, score, write_mask, write_score, len(wins), n_sample)
+
+
+def _valid(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Pixels with every band finite in both windows ``(band, y, x)``: a NaN or infinity in any band makes
+    the band sums non-finite (two passes over the bands instead of a test of each value)."""
+    return np.isfinite(np.add.reduce(b, axis=0) + np.add.reduce(a, axis=0))
 
 
 def _slices(win: Window) -> tuple[slice, slice]:
@@ -405,7 +412,7 @@ def _fit(
         per_block = max(1, SAMPLE_PIXELS // len(wins))
         raw_b, raw_a = [], []
         for b, a in pool.map(lambda w: (rb.read(w), ra.read(w)), wins):
-            ok = np.flatnonzero(np.isfinite(b).all(axis=0) & np.isfinite(a).all(axis=0))
+            ok = np.flatnonzero(_valid(b, a))
             ok = ok[:: max(1, -(-ok.size // per_block))]  # an even stride through the block's valid pixels
             raw_b.append(b.reshape(b.shape[0], -1)[:, ok])
             raw_a.append(a.reshape(a.shape[0], -1)[:, ok])
@@ -437,12 +444,11 @@ def _decide(
 ) -> WindowedResult:
     """Threshold the scores of every valid pixel, write the mask (and the score), count."""
     valid = np.isfinite(score)
-    values = score[valid]
-    n_valid = int(values.size)
+    n_valid = int(np.count_nonzero(valid))
     if n_valid == 0:
         raise NoOverlapError("the two images overlap, but no pixel has data in both")
-    thr = float(model.threshold(values))
-    del values
+    fixed = getattr(model, "fixed_threshold", None)
+    thr = float(fixed) if fixed is not None else float(model.threshold(score[valid]))
     del valid
     mask = np.greater(score, thr).view(np.uint8)  # NaN (not valid) compares False
     params = dict(model.params)

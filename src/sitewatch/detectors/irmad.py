@@ -212,6 +212,11 @@ class IRMADModel:
         mad *= mad
         return mad.sum(axis=0).reshape(h, w)
 
+    @property
+    def fixed_threshold(self) -> float:
+        """``chi2.ppf(1 - alpha, df)``: the scores need not be gathered to know it."""
+        return self.chi2_threshold
+
     def threshold(self, scores: np.ndarray) -> float:
         """``chi2.ppf(1 - alpha, df)``: it does not depend on the scores."""
         return self.chi2_threshold
