@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .compute import THREADS, check_scheduler
 from .constants import MIN_CLEAR_FRACTION
 
 
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     (env ``SITEWATCH_SECRET_KEY``).
     ``basemap_url``: an XYZ tile URL template (``https://.../{z}/{x}/{y}.png``) under the web app's maps; none by
     default (the site's own imagery is the map, and the app needs no network) (env ``SITEWATCH_BASEMAP_URL``).
+    ``scheduler``: where the independent tasks of a search or a similarity ranking run (:mod:`sitewatch.compute`):
+    ``sync`` (one after another, in the calling thread), ``threads`` (default: a local thread pool), or
+    ``tcp://host:port``, the address of a Dask scheduler whose workers run them and can read the same imagery
+    paths or URLs (env ``SITEWATCH_SCHEDULER``, option ``--scheduler``); anything else is refused.
     """
 
     model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore")
@@ -58,6 +63,12 @@ class Settings(BaseSettings):
     public_url: str | None = None
     secret_key: str | None = None
     basemap_url: str | None = None
+    scheduler: str = THREADS
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        return check_scheduler(value)
 
     @property
     def database_url(self) -> str:
