@@ -115,7 +115,7 @@ class _Cluster:
         index = {f.key: i for i, f in enumerate(futures)}
         out: list[Any] = [None] * len(args)
         try:
-            for fut in completed(futures):
+            for fut in completed(futures, loop=self.client.loop):
                 i = index[fut.key]
                 out[i] = fut.result()
                 if done:

@@ -210,7 +210,7 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
         if not scenes or area.searched.get("scenes_key") == key:
             return AreaPass(area.name, "unchanged", seconds=time.perf_counter() - t0)
         out = Path(settings.home) / "areas" / _slug(area.name)
-        r = search_area(store, area.geometry, evidence_dir=out, progress=progress)
+        r = search_area(store, area.geometry, evidence_dir=out, progress=progress, scheduler=settings.scheduler)
         path = write_candidates(r, out / "candidates.geojson")
         cands = []
         for c in r.candidates:
