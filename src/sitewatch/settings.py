@@ -6,12 +6,14 @@ Nothing is read at import time; every face (CLI, API) builds one ``Settings`` an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .compute import THREADS, check_scheduler
 from .constants import MIN_CLEAR_FRACTION
+from .errors import InvalidParameter
 
 
 class Settings(BaseSettings):
@@ -78,5 +80,19 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit ``overrides`` (``None`` values ignored)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    """Build settings from the environment, with explicit ``overrides`` (``None`` values ignored).
+
+    A value that is not one of its setting's raises :class:`~sitewatch.errors.InvalidParameter` naming the
+    setting, its environment variable and what is wrong, one line per setting.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidParameter("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    """One problem of a :class:`ValidationError` as a sentence: ``setting scheduler (env ...): ...``."""
+    name = ".".join(str(part) for part in error.get("loc", ())) or "?"
+    msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"setting {name} (env SITEWATCH_{name.upper()}): {msg}"
