@@ -40,10 +40,11 @@ class Settings(BaseSettings):
     (env ``SITEWATCH_SECRET_KEY``).
     ``basemap_url``: an XYZ tile URL template (``https://.../{z}/{x}/{y}.png``) under the web app's maps; none by
     default (the site's own imagery is the map, and the app needs no network) (env ``SITEWATCH_BASEMAP_URL``).
-    ``scheduler``: where the independent tasks of a search or a similarity ranking run (:mod:`sitewatch.compute`):
-    ``sync`` (one after another, in the calling thread), ``threads`` (default: a local thread pool), or
-    ``tcp://host:port``, the address of a Dask scheduler whose workers run them and can read the same imagery
-    paths or URLs (env ``SITEWATCH_SCHEDULER``, option ``--scheduler``); anything else is refused.
+    ``scheduler``: where the independent tasks of a search, a similarity ranking, a detection over many sites and a
+    monitoring pass run (:mod:`sitewatch.compute`): ``sync`` (one after another, in the calling thread),
+    ``threads`` (default: a local thread pool; detection goes one site at a time), or ``tcp://host:port``, the
+    address of a Dask scheduler whose workers run them and can read the same imagery paths or URLs
+    (env ``SITEWATCH_SCHEDULER``, option ``--scheduler``); anything else is refused.
     """
 
     model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore")

@@ -61,8 +61,8 @@ def main_options(
     db_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL; env SITEWATCH_DB_URL.")] = None,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Where search and similar run their tasks: sync, threads (default) or the tcp://host:port "
-                          "of a Dask scheduler; env SITEWATCH_SCHEDULER."),
+        typer.Option(help="Where search, similar, detect and monitor run their tasks: sync, threads (default) or "
+                          "the tcp://host:port of a Dask scheduler; env SITEWATCH_SCHEDULER."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False,
     version: Annotated[
