@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from shapely.geometry import box, mapping
 
+from sitewatch.catalog import read_scenes
 from sitewatch.compute import check_scheduler, runner
 from sitewatch.errors import InvalidParameter, SchedulerError
 from sitewatch.geo import WGS84, to_crs, utm_crs_for
@@ -200,3 +201,51 @@ def test_a_worker_killed_mid_search_changes_nothing(cluster, compound, local_sea
         _same(r, local_search)
         client.wait_for_workers(2, timeout=60)  # the nanny started a new worker process
         assert killed[0] not in client.run(os.getpid).values()
+
+
+# ---- sites as tasks: detect over many sites, monitor (slow: the cluster) ------------------------------------
+
+
+def _two_site_home(home: Path, scenes: list[Path], scheduler: str) -> tuple[Store, Any]:
+    """A home over the small series with two watchlist sites (the roof's and an empty one beside it)."""
+    from sitewatch.sites import make_site
+
+    st = get_settings(home=home, scheduler=scheduler)
+    store = Store(st.database_url)
+    store.add_scenes(read_scenes(scenes))
+    x0, y0 = ORIGIN
+    store.add_site(make_site("roof", to_crs(box(x0 + 20, y0 - 620, x0 + 620, y0 - 20), "EPSG:32652", WGS84)))
+    store.add_site(make_site("empty", to_crs(box(x0 + 400, y0 - 620, x0 + 620, y0 - 420), "EPSG:32652", WGS84)))
+    return store, st
+
+
+def _changes(store: Store) -> list[tuple[str, str, str, bytes, float]]:
+    return [(s.name, c.change_id, c.status, c.geometry.wkb, c.score) for s in store.list_sites()
+            for c in store.changes(s.name)]
+
+
+@pytest.mark.slow
+def test_sites_run_on_the_cluster_as_they_run_here(cluster, make_series, tmp_path):
+    """`detect` over every site, then monitoring passes (a full one, an incremental one that resumes the tracker
+    state stored by the first) on the cluster's workers store exactly what they store when run here."""
+    from sitewatch.monitor import monitor_once
+    from sitewatch.pipeline import detect_sites
+
+    paths, _, _ = make_series(n=7, change_at=3, size=64)
+    homes = {s: _two_site_home(tmp_path / s, paths[:5], s) for s in ("sync", cluster.scheduler_address)}
+    got, told = {}, []
+    for scheduler, (store, st) in homes.items():
+        results = detect_sites(store, ["roof", "Nowhere", "empty"], "index", scheduler=scheduler,
+                               progress=lambda *a: told.append(a))
+        assert [type(r).__name__ for r in results] == ["SiteResult", "SiteNotFound", "SiteResult"]
+        assert results[0].changes and not results[2].changes and results[0].stack is None
+        modes = []
+        for k in (5, 6):  # the sixth, then the seventh date arrives: a pass each, resuming the stored state
+            store.add_scenes(read_scenes(paths[k:k + 1]))
+            p = monitor_once(store, st, method="index", fetch=False, deliver=False, reports=False)
+            assert not p.errors
+            modes += [(s.site, s.mode) for s in p.sites]
+        got[scheduler] = (_changes(store), modes)
+    assert ("sites", 2, 2) in told  # the cluster's progress: sites done
+    assert got["sync"] == got[cluster.scheduler_address]
+    assert {m for _, m in got["sync"][1]} == {"incremental"} and len(got["sync"][1]) == 4
