@@ -25,7 +25,7 @@ from sitewatch.compute import check_scheduler, runner
 from sitewatch.errors import InvalidParameter, SchedulerError
 from sitewatch.geo import WGS84, to_crs, utm_crs_for
 from sitewatch.pipeline import ingest
-from sitewatch.search import SearchParams, SearchResult, search_area
+from sitewatch.search import SearchParams, SearchResult, SimilarParams, search_area
 from sitewatch.settings import get_settings
 from sitewatch.store import Store
 
@@ -176,6 +176,22 @@ def test_a_cluster_finds_the_same_candidates_as_threads_and_sync(cluster, compou
             home=home)
     ids = [f["properties"]["id"] for f in json.loads(out.read_text())["features"]]
     assert ids == [c.candidate_id for c in local_search.candidates]
+
+
+@pytest.mark.slow
+def test_similar_places_on_the_cluster_are_those_found_here(cluster, compound):
+    from sitewatch.search import find_similar
+    from sitewatch.search._similar import site_footprint
+    from sitewatch.types import Site
+
+    _, store, disc = compound
+    query = Site("Yeongjeo-dong", site_footprint(store, "Yeongjeo-dong")[0])
+    params = SimilarParams(block_px=128)  # several blocks, so several tasks
+    here = find_similar(store, query, disc, params=params)
+    there = find_similar(store, query, disc, params=params, scheduler=cluster.scheduler_address)
+    assert here.places and here.places == there.places  # ranks, boxes, distances, every statistic
+    assert (here.windows, here.excluded, here.scale, here.dates) == (there.windows, there.excluded, there.scale,
+                                                                   there.dates)
 
 
 @pytest.mark.slow
