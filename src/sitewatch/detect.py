@@ -38,8 +38,9 @@ import hashlib
 import io
 import json
 import sys
+import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -51,6 +52,7 @@ import xarray as xr
 from . import __version__
 from ._time import naive_utc
 from .changes import PolygonParams, extract_changes, stack_dates
+from .compute import SCHEDULERS, THREADS, check_scheduler, runner
 from .constants import DEFAULT_METHOD, MIN_CLEAR_FRACTION, RECENT_DAYS
 from .detectors import get_detector
 from .detectors.base import engine_of, for_registered_stack, missing_bands, params_of, required_bands
@@ -61,6 +63,7 @@ from .errors import (
     MissingBandError,
     MissingBandWarning,
     NoOverlapError,
+    SitewatchError,
 )
 from .masks import clear_fraction
 from .series import SERIES_POLYGONS, SeriesParams, composite_history
@@ -70,7 +73,8 @@ from .tracking import PixelHistory, TrackerState, TrackParams, track_pixels
 from .types import Change, Scene, Site, SiteResult
 
 __all__ = [
-    "DetectConfig", "DetectionRun", "PendingRun", "TrackerMeta", "Mode", "Why", "detect", "prepare",
+    "DetectConfig", "DetectionRun", "PendingRun", "RunJob", "TrackerMeta", "Mode", "Why", "detect", "prepare",
+    "plan_run", "compute_run", "prepare_sites",
     "carry_ids", "load_state", "coregister_stack", "activity_status", "DEFAULT_METHOD", "ENGINES", "COREG_BAND",
 ]
 
@@ -393,6 +397,7 @@ class PendingRun:
 
     run: DetectionRun
     record: _Record | None = None  # None: nothing to save (an unchanged run)
+    seconds: float = 0.0  # computing it took (wherever it was computed)
 
     def save(self, tx: Transaction) -> DetectionRun:
         """Write the run, its changes and the tracker state in ``tx``; the run with its id."""
@@ -417,13 +422,115 @@ def detect(store: Store, site_name: str, config: DetectConfig = DetectConfig(),
 def prepare(store: Store, site_name: str, config: DetectConfig = DetectConfig(),
             progress: Progress | None = None) -> PendingRun:
     """The run :func:`detect` saves, computed and not saved: ``.save(tx)`` saves it."""
+    job = plan_run(store, site_name, config)
+    return job if isinstance(job, PendingRun) else compute_run(job, progress)
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """A planned run: all that computing it needs, read from the store by :func:`plan_run` (the site, its scene
+    records, its previous changes, the stored tracker state as bytes, the parameters); :func:`compute_run` reads
+    the imagery and computes the run anywhere, without the store."""
+
+    setup: _Setup
+    plan: _Plan
+    config: DetectConfig
+
+
+def plan_run(store: Store, site_name: str, config: DetectConfig = DetectConfig()) -> RunJob | PendingRun:
+    """Steps 1-2 of a run (see the module), the only ones that read the store: the run to compute, or, when
+    there is no new scene, the ``unchanged`` run itself."""
     su = _setup(store, site_name, config)
     plan = _plan(store, su, config)
     if plan.meta is not None and plan.why is None and not plan.scenes:
         result = _result(su.site, store, config.method, su.previous, plan.meta, plan.params)
         return PendingRun(DetectionRun(result, Mode.UNCHANGED, (), (), su.previous, None))
-    loaded = _load(su, plan, config, progress)
-    return _finish(su, config, plan, loaded, _track(su, config, plan, loaded, progress))
+    return RunJob(su, plan, config)
+
+
+def compute_run(job: RunJob, progress: Progress | None = None) -> PendingRun:
+    """Steps 3-5 of a run (see the module): load, track and finish it; reads the imagery, not the store."""
+    t0 = time.perf_counter()
+    loaded = _load(job.setup, job.plan, job.config, progress)
+    pending = _finish(job.setup, job.config, job.plan, loaded, _track(job.setup, job.config, job.plan, loaded,
+                                                                      progress))
+    return replace(pending, seconds=time.perf_counter() - t0)
+
+
+def _compute_or_error(job: RunJob, progress: Progress | None = None) -> PendingRun | SitewatchError:
+    """:func:`compute_run` as a task of :func:`prepare_sites`: a site's own error is its result."""
+    try:
+        return compute_run(job, progress)
+    except SitewatchError as exc:
+        return exc
+
+
+def prepare_sites(
+    store: Store, names: Sequence[str], config: DetectConfig = DetectConfig(), progress: Progress | None = None,
+    scheduler: str = THREADS,
+) -> Iterator[PendingRun | SitewatchError]:
+    """:func:`prepare` for each site of ``names``, in that order; a site's :class:`SitewatchError` is its result,
+    not raised.  Nothing is saved: the caller saves each run (``.save(tx)``) in its own transaction.
+
+    With a local ``scheduler`` (``sync``, ``threads``) each run is prepared when the caller asks for it, one
+    site at a time as always (a run's stack is most of its memory).  With a Dask cluster (``tcp://host:port``,
+    :mod:`sitewatch.compute`) every run is planned here first (the store is read here only), then computed as
+    a task: a worker reads the site's imagery, computes the run and sends it back without its stack
+    (``keep_stack`` is ignored there); the warnings a run gives (cloudy dates) are given again here.
+    """
+    if check_scheduler(scheduler) in SCHEDULERS:
+        for name in names:
+            try:
+                yield prepare(store, name, config, progress)
+            except SitewatchError as exc:
+                yield exc
+        return
+    out: list[PendingRun | SitewatchError | None] = []  # None: planned, to compute
+    planned: dict[int, RunJob] = {}  # index in ``out`` -> its run to compute
+    for name in names:
+        job: RunJob | PendingRun | SitewatchError
+        try:
+            job = plan_run(store, name, config)
+        except SitewatchError as exc:
+            job = exc
+        if isinstance(job, RunJob):
+            planned[len(out)] = job
+        out.append(None if isinstance(job, RunJob) else job)
+    with runner(scheduler) as run:
+        done = run.map(_compute_or_error, [(_without_stack(job),) for job in planned.values()],
+                       _counter("sites", len(planned), progress))
+    for (i, job), r in zip(planned.items(), done, strict=True):
+        out[i] = r
+        if isinstance(r, PendingRun):
+            _warn_again(r, job.setup.tp.min_clear_fraction)
+    yield from (r for r in out if r is not None)
+
+
+def _counter(stage: str, total: int, progress: Progress | None) -> Callable[[int, Any], None] | None:
+    """A :mod:`sitewatch.compute` ``done`` callback telling ``progress`` how many of ``total`` tasks finished."""
+    if progress is None:
+        return None
+    finished = 0
+
+    def tell(_: int, __: Any) -> None:
+        nonlocal finished
+        finished += 1
+        progress(stage, finished, total)
+
+    return tell
+
+
+def _without_stack(job: RunJob) -> RunJob:
+    return replace(job, config=replace(job.config, keep_stack=False))
+
+
+def _warn_again(pending: PendingRun, min_clear: float) -> None:
+    """The cloudy-dates warning of a run computed in another process (whose warnings stay in its log), as
+    :func:`_finish` gives it."""
+    run = pending.run
+    new = list(run.new_scene_ids)
+    warn_cloudy(run.result.site.name, new, run.result.clear_fraction[-len(new):] if new else (), min_clear,
+                "new " if run.mode == Mode.INCREMENTAL else "")
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,10 @@ class StoreError(SitewatchError, RuntimeError):
     """The store could not be read or written; nothing was changed."""
 
 
+class SchedulerError(SitewatchError, ConnectionError):
+    """The Dask scheduler of the ``scheduler`` setting cannot be reached (or Dask is not installed)."""
+
+
 class SitewatchWarning(UserWarning):
     """Root of the non-fatal data-quality warnings."""
 

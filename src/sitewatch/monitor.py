@@ -3,9 +3,10 @@
 One pass (:func:`monitor_once`, ``sitewatch monitor --once`` for cron) does, for the sites of the watchlist:
 
 1. ``fetch``: search every recorded imagery source and store the scenes not seen before;
-2. for each site, :func:`sitewatch.detect.prepare`: only the new dates go through tracking;
-   the run, the tracker state and the alerts it raises (:func:`sitewatch.alerts.write_alerts`, with one
-   delivery per endpoint) are saved in one ``store.transaction()``;
+2. for each site, :func:`sitewatch.detect.prepare_sites`: only the new dates go through tracking (on the
+   workers of a Dask cluster when the ``scheduler`` setting names one: :mod:`sitewatch.compute`); the run,
+   the tracker state and the alerts it raises (:func:`sitewatch.alerts.write_alerts`, with one delivery per
+   endpoint) are saved here in one ``store.transaction()``;
 3. for a site with new alerts, its evidence report is written to ``<home>/reports/<site>/index.html`` and
    the alerts are given links to it and to the change's chips;
 4. for each search area (:mod:`sitewatch.areas`) whose stored scenes changed since its last search (the
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .alerts import Alert, get_rule, list_alerts, list_endpoints, set_evidence, write_alerts
 from .changes import _slug
-from .detect import DetectConfig, prepare
+from .detect import DetectConfig, PendingRun, prepare_sites
 from .errors import SitewatchError
 from .feed import write_feed
 from .notify import DeliverySummary, deliver_pending
@@ -143,28 +144,11 @@ def monitor_once(
         except SitewatchError as exc:  # the scenes already stored are still worth a look
             errors.append(f"fetch: {exc}")
     endpoints = list_endpoints(store)
-    passes = []
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            rule = get_rule(store, name)
-            config = DetectConfig(method=method, resolution=settings.resolution,
-                                  min_clear_fraction=settings.min_clear_fraction, engine=engine)
-            pending = prepare(store, name, config, progress)
-            with store.transaction() as tx:  # the run, its alerts and their deliveries: all or nothing
-                run = pending.save(tx)
-                raised = (write_alerts(tx, run, rule, endpoints, now or datetime.now(UTC))
-                          if run.run_id is not None else [])
-            if raised and reports:
-                report = _write_report(store, settings, run.result.site.name, home)
-                alerts = list_alerts(store, ids=raised)
-                set_evidence(store, raised, _evidence(settings, report, {a.change_id for a in alerts}))
-            passes.append(SitePass(run.result.site.name, run.mode, run.new_dates,
-                                   tuple(reversed(list_alerts(store, ids=raised))) if raised else (),
-                                   seconds=time.perf_counter() - t0))
-        except SitewatchError as exc:
-            errors.append(f"{name}: {exc}")
-            passes.append(SitePass(name, "error", error=str(exc), seconds=time.perf_counter() - t0))
+    config = DetectConfig(method=method, resolution=settings.resolution,
+                          min_clear_fraction=settings.min_clear_fraction, engine=engine)
+    runs = prepare_sites(store, names, config, progress, settings.scheduler)  # as the loop asks (or all at once)
+    passes = [_site_pass(store, settings, name, pending, endpoints, now, reports, errors)
+              for name, pending in zip(names, runs, strict=True)]
     if fetch and store.sources() and area_list:
         fetched += tuple(_fetch_areas(store, area_list, errors))
     area_passes = [_area_pass(store, settings, a, endpoints, now or datetime.now(UTC), errors, progress)
@@ -173,6 +157,31 @@ def monitor_once(
                       self_url=(settings.public_url.rstrip("/") + "/" + FEED_NAME) if settings.public_url else None)
     summary = deliver_pending(store, settings, now=now) if deliver else DeliverySummary()
     return MonitorPass(started, fetched, tuple(passes), summary, feed, tuple(errors), tuple(area_passes))
+
+
+def _site_pass(store: Store, settings: Any, name: str, pending: PendingRun | SitewatchError, endpoints: Any,
+               now: datetime | None, reports: bool, errors: list[str]) -> SitePass:
+    """Save one site's run (computed by :func:`sitewatch.detect.prepare_sites`) with the alerts it raises and
+    their deliveries, in one transaction; then its report and the alerts' evidence links."""
+    t0 = time.perf_counter()
+    try:
+        if isinstance(pending, SitewatchError):
+            raise pending
+        rule = get_rule(store, name)
+        with store.transaction() as tx:  # the run, its alerts and their deliveries: all or nothing
+            run = pending.save(tx)
+            raised = (write_alerts(tx, run, rule, endpoints, now or datetime.now(UTC))
+                      if run.run_id is not None else [])
+        if raised and reports:
+            report = _write_report(store, settings, run.result.site.name, Path(settings.home))
+            alerts = list_alerts(store, ids=raised)
+            set_evidence(store, raised, _evidence(settings, report, {a.change_id for a in alerts}))
+        return SitePass(run.result.site.name, run.mode, run.new_dates,
+                        tuple(reversed(list_alerts(store, ids=raised))) if raised else (),
+                        seconds=pending.seconds + time.perf_counter() - t0)
+    except SitewatchError as exc:
+        errors.append(f"{name}: {exc}")
+        return SitePass(name, "error", error=str(exc), seconds=time.perf_counter() - t0)
 
 
 def _fetch_areas(store: Store, areas: Sequence[Any], errors: list[str]) -> list[FetchSummary]:
@@ -210,7 +219,7 @@ def _area_pass(store: Store, settings: Any, area: Any, endpoints: Any, now: date
         if not scenes or area.searched.get("scenes_key") == key:
             return AreaPass(area.name, "unchanged", seconds=time.perf_counter() - t0)
         out = Path(settings.home) / "areas" / _slug(area.name)
-        r = search_area(store, area.geometry, evidence_dir=out, progress=progress)
+        r = search_area(store, area.geometry, evidence_dir=out, progress=progress, scheduler=settings.scheduler)
         path = write_candidates(r, out / "candidates.geojson")
         cands = []
         for c in r.candidates:

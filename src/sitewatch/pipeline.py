@@ -2,12 +2,13 @@
 
 sources -> scenes -> store (here: :func:`ingest`, :func:`fetch`); store -> aligned stack -> masks ->
 co-registration -> detector -> tracking -> changes -> store (:mod:`sitewatch.detect`, which
-:func:`detect_site` runs); store -> result for reports (:func:`stored_result`).
+:func:`detect_site` runs, and :func:`detect_sites` for many sites); store -> result for reports
+(:func:`stored_result`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,16 +18,18 @@ import xarray as xr
 
 from .catalog import read_scenes
 from .changes import PolygonParams, stack_dates
+from .compute import THREADS
 from .constants import MIN_CLEAR_FRACTION
-from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, coregister_stack, detect
-from .errors import NoOverlapError, SourceNotFound
+from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, coregister_stack, detect, prepare_sites
+from .errors import NoOverlapError, SitewatchError, SourceNotFound
 from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
 from .store import Store
 from .tracking import TrackParams
 from .types import SiteResult
 
 __all__ = [
-    "IngestSummary", "FetchSummary", "fetch", "ingest", "ingest_source", "detect_site", "coregister_stack",
+    "IngestSummary", "FetchSummary", "fetch", "ingest", "ingest_source", "detect_site", "detect_sites",
+    "coregister_stack",
     "activity_status", "stored_result", "DEFAULT_METHOD", "ENGINES",
 ]  # DEFAULT_METHOD, ENGINES, coregister_stack, activity_status: sitewatch.detect's, re-exported
 
@@ -149,6 +152,34 @@ def detect_site(
         engine=engine, full=True, keep_stack=True,
     )
     return detect(store, site_name, config, progress).result
+
+
+def detect_sites(
+    store: Store,
+    names: Sequence[str],
+    method: str = DEFAULT_METHOD,
+    *,
+    resolution: float = 10.0,
+    min_clear_fraction: float = MIN_CLEAR_FRACTION,
+    coregister: bool = True,
+    engine: str | None = None,
+    progress: Progress | None = None,
+    scheduler: str = THREADS,
+) -> list[SiteResult | SitewatchError]:
+    """:func:`detect_site` for each site of ``names`` (a full run each), in that order: each site's result, or
+    the :class:`SitewatchError` that stopped its run (the other sites go on).  Each run is saved in its own
+    transaction, by this process; with a Dask cluster as ``scheduler`` the runs are computed by its workers
+    (:func:`sitewatch.detect.prepare_sites`).  The results keep no stack."""
+    config = DetectConfig(method=method, resolution=resolution, min_clear_fraction=min_clear_fraction,
+                          coregister=coregister, engine=engine, full=True)
+    out: list[SiteResult | SitewatchError] = []
+    for pending in prepare_sites(store, names, config, progress, scheduler):
+        if isinstance(pending, SitewatchError):
+            out.append(pending)
+            continue
+        with store.transaction() as tx:
+            out.append(pending.save(tx).result)
+    return out
 
 
 def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> SiteResult:

@@ -6,11 +6,14 @@ Nothing is read at import time; every face (CLI, API) builds one ``Settings`` an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .compute import THREADS, check_scheduler
 from .constants import MIN_CLEAR_FRACTION
+from .errors import InvalidParameter
 
 
 class Settings(BaseSettings):
@@ -37,6 +40,11 @@ class Settings(BaseSettings):
     (env ``SITEWATCH_SECRET_KEY``).
     ``basemap_url``: an XYZ tile URL template (``https://.../{z}/{x}/{y}.png``) under the web app's maps; none by
     default (the site's own imagery is the map, and the app needs no network) (env ``SITEWATCH_BASEMAP_URL``).
+    ``scheduler``: where the independent tasks of a search, a similarity ranking, a detection over many sites and a
+    monitoring pass run (:mod:`sitewatch.compute`): ``sync`` (one after another, in the calling thread),
+    ``threads`` (default: a local thread pool; detection goes one site at a time), or ``tcp://host:port``, the
+    address of a Dask scheduler whose workers run them and can read the same imagery paths or URLs
+    (env ``SITEWATCH_SCHEDULER``, option ``--scheduler``); anything else is refused.
     """
 
     model_config = SettingsConfigDict(env_prefix="SITEWATCH_", extra="ignore")
@@ -58,6 +66,12 @@ class Settings(BaseSettings):
     public_url: str | None = None
     secret_key: str | None = None
     basemap_url: str | None = None
+    scheduler: str = THREADS
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        return check_scheduler(value)
 
     @property
     def database_url(self) -> str:
@@ -67,5 +81,19 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit ``overrides`` (``None`` values ignored)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    """Build settings from the environment, with explicit ``overrides`` (``None`` values ignored).
+
+    A value that is not one of its setting's raises :class:`~sitewatch.errors.InvalidParameter` naming the
+    setting, its environment variable and what is wrong, one line per setting.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidParameter("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    """One problem of a :class:`ValidationError` as a sentence: ``setting scheduler (env ...): ...``."""
+    name = ".".join(str(part) for part in error.get("loc", ())) or "?"
+    msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"setting {name} (env SITEWATCH_{name.upper()}): {msg}"

@@ -19,10 +19,12 @@ err = Console(stderr=True)
 class _State:
     home: Path | None = None
     db_url: str | None = None
+    scheduler: str | None = None
     verbose: bool = False
 
 
-#: the options given before the command (``--home``, ``--db-url``, ``--verbose``), set by the root callback
+#: the options given before the command (``--home``, ``--db-url``, ``--scheduler``, ``--verbose``), set by the
+#: root callback
 state = _State()
 
 
@@ -35,10 +37,10 @@ def open_consoles() -> None:
 
 
 def settings() -> Any:
-    """The settings, with ``--home`` and ``--db-url`` over the environment."""
+    """The settings, with ``--home``, ``--db-url`` and ``--scheduler`` over the environment."""
     from ..settings import get_settings
 
-    return get_settings(home=state.home, db_url=state.db_url)
+    return get_settings(home=state.home, db_url=state.db_url, scheduler=state.scheduler)
 
 
 def store() -> Any:

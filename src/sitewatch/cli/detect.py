@@ -1,5 +1,5 @@
 """`sitewatch detect`, `sitewatch methods` and `sitewatch detect-pair`: change detection at the watchlist's
-sites (:func:`sitewatch.pipeline.detect_site`) and between two images (:func:`sitewatch.pair.detect_pair`)."""
+sites (:func:`sitewatch.pipeline.detect_sites`) and between two images (:func:`sitewatch.pair.detect_pair`)."""
 
 from __future__ import annotations
 
@@ -31,26 +31,25 @@ def detect(
     no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
-    from ..pipeline import detect_site
+    from ..pipeline import detect_sites
 
     cfg = settings()
     st = store()
     names = [site] if site else [s.name for s in st.list_sites()]
     if not names:
         raise SitewatchError("the watchlist is empty; add a site with `sitewatch site add`")
+    with progress() as cb:
+        results = detect_sites(
+            st, names, method or DEFAULT_METHOD, resolution=cfg.resolution,
+            min_clear_fraction=cfg.min_clear_fraction if min_clear is None else min_clear,
+            coregister=not no_coregister, progress=cb, engine=engine, scheduler=cfg.scheduler,
+        )
     failed = []
-    for name in names:
-        try:
-            with progress() as cb:
-                r = detect_site(
-                    st, name, method or DEFAULT_METHOD, resolution=cfg.resolution,
-                    min_clear_fraction=cfg.min_clear_fraction if min_clear is None else min_clear,
-                    coregister=not no_coregister, progress=cb, engine=engine,
-                )
-        except SitewatchError as exc:
+    for name, r in zip(names, results, strict=True):
+        if isinstance(r, SitewatchError):
             if site or state.verbose:
-                raise
-            err.print(f"[red]error:[/] {name}: {exc}", highlight=False)
+                raise r
+            err.print(f"[red]error:[/] {name}: {r}", highlight=False)
             failed.append(name)
             continue
         console.print(changes_table(r.changes))

@@ -59,13 +59,18 @@ def _version(value: bool) -> None:
 def main_options(
     home: Annotated[Path | None, typer.Option(help="Home folder (store, reports); env SITEWATCH_HOME.")] = None,
     db_url: Annotated[str | None, typer.Option(help="SQLAlchemy database URL; env SITEWATCH_DB_URL.")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Where search, similar, detect and monitor run their tasks: sync, threads (default) or "
+                          "the tcp://host:port of a Dask scheduler; env SITEWATCH_SCHEDULER."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Options that apply to every command."""
-    state.home, state.db_url, state.verbose = home, db_url, verbose
+    state.home, state.db_url, state.scheduler, state.verbose = home, db_url, scheduler, verbose
 
 
 def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
@@ -79,7 +84,7 @@ def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> Non
     """Entry point: run the app on ``args`` (default: ``sys.argv[1:]``), turning sitewatch errors into one line
     and exit code 1 (usage errors: their own code, 2)."""
     open_consoles()
-    state.home, state.db_url, state.verbose = None, None, False
+    state.home, state.db_url, state.scheduler, state.verbose = None, None, None, False
     warnings.showwarning = _show_warning
     try:
         app(args=None if args is None else list(args), prog_name=prog_name, standalone_mode=False)

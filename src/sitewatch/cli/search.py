@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, fmt_centre, fmt_date, progress, store, table
+from ._common import console, fmt_centre, fmt_date, progress, settings, store, table
 
 
 def search(
@@ -27,7 +27,7 @@ def search(
     with progress() as cb:
         r, path = search_to_file(
             store(), out, around=around, radius_km=radius_km, area=area, start=start, end=end, chips=chips,
-            suppress_sites=not include_sites, progress=cb,
+            suppress_sites=not include_sites, progress=cb, scheduler=settings().scheduler,
         )
     rows = ((str(c.rank), c.candidate_id, f"{c.score:.2f}", f"{c.area_m2:,.0f}",
              f"{fmt_date(c.first_seen_after)} – {fmt_date(c.first_seen_before)}", fmt_centre(c.geometry))
@@ -57,7 +57,8 @@ def similar(
     params = SimilarParams(top=top, window_px=window_px, history=history)
     with progress() as cb:
         r, path = similar_to_file(store(), like, out, around=around, radius_km=radius_km, area=area, as_of=date,
-                                  params=params, exclude_sites=not include_sites, progress=cb)
+                                  params=params, exclude_sites=not include_sites, progress=cb,
+                                  scheduler=settings().scheduler)
     rows = ((str(pl.rank), pl.place_id, f"{pl.distance:.2f}", fmt_centre(pl.geometry)) for pl in r.places)
     console.print(table(f"Places that look like {r.query}", ("rank", "id", "distance", "centre (lon, lat)"), rows))
     console.print(f"{r.windows} windows of {r.params['similar']['window_px']} px compared as of "

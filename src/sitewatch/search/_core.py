@@ -15,11 +15,9 @@ persistently each pixel looks built.
 from __future__ import annotations
 
 import math
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from shapely.prepared import prep
 
 from .. import __version__
 from .._time import as_utc
+from ..compute import THREADS, runner
 from ..constants import MIN_CLEAR_FRACTION
 from ..errors import InvalidSite, NoOverlapError
 from ..geo import WGS84, area_m2, to_crs, utm_crs_for
@@ -189,12 +188,15 @@ def search_area(
     evidence_dir: str | Path | None = None,
     chips: int = 10,
     progress: Progress | None = None,
+    scheduler: str = THREADS,
 ) -> SearchResult:
     """Search ``area`` (WGS84 polygon) for new construction over the stored scenes from ``start`` to ``end``.
 
     Raises :class:`~sitewatch.errors.NoOverlapError` when no stored scene of that period covers the area.
     With ``evidence_dir``, before / first-seen / latest chips of the ``chips`` best candidates are written
-    under ``evidence_dir/chips/``.
+    under ``evidence_dir/chips/``.  The tiles are screened as tasks of ``scheduler`` (``sync``, ``threads``:
+    ``params.workers`` threads, or ``tcp://host:port`` of a Dask scheduler; :mod:`sitewatch.compute`); the
+    candidates do not depend on it.
     """
     t0 = time.perf_counter()
     p = params or SearchParams()
@@ -204,7 +206,7 @@ def search_area(
     grid = site_grid(area_site, p.resolution, crs=dominant_crs(scenes))
     grid = aligned_grid(grid, scenes, p.tile_px, to_crs(area, WGS84, grid.crs).bounds)
     dates, groups = _date_groups(scenes)
-    pixels, tile_scores = _screen_area(area_site, grid, scenes, dates, groups, p, progress)
+    pixels, tile_scores = _screen_area(area_site, grid, scenes, dates, groups, p, progress, scheduler)
     regions = join_regions(
         pixels, grid.width, grid.affine, grid.crs, dates,
         min_area_m2=p.min_area_m2, min_onset_px=p.min_onset_px, link_px=p.link_px, min_texture=p.min_texture,
@@ -253,45 +255,63 @@ def _date_groups(scenes: Sequence[Scene]) -> tuple[list[datetime], list[list[Sce
     return list(groups), list(groups.values())
 
 
+@dataclass(frozen=True)
+class _TileJob:
+    """What screening any tile of an area needs, sent with each task: scene records and their boxes, the dates,
+    the parameters; never pixels (a task reads its tiles' windows itself)."""
+
+    area: Site  # WGS84
+    groups: list[list[Scene]]  # the scenes of each date, oldest first
+    boxes: dict[str, BaseGeometry]  # scene id -> its bounding box in the grid's CRS
+    days: np.ndarray  # of each date, since the first
+    params: SearchParams
+
+
+def _screen_run(job: _TileJob, run: list[tuple[int, int, Grid]]) -> list[tuple[PixelSet, dict[str, Any]]]:
+    """Screen a run of neighbouring tiles of one row (a task of :func:`_screen_area`): each tile's candidate
+    pixels and score.  The scenes stay open along the run (:func:`~sitewatch.sources.read.keep_rasters_open`):
+    a tile's margin lies in its neighbours' blocks, which GDAL then decompresses once for the run."""
+    out = []
+    with keep_rasters_open():
+        for r0, c0, tile in run:
+            inside = grid_mask(job.area, tile)
+            if not inside.any():
+                out.append((PixelSet.concat([]), {"row": r0, "col": c0, "score": 0.0, "dates_used": 0}))
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out.append(_screen_tile(tile, r0, c0, inside, job.groups, job.boxes, job.days, job.params))
+    return out
+
+
 def _screen_area(
     area_site: Site, grid: Grid, scenes: Sequence[Scene], dates: list[datetime], groups: list[list[Scene]],
-    p: SearchParams, progress: Progress | None,
+    p: SearchParams, progress: Progress | None, scheduler: str = THREADS,
 ) -> tuple[PixelSet, list[dict[str, Any]]]:
-    """Screen the tiles of ``grid`` that touch the area, ``p.workers`` at a time: the candidate pixels of the
-    whole area, and each tile's score (in row, column order).
+    """Screen the tiles of ``grid`` that touch the area as tasks of ``scheduler`` (:mod:`sitewatch.compute`;
+    ``threads``: ``p.workers`` at a time): the candidate pixels of the whole area and each tile's score, both in
+    row, column order, whatever order the tasks finished in.
 
-    A worker takes a run of neighbouring tiles of one row (:func:`_runs`) and keeps the scenes open along it
-    (:func:`~sitewatch.sources.read.keep_rasters_open`): a tile's margin lies in its neighbours' blocks, which
-    GDAL then decompresses once for the run instead of once per tile.  Results do not depend on the runs.
+    A task is a run of neighbouring tiles of one row (:func:`_runs`, :func:`_screen_run`).  Results do not
+    depend on the runs nor on the scheduler.
     """
     days = np.array([(d - dates[0]).total_seconds() / 86400.0 for d in dates])
     boxes = {s.scene_id: scene_box(s, grid.crs) for s in scenes}
     cover = prep(to_crs(area_site.geometry, WGS84, grid.crs))
     todo = [(r0, c0, g) for r0, c0, g in tiles(grid, p.tile_px) if cover.intersects(box(*g.bounds))]
-    done: list[tuple[PixelSet, dict[str, Any]]] = []
-    lock = threading.Lock()
+    job = _TileJob(area_site, groups, boxes, days, p)
+    screened = 0
 
-    def work(run: list[tuple[int, int, Grid]]) -> None:
-        with keep_rasters_open():
-            for r0, c0, tile in run:
-                inside = grid_mask(area_site, tile)
-                if not inside.any():
-                    out = PixelSet.concat([]), {"row": r0, "col": c0, "score": 0.0, "dates_used": 0}
-                else:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        out = _screen_tile(tile, r0, c0, inside, groups, boxes, days, p)
-                with lock:
-                    done.append(out)
-                    if progress:
-                        progress("search", len(done), len(todo))
+    def done(_: int, result: list[tuple[PixelSet, dict[str, Any]]]) -> None:
+        nonlocal screened
+        screened += len(result)
+        if progress:
+            progress("search", screened, len(todo))
 
-    with ThreadPoolExecutor(max_workers=max(1, p.workers)) as pool:
-        for fut in [pool.submit(work, run) for run in _runs(todo, p.workers)]:
-            fut.result()
-    parts = [px for px, _ in done]
-    tile_scores = sorted((info for _, info in done), key=lambda d: (d["row"], d["col"]))
-    return PixelSet.concat(parts), tile_scores
+    with runner(scheduler, p.workers) as run:
+        results = run.map(_screen_run, [(job, tiles_run) for tiles_run in _runs(todo, run.slots)], done)
+    out = sorted((t for r in results for t in r), key=lambda t: (t[1]["row"], t[1]["col"]))
+    return PixelSet.concat([px for px, _ in out]), [info for _, info in out]
 
 
 #: at most this many tiles in a worker's run (finer runs balance the workers better, longer ones reuse more)

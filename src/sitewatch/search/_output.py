@@ -23,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .._atomic import write_text
 from .._time import as_utc, iso_utc
+from ..compute import THREADS
 from ..errors import CandidateNotFound, InvalidSite
 from ..export import geometry_to_geojson, to_jsonable
 from ..geo import WGS84, to_crs, utm_crs_for
@@ -226,9 +227,11 @@ def search_to_file(
     params: Any = None,
     suppress_sites: bool = True,
     progress: Any = None,
+    scheduler: str = THREADS,
 ) -> tuple[SearchResult, Path]:
     """What ``sitewatch search`` does: search around a watchlist site or over an area file, write the
-    candidates to ``out`` (GeoJSON) and the chips of the best ``chips`` of them to ``<out stem>-evidence/``."""
+    candidates to ``out`` (GeoJSON) and the chips of the best ``chips`` of them to ``<out stem>-evidence/``;
+    the tiles are screened as tasks of ``scheduler`` (:mod:`sitewatch.compute`)."""
     from ._core import circle_area, read_area, search_area
 
     if (around is None) == (area is None):
@@ -240,7 +243,7 @@ def search_to_file(
     out = Path(out)
     result = search_area(
         store, geom, start=t0, end=t1, params=params, suppress_sites=suppress_sites,
-        evidence_dir=out.parent / f"{out.stem}-evidence", chips=chips, progress=progress,
+        evidence_dir=out.parent / f"{out.stem}-evidence", chips=chips, progress=progress, scheduler=scheduler,
     )
     return result, write_candidates(result, out)
 
@@ -257,9 +260,11 @@ def similar_to_file(
     params: SimilarParams | None = None,
     exclude_sites: bool = True,
     progress: Progress | None = None,
+    scheduler: str = THREADS,
 ) -> tuple[SimilarResult, Path]:
     """What ``sitewatch similar`` does: the places around a watchlist site (default: around ``like`` itself)
-    or over an area file that look like the site ``like``, written to ``out`` (GeoJSON, EPSG:4326)."""
+    or over an area file that look like the site ``like``, written to ``out`` (GeoJSON, EPSG:4326); the area's
+    blocks are described as tasks of ``scheduler`` (:mod:`sitewatch.compute`)."""
     from ._core import circle_area, read_area
 
     if around is not None and area is not None:
@@ -270,5 +275,5 @@ def similar_to_file(
     if when is not None and isinstance(as_of, str) and len(as_of.strip()) == 10:  # a day: up to its end
         when += timedelta(days=1, microseconds=-1)
     result = find_similar(store, Site(like, footprint, notes=described), geom, as_of=when, params=params,
-                          exclude_sites=exclude_sites, progress=progress)
+                          exclude_sites=exclude_sites, progress=progress, scheduler=scheduler)
     return result, write_similar(result, out)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +37,7 @@ from shapely.strtree import STRtree
 
 from .. import __version__
 from .._time import as_utc
+from ..compute import THREADS, runner
 from ..detectors.base import normalized_difference
 from ..errors import InvalidSite, NoOverlapError
 from ..geo import WGS84, area_m2, to_crs
@@ -237,12 +237,15 @@ def find_similar(
     params: SimilarParams | None = None,
     exclude_sites: bool = True,
     progress: Progress | None = None,
+    scheduler: str = THREADS,
 ) -> SimilarResult:
     """Rank the places of ``area`` (WGS84) that look most like ``query`` (a site or a WGS84 polygon) as of
     ``as_of`` (default: the newest stored scene).
 
     Raises :class:`~sitewatch.errors.NoOverlapError` when no stored scene covers the query or the area, or
-    when neither has clear pixels over the dates read.
+    when neither has clear pixels over the dates read.  The area's blocks are described as tasks of
+    ``scheduler`` (``sync``, ``threads``: ``params.workers`` threads, or ``tcp://host:port`` of a Dask
+    scheduler; :mod:`sitewatch.compute`); the places do not depend on it.
 
     Long because it reads as the ranking's recipe, top to bottom (check the parameters, describe the query
     and the area's windows, leave out watched sites, rank); each step is a named helper.
@@ -269,7 +272,7 @@ def find_similar(
     grid = aligned_grid(grid, scenes, block, to_crs(area, WGS84, grid.crs).bounds)
     windows = _AreaWindows(to_crs(area, WGS84, grid.crs), groups, {s.scene_id: scene_box(s, grid.crs) for s in scenes},
                            p, side, step, block, len(names))
-    origin, F, share, used_groups = windows.describe(grid, progress)
+    origin, F, share, used_groups = windows.describe(grid, progress, scheduler)
     if len(origin) == 0:
         raise NoOverlapError(
             f"no window of {side} x {side} pixels in the area is clear and inside it for at least "
@@ -346,26 +349,28 @@ class _AreaWindows:
     block: int  # window corners per block and side
     n_features: int
 
-    def describe(self, grid: Grid, progress: Progress | None) -> _Described:
-        """Every window of ``grid`` clear and inside the area enough, ``p.workers`` blocks at a time, sorted by
-        corner (row, then column): corners in the grid, features, clear shares, and the dates that were used."""
+    def describe(self, grid: Grid, progress: Progress | None, scheduler: str = THREADS) -> _Described:
+        """Every window of ``grid`` clear and inside the area enough, block by block as tasks of ``scheduler``
+        (:mod:`sitewatch.compute`; ``threads``: ``p.workers`` at a time), sorted by corner (row, then column):
+        corners in the grid, features, clear shares, and the dates that were used."""
         shapely.prepare(self.area)
-        origins, feats, shares, used_groups = [], [], [], set()
-        with ThreadPoolExecutor(max_workers=max(1, self.p.workers)) as pool:
-            futures = [pool.submit(self.describe_block, r0, c0, g, halo)
-                       for r0, c0, g, halo in window_blocks(grid, self.block, self.side, margin=1)]
-            for i, fut in enumerate(as_completed(futures)):
-                o, f, sh, u = fut.result()
-                origins.append(o)
-                feats.append(f)
-                shares.append(sh)
-                used_groups |= u
-                if progress:
-                    progress("describe", i + 1, len(futures))
+        blocks = window_blocks(grid, self.block, self.side, margin=1)
+        described = 0
+
+        def done(_: int, __: _Described) -> None:
+            nonlocal described
+            described += 1
+            if progress:
+                progress("describe", described, len(blocks))
+
+        with runner(scheduler, self.p.workers) as run:
+            results = run.map(_describe_block, [(self, r0, c0, g, halo) for r0, c0, g, halo in blocks], done)
+        origins = [o for o, _, _, _ in results]
+        used_groups = set().union(*(u for _, _, _, u in results))
         origin: np.ndarray = np.concatenate(origins) if origins else np.zeros((0, 2), np.int64)
         order = np.lexsort((origin[:, 1], origin[:, 0]))
-        F = np.concatenate(feats)[order] if origins else np.zeros((0, self.n_features))
-        share = np.concatenate(shares)[order] if origins else np.zeros(0)
+        F = np.concatenate([f for _, f, _, _ in results])[order] if origins else np.zeros((0, self.n_features))
+        share = np.concatenate([sh for _, _, sh, _ in results])[order] if origins else np.zeros(0)
         return origin[order], F, share, used_groups
 
     def describe_block(self, r0: int, c0: int, g: Grid, halo: Grid) -> _Described:
@@ -407,6 +412,14 @@ class _AreaWindows:
         feats = np.concatenate([mean[:_N_LOG], std, mean[_N_LOG:]]).T
         origin = np.stack([rr + r0, cc + c0], axis=1)
         return origin, feats, n / (side * side), {gi for gi in used}
+
+
+def _describe_block(windows: _AreaWindows, r0: int, c0: int, g: Grid, halo: Grid) -> _Described:
+    """:meth:`_AreaWindows.describe_block` as a task of :func:`_AreaWindows.describe` (the area is prepared once
+    per process: a task sent to another process gets its own copy)."""
+    if not shapely.is_prepared(windows.area):
+        shapely.prepare(windows.area)
+    return windows.describe_block(r0, c0, g, halo)
 
 
 def _window_box(grid: Grid, side: int, r: int, c: int) -> BaseGeometry:
