@@ -9,7 +9,7 @@ TRAIN_STAMP := $(VENV)/.train-stamp
 # the web app's map libraries, built from npm packages (scripts/build-web.sh); the package serves them
 WEB_STAMP := src/sitewatch/web/static/vendor/.built
 
-.PHONY: demo test test-fast test-postgres lint typecheck bench bench-series bench-api screenshots clean venv docs train system-deps web
+.PHONY: demo test test-fast test-postgres lint typecheck bench bench-series bench-api bench-scale screenshots clean venv docs train system-deps web
 
 venv: $(STAMP)
 
@@ -68,6 +68,14 @@ test-fast: $(STAMP)
 bench-api: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[load]"
 	$(BIN)/python benchmarks/load_api.py --users 50 --seconds 60
+
+# scale (#14): detect-pair on a full Sentinel-2-sized tile (10980² px, 6 bands, 2 dates, COGs built from the OSCD
+# cities) beside the read-only floor, a plain numpy baseline and Orfeo ToolBox's MAD (installed by system-deps
+# bench, as root), then a 100 km x 100 km search on a local Dask cluster of 1 and 2 workers; writes
+# benchmarks/results/scale-latest.json. The generated files (~8 GB) are kept in $TMPDIR for the next run.
+bench-scale: $(STAMP)
+	sh scripts/system-deps.sh bench
+	$(BIN)/python benchmarks/scale_bench.py
 
 # the README's pictures of the web app: the browser tests, saving their screenshots into docs/images
 screenshots: $(TRAIN_STAMP)
