@@ -6,9 +6,9 @@ Usage: ``python benchmarks/scale_bench.py [--size 10980] [--work DIR] [--repeat 
 Builds (once; reused from ``--work``, default ``$TMPDIR/sitewatch-scale``) two 6-band uint16 COGs of
 ``--size`` x ``--size`` pixels at 10 m (DEFLATE, 512 px blocks, like the Sentinel-2 L2A COGs of the public
 archives): the ten OSCD city pairs of ``$SITEWATCH_DATA/oscd`` (bands B02, B03, B04, B08 at 10 m; B11, B12 from
-20 m), mirrored and tiled into one mosaic, so that the pixels, their compressibility and the changes between
-the two dates are real.  Then, each step in a fresh process (its own peak memory), GDAL's block cache at
-``--gdal-cachemax`` MB for the Python steps:
+20 m), cut into 320 px cells and laid into one gap-free mosaic (flipped a new way at each round), so that the
+pixels, their compressibility and the changes between the two dates are real.  Then, each step in a fresh
+process (its own peak memory), GDAL's block cache at ``--gdal-cachemax`` MB for the Python steps:
 
 * ``read_floor``: every block of both images read and decompressed (the same windows and threads as
   sitewatch's), nothing computed: the physical floor on this machine;
@@ -58,7 +58,7 @@ from rich.table import Table  # noqa: E402
 
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 OTB = "otbcli_MultivariateAlterationDetector"
-TILE_VERSION = 1  # bump when the tile recipe changes: the cached COGs are rebuilt
+TILE_VERSION = 2  # bump when the tile recipe changes: the cached COGs are rebuilt
 
 
 # ------------------------------------------------------------------------------------------ the tile
@@ -85,25 +85,26 @@ def _city_pair(city: Path) -> tuple[np.ndarray, np.ndarray]:
     return one[:, :h, :w], two[:, :h, :w]
 
 
+#: side of the cells the city pairs are cut into (rennes, the smallest city, is 339 px high)
+CELL = 320
+
+
 def _mosaic(pairs: list[tuple[np.ndarray, np.ndarray]], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The city pairs packed row by row (each flipped a different way in turn) into two ``size`` x ``size``
-    mosaics, the same layout for both dates."""
+    """Two ``size`` x ``size`` mosaics without a gap: the city pairs cut into ``CELL`` x ``CELL`` cells, laid
+    row by row in turn (each round flipped another way), the same layout for both dates."""
+    cells = [(one[:, r:r + CELL, c:c + CELL], two[:, r:r + CELL, c:c + CELL])
+             for one, two in pairs
+             for r in range(0, one.shape[1] - CELL + 1, CELL) for c in range(0, one.shape[2] - CELL + 1, CELL)]
     out = [np.zeros((len(BANDS), size, size), np.uint16) for _ in range(2)]
-    r = c = row_h = 0
     k = 0
-    while r < size:
-        one, two = pairs[k % len(pairs)]
-        flip = (k // len(pairs)) % 4
-        sl = (slice(None), slice(None, None, -1 if flip & 1 else 1), slice(None, None, -1 if flip & 2 else 1))
-        one, two = one[sl], two[sl]
-        h, w = min(one.shape[1], size - r), min(one.shape[2], size - c)
-        out[0][:, r:r + h, c:c + w] = one[:, :h, :w]
-        out[1][:, r:r + h, c:c + w] = two[:, :h, :w]
-        row_h = max(row_h, h)
-        c += w
-        k += 1
-        if c >= size:
-            r, c, row_h = r + row_h, 0, 0
+    for r in range(0, size, CELL):
+        for c in range(0, size, CELL):
+            flip = (k // len(cells)) % 4
+            sl = (slice(None), slice(None, None, -1 if flip & 1 else 1), slice(None, None, -1 if flip & 2 else 1))
+            h, w = min(CELL, size - r), min(CELL, size - c)
+            for j in range(2):
+                out[j][:, r:r + h, c:c + w] = cells[k % len(cells)][j][sl][:, :h, :w]
+            k += 1
     return out[0], out[1]
 
 
