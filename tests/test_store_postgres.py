@@ -33,7 +33,6 @@ from sitewatch.review import decide, list_candidates, promote
 from sitewatch.sites import make_site
 from sitewatch.store import Store
 from sitewatch.store._migrate import HEAD, current_revision, upgrade
-from sitewatch.store.tables import Base
 
 from .conftest import CRS, ORIGIN
 from .servers import have_postgres, postgres_cluster, require
@@ -63,13 +62,27 @@ def _columns(engine: sa.Engine) -> dict[str, list[tuple[str, str, bool]]]:
             for t in insp.get_table_names() if t != "alembic_version"}
 
 
+def _indexes(engine: sa.Engine) -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
+    insp = sa.inspect(engine)
+    return {t: sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t))
+            for t in insp.get_table_names() if t != "alembic_version"}
+
+
 def test_the_migrations_give_the_declared_schema_on_postgres(pg_url, cluster):
     migrated = sa.create_engine(pg_url)
     upgrade(migrated, migrate_empty=True)  # every revision, 0001 to HEAD, as Alembic runs them
     assert current_revision(migrated) == HEAD
-    declared = sa.create_engine(cluster.create_database(f"declared_{next(_N)}"))
-    Base.metadata.create_all(declared)
+    declared_url = cluster.create_database(f"declared_{next(_N)}")
+    Store(declared_url)  # an empty database: PostGIS and the declared tables (create_all), stamped
+    declared = sa.create_engine(declared_url)
     assert _columns(migrated) == _columns(declared)
+    assert _indexes(migrated) == _indexes(declared)
+    for table in ("sites", "scenes", "changes", "search_areas", "candidates"):  # PostGIS, GiST-indexed
+        assert ("geom", "geometry(GEOMETRY,4326)", True) in _columns(migrated)[table]
+        assert (f"idx_{table}_geom", ("geom",), False) in _indexes(migrated)[table]
+    with migrated.connect() as c:
+        gist = c.execute(sa.text("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)'")).scalar()
+    assert gist == 5
     assert set(_columns(migrated)) >= {"sites", "scenes", "runs", "changes", "alerts", "candidates", "users"}
     Store(pg_url)  # opening a migrated store changes nothing
     assert current_revision(migrated) == HEAD
