@@ -13,8 +13,9 @@ planar predicates).  How each database answers:
   distance is measured by pyproj (:class:`GeodesicDistance`): the geometry, densified the same way, in an
   azimuthal equidistant projection centred on the point, where distances from the centre are geodesic.
 
-Both give the same rows in the same order; distances agree to centimetres, so a geometry within a few
-centimetres of the limit may fall on either side of it.  A box whose west is greater than its east crosses
+Both give the same rows in the same order; distances agree within 0.01 % (PostGIS finds the nearest point on
+a sphere, then measures on the spheroid: a few decimetres more than pyproj's geodesic at 20 km), so a
+geometry that close to the limit may fall on either side of it.  A box whose west is greater than its east crosses
 the antimeridian (:func:`sitewatch.geo.bbox_geometry`); the boxes of a distance query are split there and
 reach the whole circle of longitude near a pole.  A stored geometry that itself crosses the antimeridian
 (longitudes beyond 180) is not supported (as everywhere in sitewatch: split it in two).
