@@ -357,3 +357,31 @@ def test_a_store_without_postgis_rights_says_what_an_administrator_must_do(clust
     engine = sa.create_engine(url)
     assert sa.inspect(engine).get_table_names() == [] and current_revision(engine) is None
     engine.dispose()
+
+
+def test_an_upgrade_from_0006_computes_the_geometries_and_fills_the_boxes(pg_url):
+    """A PostgreSQL store written before 0007 (its rows): the upgrade gives them their PostGIS geometries (the
+    generated column) and bounding boxes, and the spatial queries find them."""
+    from alembic import command
+
+    from sitewatch.store._migrate import config
+
+    engine = sa.create_engine(pg_url)
+    cfg = config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+    wkt = "POLYGON ((128.1 41.3, 128.2 41.3, 128.2 41.4, 128.1 41.3))"
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO sites (name, aliases, geometry_wkt, notes, added_by, reason, created_at) "
+                             "VALUES ('old', '[]', :w, '', '', '', now())"), {"w": wkt})
+    upgrade(engine)
+    assert current_revision(engine) == HEAD
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT ST_AsText(geom), ST_SRID(geom), min_lon, min_lat, max_lon, max_lat "
+                                   "FROM sites")).one()
+    assert row[0] == wkt.replace("POLYGON ((", "POLYGON((").replace(", ", ",") and row[1] == 4326
+    assert tuple(row[2:]) == (128.1, 41.3, 128.2, 41.4)
+    engine.dispose()
+    store = Store(pg_url)
+    assert [s.name for s, _ in store.sites_near(128.15, 41.32, 10.0)] == ["old"]
