@@ -337,7 +337,7 @@ def test_the_detections_in_a_box_use_the_gist_index(pg_url):
     assert "idx_changes_geom" in plan, plan
 
 
-def test_a_store_without_postgis_rights_says_what_an_administrator_must_do(cluster):
+def test_a_store_without_postgis_rights_says_what_an_administrator_must_do(cluster, tmp_path):
     """A user who may not create the PostGIS extension (it is not a trusted one): `db upgrade` fails with the
     statement an administrator must run, and leaves the database as it was."""
     from sitewatch.errors import StoreError
@@ -354,6 +354,11 @@ def test_a_store_without_postgis_rights_says_what_an_administrator_must_do(clust
     url = f"postgresql+psycopg://plain@127.0.0.1:{cluster.port}/{name}"
     with pytest.raises(StoreError, match=r"may not create it .*CREATE EXTENSION postgis;.* database \"plain_"):
         upgrade_database(url)
+    from .cli_runner import run_cli
+
+    out = run_cli("--db-url", url, "db", "upgrade", home=tmp_path / "home", ok=False)
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode != 0 and "CREATE EXTENSION postgis;" in said and "Traceback" not in said
     engine = sa.create_engine(url)
     assert sa.inspect(engine).get_table_names() == [] and current_revision(engine) is None
     engine.dispose()
