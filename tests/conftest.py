@@ -70,7 +70,8 @@ def _group_of(item: pytest.Item) -> str | None:
 #: the modules whose tests reach the store only through the settings' database URL: the storage suite, which
 #: `SITEWATCH_TEST_STORE=postgres` runs on PostgreSQL (see `_store_backend` below)
 STORAGE_MODULES = ("tests/test_alerts.py", "tests/test_review.py", "tests/test_api.py", "tests/test_api_roles.py",
-                   "tests/test_web_session.py", "tests/test_store_pipeline.py", "tests/test_alerts_growth.py")
+                   "tests/test_web_session.py", "tests/test_store_pipeline.py", "tests/test_alerts_growth.py",
+                   "tests/test_store_spatial.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks (`make test-fast`: -m "not slow")

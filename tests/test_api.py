@@ -195,6 +195,36 @@ def test_detections_filtered_and_paged(detected):
     _error(client.get("/api/sites/nope/detections", headers=h), 404)
 
 
+def test_detections_of_every_site_in_a_box(detected):
+    """`GET /api/detections`: every site's detections, those in a box by the store's spatial query (a box across
+    the antimeridian too), by method; a box that is not one is a 422 naming `bbox`."""
+    from sitewatch.types import Change
+
+    client, store, tokens, _ = detected
+    h = _auth(tokens["viewer"])
+    far = box(179.9, -16.8, 179.95, -16.75)
+    store.add_site(make_site("islands", far))
+    t0 = datetime(2023, 5, 1, tzinfo=UTC)
+    store.save_run(store.get_site("islands"), [Change("isl-1", "islands", far, 1.0, None, t0, t0, "confirmed", 2, 1.0,
+                                                      0.9, "ratio")], "ratio", {}, [], [], "active", "test")
+    base = store.changes("base")
+    fc = client.get("/api/detections", headers=h).json()
+    assert fc["numberMatched"] == len(base) + 1
+    assert {f["properties"]["site"] for f in fc["features"]} == {"base", "islands"}
+    w, s, e, n = base[0].geometry.bounds
+    inside = client.get("/api/detections", headers=h, params={"bbox": f"{w},{s},{e},{n}"}).json()
+    assert 1 <= inside["numberMatched"] <= len(base) and {f["properties"]["site"] for f in inside["features"]} == {
+        "base"}
+    across = client.get("/api/detections", headers=h, params={"bbox": "179,-17,-179,-16"}).json()
+    assert [f["id"] for f in across["features"]] == ["isl-1"]
+    assert client.get("/api/detections", headers=h, params={"method": "ratio"}).json()["numberMatched"] == 1
+    on_site = client.get("/api/sites/islands/detections", headers=h, params={"bbox": "179,-17,-179,-16"}).json()
+    assert [f["id"] for f in on_site["features"]] == ["isl-1"]
+    for bad in ("1,2,3", "0,5,1,4", "10,0,10,1", "-190,0,0,1", "0,0,1,nan"):
+        _error(client.get("/api/detections", headers=h, params={"bbox": bad}), 422, "bbox", "bbox")
+    _error(client.get("/api/detections", headers=h, params={"limit": 0}), 422, "limit", "limit")
+
+
 def test_serve_listens_on_loopback_and_refuses_a_public_address_without_a_secret_key(tmp_path):
     with pytest.raises(ServeError, match="SITEWATCH_SECRET_KEY"):
         check_bind("0.0.0.0", None)

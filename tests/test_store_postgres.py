@@ -5,7 +5,9 @@
 Checked: the Alembic migrations from an empty database give the schema the table declarations give; a detection
 run, its changes and tracker state, an incremental run, alerts with deliveries, the review queue, accounts,
 tokens and jobs round-trip as on SQLite; a write that fails leaves nothing behind; the detection of the same
-series gives the same changes on both.  Skips without PostgreSQL (fails under ``CI=true``).
+series gives the same changes on both; the spatial queries give the same answers on both, the detections in a
+box use the GiST index, and a user who may not create PostGIS is told what an administrator must run.  Skips
+without PostgreSQL (fails under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from sitewatch.review import decide, list_candidates, promote
 from sitewatch.sites import make_site
 from sitewatch.store import Store
 from sitewatch.store._migrate import HEAD, current_revision, upgrade
-from sitewatch.store.tables import Base
 
 from .conftest import CRS, ORIGIN
 from .servers import have_postgres, postgres_cluster, require
@@ -63,13 +64,27 @@ def _columns(engine: sa.Engine) -> dict[str, list[tuple[str, str, bool]]]:
             for t in insp.get_table_names() if t != "alembic_version"}
 
 
+def _indexes(engine: sa.Engine) -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
+    insp = sa.inspect(engine)
+    return {t: sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t))
+            for t in insp.get_table_names() if t != "alembic_version"}
+
+
 def test_the_migrations_give_the_declared_schema_on_postgres(pg_url, cluster):
     migrated = sa.create_engine(pg_url)
     upgrade(migrated, migrate_empty=True)  # every revision, 0001 to HEAD, as Alembic runs them
     assert current_revision(migrated) == HEAD
-    declared = sa.create_engine(cluster.create_database(f"declared_{next(_N)}"))
-    Base.metadata.create_all(declared)
+    declared_url = cluster.create_database(f"declared_{next(_N)}")
+    Store(declared_url)  # an empty database: PostGIS and the declared tables (create_all), stamped
+    declared = sa.create_engine(declared_url)
     assert _columns(migrated) == _columns(declared)
+    assert _indexes(migrated) == _indexes(declared)
+    for table in ("sites", "scenes", "changes", "search_areas", "candidates"):  # PostGIS, GiST-indexed
+        assert ("geom", "geometry(GEOMETRY,4326)", True) in _columns(migrated)[table]
+        assert (f"idx_{table}_geom", ("geom",), False) in _indexes(migrated)[table]
+    with migrated.connect() as c:
+        gist = c.execute(sa.text("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)'")).scalar()
+    assert gist == 5
     assert set(_columns(migrated)) >= {"sites", "scenes", "runs", "changes", "alerts", "candidates", "users"}
     Store(pg_url)  # opening a migrated store changes nothing
     assert current_revision(migrated) == HEAD
@@ -277,3 +292,101 @@ def test_a_detect_process_killed_midway_leaves_a_consistent_store(backend, reque
     after = sorted(c.change_id for c in store.changes("base"))
     detect_site(store, "base", "index")
     assert sorted(c.change_id for c in store.changes("base")) == after and after
+
+
+def test_the_spatial_queries_answer_the_same_on_postgis_and_sqlite(pg_url, tmp_path):
+    """The same random world in both databases: the same rows in the same order for every query, distances
+    within 0.01 % (PostGIS finds the nearest point on a sphere, then measures on the spheroid: a few decimetres
+    more at 20 km than pyproj's geodesics)."""
+    from .test_store_spatial import build_world, near_queries, queries
+
+    answers = {}
+    for name, url in (("sqlite", f"sqlite:///{tmp_path / 'sw.db'}"), ("postgres", pg_url)):
+        store = Store(url)
+        build_world(store)
+        with store.transaction() as tx:
+            changes = [[c.change_id for c in tx.runs.changes(site, method, area=q)]
+                       for q in queries() for site, method in ((None, None), ("s04", "index"))]
+            sites = [[s.name for s in tx.sites.intersecting(q)] for q in queries()]
+            scenes = [len(tx.scenes.find(q)) for q in queries()]
+            near = [[(s.name, d) for s, d in tx.sites.near(*p)] for p in near_queries()]
+        answers[name] = (changes, sites, scenes, near)
+    pg, lite = answers["postgres"], answers["sqlite"]
+    assert pg[:3] == lite[:3] and any(pg[0]) and any(pg[1])
+    assert [[n for n, _ in found] for found in pg[3]] == [[n for n, _ in found] for found in lite[3]]
+    gaps = [abs(a - b) / max(1.0, b) for x, y in zip(pg[3], lite[3], strict=True)
+            for (_, a), (_, b) in zip(x, y, strict=True)]
+    assert gaps and max(gaps) < 1e-4
+
+
+def test_the_detections_in_a_box_use_the_gist_index(pg_url):
+    """EXPLAIN of the query `changes(area=bbox)` sends: an index scan of idx_changes_geom (with sequential scans
+    off: the table is small)."""
+    from .test_store_spatial import build_world
+
+    store = Store(pg_url)
+    build_world(store)
+    sent: list[tuple[str, object]] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, params, context, many: sent.append((statement, params)))
+    assert store.changes(area=(10.0, 45.0, 10.3, 45.3))
+    statement, params = next((s, p) for s, p in sent if "ST_Intersects" in s)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", params))
+    assert "idx_changes_geom" in plan, plan
+
+
+def test_a_store_without_postgis_rights_says_what_an_administrator_must_do(cluster, tmp_path):
+    """A user who may not create the PostGIS extension (it is not a trusted one): `db upgrade` fails with the
+    statement an administrator must run, and leaves the database as it was."""
+    from sitewatch.errors import StoreError
+    from sitewatch.store import upgrade_database
+
+    admin = sa.create_engine(cluster.dsn.replace("postgresql://", "postgresql+psycopg://"),
+                             isolation_level="AUTOCOMMIT")
+    name = f"plain_{next(_N)}"
+    with admin.connect() as c:
+        c.execute(sa.text("CREATE ROLE plain LOGIN") if not c.execute(
+            sa.text("SELECT 1 FROM pg_roles WHERE rolname = 'plain'")).scalar() else sa.text("SELECT 1"))
+        c.execute(sa.text(f'CREATE DATABASE "{name}" OWNER plain'))
+    admin.dispose()
+    url = f"postgresql+psycopg://plain@127.0.0.1:{cluster.port}/{name}"
+    with pytest.raises(StoreError, match=r"may not create it .*CREATE EXTENSION postgis;.* database \"plain_"):
+        upgrade_database(url)
+    from .cli_runner import run_cli
+
+    out = run_cli("--db-url", url, "db", "upgrade", home=tmp_path / "home", ok=False)
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode != 0 and "CREATE EXTENSION postgis;" in said and "Traceback" not in said
+    engine = sa.create_engine(url)
+    assert sa.inspect(engine).get_table_names() == [] and current_revision(engine) is None
+    engine.dispose()
+
+
+def test_an_upgrade_from_0006_computes_the_geometries_and_fills_the_boxes(pg_url):
+    """A PostgreSQL store written before 0007 (its rows): the upgrade gives them their PostGIS geometries (the
+    generated column) and bounding boxes, and the spatial queries find them."""
+    from alembic import command
+
+    from sitewatch.store._migrate import config
+
+    engine = sa.create_engine(pg_url)
+    cfg = config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+    wkt = "POLYGON ((128.1 41.3, 128.2 41.3, 128.2 41.4, 128.1 41.3))"
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO sites (name, aliases, geometry_wkt, notes, added_by, reason, created_at) "
+                             "VALUES ('old', '[]', :w, '', '', '', now())"), {"w": wkt})
+    upgrade(engine)
+    assert current_revision(engine) == HEAD
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT ST_AsText(geom), ST_SRID(geom), min_lon, min_lat, max_lon, max_lat "
+                                   "FROM sites")).one()
+    assert row[0] == wkt.replace("POLYGON ((", "POLYGON((").replace(", ", ",") and row[1] == 4326
+    assert tuple(row[2:]) == (128.1, 41.3, 128.2, 41.4)
+    engine.dispose()
+    store = Store(pg_url)
+    assert [s.name for s, _ in store.sites_near(128.15, 41.32, 10.0)] == ["old"]

@@ -26,15 +26,30 @@ CHANGE = "base-20230530-004586"
 #: the tables migrations after 0.1.0 added (0003: the accounts of the API and the web app; 0004: alert acks; 0005: jobs;
 #: 0006: search candidates)
 ADDED = ("users", "api_tokens", "audit_log", "alert_acks", "jobs", "candidates")
+#: the tables of 0.1.0 that migrations changed (0007: the bounding boxes of the spatial queries' prefilter)
+CHANGED = ("sites", "scenes", "changes")
+BOUNDS = ("min_lon", "min_lat", "max_lon", "max_lat")
 
 
-def _schema(db: Path, *, but: tuple[str, ...] = ()) -> list[str]:
-    """The database's schema (its tables' and indexes' SQL), without the tables ``but``."""
+def _schema(db: Path, *, but: tuple[str, ...] = ()) -> list[tuple[object, ...]]:
+    """The database's schema, without the tables ``but``: each table's columns (in order: name, type, not null,
+    default, primary key), foreign keys and indexes (name, unique, columns), as SQLite's pragmas describe them.
+
+    Not the ``CREATE`` text: a table that a migration rebuilt (Alembic's batch mode) has the same definition
+    but its name quoted and its foreign keys in another order there."""
     con = sqlite3.connect(db)
     try:
-        return sorted(s for (s, table) in con.execute(
-            "SELECT sql, tbl_name FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version'")
-            if table not in but)
+        out: list[tuple[object, ...]] = []
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN "
+                                    "('alembic_version', 'sqlite_sequence') ORDER BY name"):
+            if table in but:
+                continue
+            columns = [tuple(c[1:]) for c in con.execute(f"PRAGMA table_info('{table}')")]
+            fks = sorted(tuple(f[2:]) for f in con.execute(f"PRAGMA foreign_key_list('{table}')"))
+            indexes = sorted((name, unique, tuple(c[2] for c in con.execute(f"PRAGMA index_info('{name}')")))
+                             for _, name, unique, *_ in con.execute(f"PRAGMA index_list('{table}')"))
+            out.append((table, columns, fks, indexes))
+        return out
     finally:
         con.close()
 
@@ -75,8 +90,16 @@ def test_a_new_store_has_the_schema_of_0_1_0_and_is_stamped(tmp_path, old_db):
     new = tmp_path / "new.db"
     store = Store(f"sqlite:///{new}")
     assert current_revision(store.engine) == HEAD
-    assert _schema(new, but=ADDED) == _schema(old_db)  # 0.1.0's tables as they were, and the new ones
+    # 0.1.0's tables as they were, and the new ones
+    assert _schema(new, but=ADDED + CHANGED) == _schema(old_db, but=CHANGED)
     assert set(ADDED) <= _tables(new) and not set(ADDED) & _tables(old_db)
+    # the changed ones with the bounding box columns (and SQLite's index of them) after 0.1.0's
+    only_changed = lambda db: _schema(db, but=tuple(_tables(db) - set(CHANGED)))  # noqa: E731
+    for (table, columns, fks, indexes), (_, old_columns, old_fks, old_indexes) in zip(
+            only_changed(new), only_changed(old_db), strict=True):
+        assert columns[:len(old_columns)] == old_columns and fks == old_fks, table
+        assert [c[0] for c in columns[len(old_columns):]] == list(BOUNDS), table
+        assert sorted(indexes) == sorted([*old_indexes, (f"ix_{table}_bbox", 0, BOUNDS)]), table
 
 
 def test_the_migrations_make_the_schema_a_new_store_is_given(tmp_path):
@@ -94,11 +117,12 @@ def test_the_migrations_make_the_schema_a_new_store_is_given(tmp_path):
 
 
 def test_a_store_written_by_0_1_0_is_upgraded_and_read(old_db):
-    before = _schema(old_db)
+    before = _schema(old_db, but=CHANGED)
     store = Store(f"sqlite:///{old_db}")
-    # 0.1.0's tables only stamped, the newer tables added
-    assert current_revision(store.engine) == HEAD and _schema(old_db, but=ADDED) == before
-    assert set(ADDED) <= _tables(old_db)
+    # 0.1.0's tables stamped (those with geometries given their bounding boxes), the newer tables added: the
+    # schema of a new store
+    assert current_revision(store.engine) == HEAD and _schema(old_db, but=ADDED + CHANGED) == before
+    assert set(ADDED) <= _tables(old_db) and _schema(old_db) == _schema(_fresh(old_db.parent))
     (site,) = store.list_sites()
     assert site.name == "base" and site.aliases == ("the base",) and store.get_site("the base") == site
     assert len(store.scenes(site)) == 4 and store.sources()["archive"][0] == "local"
@@ -128,6 +152,35 @@ def test_a_store_written_by_0_1_0_is_upgraded_and_read(old_db):
     assert len(list_alerts(store)) == 1
 
 
+def test_the_upgrade_fills_the_bounding_boxes_and_the_spatial_queries_find_the_old_rows(old_db):
+    """0007 gives each stored site, scene and change its WKT's bounding box (SQLite's spatial prefilter): the
+    spatial queries find the rows 0.1.0 wrote as they find new ones."""
+    import shapely
+
+    store = Store(f"sqlite:///{old_db}")
+    con = sqlite3.connect(old_db)
+    try:
+        for table, wkt in (("sites", "geometry_wkt"), ("scenes", "footprint_wkt"), ("changes", "geometry_wkt")):
+            rows = con.execute(f"SELECT {wkt}, {', '.join(BOUNDS)} FROM {table}").fetchall()
+            assert rows, table
+            for text, *bounds in rows:
+                assert tuple(bounds) == shapely.from_wkt(text).bounds, table
+    finally:
+        con.close()
+    site = store.get_site("base")
+    (change,) = store.changes("base")
+    assert [c.change_id for c in store.changes(area=change.geometry.bounds)] == [CHANGE]
+    assert store.changes(area=(0.0, 0.0, 1.0, 1.0)) == []
+    assert len(store.scenes(site)) == 4
+    centre = change.geometry.centroid
+    with store.transaction() as tx:
+        assert [s.name for s in tx.sites.intersecting(change.geometry)] == ["base"]
+        assert [(s.name, d) for s, d in tx.sites.near(centre.x, centre.y, 10.0)] == [("base", 0.0)]
+    store.add_site(make_site("far", box(10.0, 45.0, 10.01, 45.01)))  # a new row beside the old ones
+    with store.transaction() as tx:
+        assert [s.name for s in tx.sites.intersecting((-180.0, -90.0, 180.0, 90.0))] == ["base", "far"]
+
+
 def test_deliveries_left_pointing_at_the_dropped_alerts_old_table_are_repaired(old_db):
     """0.1.0 rebuilt an alerts table from before search areas by renaming it: SQLite then pointed
     alert_deliveries' foreign key at ``alerts_old``, which it dropped (migration 0002 repairs it)."""
@@ -145,10 +198,10 @@ def test_deliveries_left_pointing_at_the_dropped_alerts_old_table_are_repaired(o
         DROP TABLE alerts_old;
     """)
     con.close()
-    assert any("alerts_old" in s for s in _schema(old_db))
+    assert any("alerts_old" in str(t) for t in _schema(old_db))
     store = Store(f"sqlite:///{old_db}")
     schema = _schema(old_db)
-    assert not any("alerts_old" in s for s in schema)
+    assert not any("alerts_old" in str(t) for t in schema)
     assert sorted(schema) == sorted(_schema(_fresh(old_db.parent)))
     con = sqlite3.connect(old_db)
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []

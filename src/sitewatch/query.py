@@ -1,19 +1,23 @@
-"""Selecting a site's detections: by first-seen date, status and bounding box, a page at a time (the API's
-``GET /api/sites/{name}/detections``, and any script)."""
+"""Selecting detections: by first-seen date, status and bounding box, a page at a time (the API's
+``GET /api/detections`` and ``GET /api/sites/{name}/detections``, and any script).  :func:`find_changes` asks the
+store for the box (its spatial query: PostGIS, or SQLite's fallback), :func:`select_changes` filters a list."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-
-from shapely.geometry import box
+from typing import TYPE_CHECKING
 
 from ._time import as_utc
 from .errors import InvalidParameter
+from .geo import bbox_geometry
 from .types import Change
 
-__all__ = ["ChangeQuery", "select_changes", "parse_bbox", "MAX_PAGE"]
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["ChangeQuery", "select_changes", "find_changes", "parse_bbox", "MAX_PAGE"]
 
 #: the largest page a query may ask for
 MAX_PAGE = 1000
@@ -23,7 +27,8 @@ MAX_PAGE = 1000
 class ChangeQuery:
     """Which changes: first seen (``first_seen_before``, the first clear look showing it) from ``start`` to
     ``end`` inclusive, of ``status`` (``probable``, ``confirmed``), intersecting ``bbox`` (WGS84 west, south,
-    east, north); ``limit`` of them from ``offset`` on, oldest first (then by id)."""
+    east, north; west > east crosses the antimeridian); ``limit`` of them from ``offset`` on, oldest first (then by
+    id)."""
 
     start: datetime | None = None
     end: datetime | None = None
@@ -39,24 +44,32 @@ class ChangeQuery:
             raise InvalidParameter(f"offset must be 0 or more, not {self.offset}")
         if self.start is not None and self.end is not None and as_utc(self.start) > as_utc(self.end):
             raise InvalidParameter("start is after end")
+        if self.bbox is not None:
+            bbox_geometry(self.bbox)  # InvalidParameter (field bbox) when it is not a box
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """``"west,south,east,north"`` in degrees -> a tuple; :class:`InvalidParameter` when it is not one."""
+    """``"west,south,east,north"`` in degrees -> a tuple (west > east: across the antimeridian);
+    :class:`InvalidParameter` when it is not one."""
     try:
         w, s, e, n = (float(v) for v in text.split(","))
     except ValueError:
         raise InvalidParameter(f"bbox must be west,south,east,north in degrees, not {text!r}", field="bbox") from None
-    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise InvalidParameter(f"bbox {text!r} is not west < east in -180..180 and south < north in -90..90",
-                               field="bbox")
+    bbox_geometry((w, s, e, n))  # ranges: InvalidParameter (field bbox)
     return w, s, e, n
+
+
+def find_changes(store: Store, q: ChangeQuery, *, site: str | None = None,
+                 method: str | None = None) -> tuple[list[Change], int]:
+    """The page of the stored changes (of ``site``, of ``method``) that ``q`` asks for, and how many match in all:
+    the box by the store's spatial query, the rest by :func:`select_changes`."""
+    return select_changes(store.changes(site, method, area=q.bbox), replace(q, bbox=None))
 
 
 def select_changes(changes: Sequence[Change], q: ChangeQuery) -> tuple[list[Change], int]:
     """The page of ``changes`` that ``q`` asks for, and how many match in all."""
     start, end = as_utc(q.start), as_utc(q.end)
-    area = box(*q.bbox) if q.bbox else None
+    area = bbox_geometry(q.bbox) if q.bbox else None
     hits = [
         c for c in changes
         if (start is None or c.first_seen_before >= start) and (end is None or c.first_seen_before <= end)

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.include_router(sites.router)
     app.include_router(sites.jobs_router)
+    app.include_router(sites.detections_router)
     app.include_router(scenes.router)
     app.include_router(alerts.router)
     app.include_router(review.router)

@@ -1,4 +1,5 @@
-"""``/api/sites``: the watchlist as GeoJSON, a site, its detections (filtered, a page at a time), adding one."""
+"""``/api/sites``: the watchlist as GeoJSON, a site, its detections (filtered, a page at a time), adding one;
+``/api/detections``: the detections of every site, by box (the store's spatial query), date and status."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..constants import DEFAULT_METHOD
 from ..errors import InvalidParameter
 from ..export import feature_collection, geometry_to_geojson
 from ..jobs import Job
-from ..query import ChangeQuery, parse_bbox, select_changes
+from ..query import ChangeQuery, find_changes, parse_bbox
 from ..sites import site_from_feature
 from ..types import Site
 from ._auth import current_user, require, store_of
@@ -59,23 +60,39 @@ def get_site(request: Request, name: str, user: Reader) -> dict[str, Any]:
     return site_feature(store_of(request).get_site(name))
 
 
+Start = Annotated[datetime | None, Query(description="First seen on or after (ISO 8601, UTC).")]
+End = Annotated[datetime | None, Query(description="First seen on or before.")]
+Status = Annotated[str | None, Query(pattern="^(probable|confirmed)$")]
+BboxText = Annotated[str | None, Query(description="west,south,east,north (degrees; west > east: across the "
+                                                   "antimeridian).")]
+
+
 @router.get("/{name}/detections",
             summary="The site's detections (a FeatureCollection, the properties of detections.geojson), a page at "
                     "a time")
 def detections(
-    request: Request, name: str, user: Reader,
-    start: Annotated[datetime | None, Query(description="First seen on or after (ISO 8601, UTC).")] = None,
-    end: Annotated[datetime | None, Query(description="First seen on or before.")] = None,
-    status: Annotated[str | None, Query(pattern="^(probable|confirmed)$")] = None,
-    bbox: Annotated[str | None, Query(description="west,south,east,north (degrees).")] = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
+    request: Request, name: str, user: Reader, start: Start = None, end: End = None, status: Status = None,
+    bbox: BboxText = None, limit: Limit = 100, offset: Offset = 0,
 ) -> dict[str, Any]:
     store = store_of(request)
     site = store.get_site(name)
     box = parse_bbox(bbox) if bbox else None
-    page, total = select_changes(store.changes(site.name),
-                                 ChangeQuery(start, end, status, box, limit=limit, offset=offset))
+    page, total = find_changes(store, ChangeQuery(start, end, status, box, limit=limit, offset=offset), site=site.name)
+    return paged(request, feature_collection(page), total, offset)
+
+
+detections_router = APIRouter(prefix="/api/detections", tags=["sites"])
+
+
+@detections_router.get("", summary="The detections of every site (a FeatureCollection), in a box, a page at a time")
+def all_detections(
+    request: Request, user: Reader, bbox: BboxText = None,
+    method: Annotated[str | None, Query(max_length=100, description="Only this detector's.")] = None,
+    start: Start = None, end: End = None, status: Status = None, limit: Limit = 100, offset: Offset = 0,
+) -> dict[str, Any]:
+    box = parse_bbox(bbox) if bbox else None
+    page, total = find_changes(store_of(request), ChangeQuery(start, end, status, box, limit=limit, offset=offset),
+                               method=method)
     return paged(request, feature_collection(page), total, offset)
 
 

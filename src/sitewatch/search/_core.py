@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 from shapely.geometry import Point, box
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
+from shapely.strtree import STRtree
 
 from .. import __version__
 from .._time import as_utc
@@ -334,15 +336,24 @@ def _runs(todo: list[tuple[int, int, Grid]], workers: int) -> list[list[tuple[in
 
 
 def _suppress(store: Store, regions: list[Region]) -> tuple[list[Region], list[dict[str, Any]]]:
-    sites = store.list_sites()
+    """The regions on no watchlist site, and those on one (each said with the first such site by name).
+
+    One spatial query for the sites within the regions' bounds (PostGIS, or SQLite's prefilter), then an STR
+    tree of them for each region."""
+    if not regions:
+        return [], []
+    with store.transaction() as tx:
+        sites = tx.sites.intersecting(box(*shapely.total_bounds([r.geometry for r in regions])))  # by name
+    tree = STRtree([s.geometry for s in sites])
     kept, dropped = [], []
     for r in regions:
-        holder = next((s for s in sites if s.geometry.intersects(r.geometry)), None)
-        if holder is None:
+        on = tree.query(r.geometry, predicate="intersects")
+        if not len(on):
             kept.append(r)
-        else:
-            dropped.append({"id": r.region_id, "site": holder.name, "score": r.score, "area_m2": round(r.area_m2, 1),
-                            "centroid": [round(r.geometry.centroid.x, 6), round(r.geometry.centroid.y, 6)]})
+            continue
+        holder = sites[int(on.min())]
+        dropped.append({"id": r.region_id, "site": holder.name, "score": r.score, "area_m2": round(r.area_m2, 1),
+                        "centroid": [round(r.geometry.centroid.x, 6), round(r.geometry.centroid.y, 6)]})
     return kept, dropped
 
 

@@ -446,7 +446,11 @@ def _place(
 def _on_sites(store: Store, query: Site | BaseGeometry, grid: Grid, side: int, origin: np.ndarray) -> np.ndarray:
     """Which windows a watchlist site (or the query polygon) overlaps."""
     excluded = np.zeros(len(origin), bool)
-    site_geoms = [to_crs(s.geometry, WGS84, grid.crs) for s in store.list_sites()]
+    x0, y0, x1, y1 = grid.bounds
+    outline = shapely.segmentize(box(x0, y0, x1, y1), max(x1 - x0, y1 - y0) / 100)  # its edges curve in WGS84
+    with store.transaction() as tx:  # the sites on the grid (a spatial query), in its CRS
+        on_grid = tx.sites.intersecting(to_crs(outline, grid.crs, WGS84))
+    site_geoms = [to_crs(s.geometry, WGS84, grid.crs) for s in on_grid]
     if isinstance(query, BaseGeometry):
         site_geoms.append(to_crs(query, WGS84, grid.crs))
     if site_geoms:

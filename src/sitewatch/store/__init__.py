@@ -8,8 +8,10 @@
   write is committed together, or not at all (a detection run, the alerts it raised and their deliveries).
   Its other methods are shorthands that each run one transaction.
 
-Geometries are kept as WKT in WGS84 (this Python's sqlite3 has no SpatiaLite); spatial filtering is done
-with shapely.
+Geometries are kept as WKT in WGS84 (this Python's sqlite3 has no SpatiaLite).  The spatial queries
+(``tx.runs.changes(area=...)``, ``tx.scenes.find``, ``tx.sites.intersecting``, ``tx.sites.near``) run in PostGIS
+on PostgreSQL and as a bounding box prefilter plus shapely on SQLite, with the same answers
+(:mod:`.spatial`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..errors import StoreError
+from ..geo import Bbox
 from ..types import Change, Scene, Site
 from ._migrate import HEAD, current_revision, upgrade
 from .records import RunRecord
@@ -142,6 +146,11 @@ class Store:
         with self.transaction() as tx:
             return tx.sites.all()
 
+    def sites_near(self, lon: float, lat: float, metres: float) -> list[tuple[Site, float]]:
+        """The sites within ``metres`` (geodesic) of a WGS84 point, with their distances, nearest first."""
+        with self.transaction() as tx:
+            return tx.sites.near(lon, lat, metres)
+
     def remove_site(self, name: str) -> None:
         """Forget a site and everything about it (runs, changes, tracker states, rule, alerts, deliveries)."""
         with self.transaction() as tx:
@@ -195,9 +204,12 @@ class Store:
         with self.transaction() as tx:
             return tx.runs.latest(site)
 
-    def changes(self, site: str | None = None, method: str | None = None) -> list[Change]:
+    def changes(self, site: str | None = None, method: str | None = None, *,
+                area: BaseGeometry | Bbox | None = None) -> list[Change]:
+        """The changes (of a site, of a method, intersecting ``area``: a WGS84 geometry or a box west, south,
+        east, north, west > east across the antimeridian), by first-seen date and id."""
         with self.transaction() as tx:
-            return tx.runs.changes(site, method)
+            return tx.runs.changes(site, method, area=area)
 
     def counts(self) -> dict[str, int]:
         """Row counts per table (for checks that a failed operation changed nothing)."""

@@ -5,6 +5,7 @@ when there is something to do).  An empty database gets the tables of :mod:`.tab
 (Alembic's "create_all and stamp" recipe, without importing alembic: tests and the CLI make many; a test
 checks that the migrations give the same schema).  One written by sitewatch 0.1.0 (tables, no
 ``alembic_version``) goes through every revision; the baseline creates what is missing (``0001_baseline.py``).
+On PostgreSQL the store needs PostGIS (:func:`require_postgis`: created when missing, else a clear error).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from pathlib import Path
 
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import StoreError
 
-__all__ = ["HEAD", "upgrade", "current_revision"]
+__all__ = ["HEAD", "upgrade", "current_revision", "require_postgis"]
 
 #: the newest revision (a test checks it is Alembic's head of ``migrations/versions``)
-HEAD = "0006"
+HEAD = "0007"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -40,9 +42,40 @@ def config():  # type: ignore[no-untyped-def]
     return cfg
 
 
+def require_postgis(conn: Connection) -> None:
+    """Make sure a PostgreSQL database has the PostGIS extension (``CREATE EXTENSION IF NOT EXISTS postgis``);
+    a :class:`StoreError` that says what an administrator must do when the server lacks it or the user may not
+    create it.  Other databases: nothing."""
+    if conn.dialect.name != "postgresql":
+        return
+    from .tables import geoalchemy2
+
+    geoalchemy2()  # its DDL events, before any table is made
+    if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).scalar():
+        return
+    db, user, version = conn.execute(text(
+        "SELECT current_database(), current_user, current_setting('server_version_num')::int / 10000")).one()
+    then = "then run `sitewatch db upgrade` again"
+    if not conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")).scalar():
+        raise StoreError(
+            f"the PostgreSQL store needs PostGIS, which the database server does not have: install it on the "
+            f"server (Debian/Ubuntu: postgresql-{version}-postgis-3), have an administrator run "
+            f'`CREATE EXTENSION postgis;` in database "{db}", {then}')
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    except DBAPIError as exc:
+        said = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        raise StoreError(
+            f'the PostgreSQL store needs the PostGIS extension in database "{db}", and user "{user}" may not '
+            f"create it ({said}): have an administrator (a superuser) run `CREATE EXTENSION postgis;` in "
+            f'database "{db}", {then}') from None
+
+
 def _create_and_stamp(conn: Connection) -> None:
     from .tables import Base
 
+    require_postgis(conn)
     Base.metadata.create_all(conn)
     version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
                     PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))

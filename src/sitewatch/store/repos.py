@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 from shapely import wkt
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
+from sqlalchemy import Select, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import (
@@ -35,8 +35,9 @@ from ..errors import (
     SitewatchError,
     StoreError,
 )
-from ..geo import to_crs
+from ..geo import Bbox, bbox_geometry, to_crs
 from ..types import Change, Scene, Site
+from . import spatial
 from .records import (
     Alert,
     AlertRule,
@@ -51,6 +52,7 @@ from .records import (
     User,
 )
 from .tables import (
+    SRID,
     AlertAckRow,
     AlertRow,
     AlertRuleRow,
@@ -68,6 +70,7 @@ from .tables import (
     TokenRow,
     TrackerStateRow,
     UserRow,
+    geoalchemy2,
 )
 
 __all__ = ["KEEP", "SiteRepo", "SourceRepo", "SceneRepo", "RunRepo", "AlertRepo", "DeliveryRepo", "AreaRepo",
@@ -82,6 +85,8 @@ class _Keep(Enum):
 KEEP = _Keep.KEEP
 
 _Named = TypeVar("_Named", SiteRow, SourceRow, SearchAreaRow)
+_Q = TypeVar("_Q", bound=Select)
+_R = TypeVar("_R")
 
 
 def plain_json(value: Any) -> Any:
@@ -102,6 +107,12 @@ def named_row(s: Session, model: type[_Named], name: str, replace: bool, what: s
         row = model(name=name, created_at=datetime.now(UTC))
         s.add(row)
     return row
+
+
+def _set_bounds(row: SiteRow | SceneRow | ChangeRow, geometry: BaseGeometry) -> None:
+    """Write the row's bounding box columns (SQLite's spatial prefilter)."""
+    for name, value in spatial.bounds_of(geometry).items():
+        setattr(row, name, value)
 
 
 def _site(row: SiteRow) -> Site:
@@ -131,9 +142,32 @@ def _change(row: ChangeRow, site: str) -> Change:
     )
 
 
+def _query_area(area: BaseGeometry | Bbox) -> BaseGeometry:
+    """A query's area: a WGS84 geometry, or a box (west, south, east, north; see :func:`bbox_geometry`)."""
+    return area if isinstance(area, BaseGeometry) else bbox_geometry(area)
+
+
 class _Repo:
     def __init__(self, session: Session) -> None:
         self.s = session
+
+    @property
+    def postgis(self) -> bool:
+        """Whether the spatial queries run in PostGIS (PostgreSQL), else in shapely after a prefilter (SQLite)."""
+        return self.s.get_bind().dialect.name == "postgresql"
+
+    def _intersecting(self, q: _Q, model: Any, area: BaseGeometry) -> _Q:
+        """``q`` kept to the ``model`` rows whose geometry intersects ``area`` (PostGIS), or may (SQLite: their
+        boxes overlap; :meth:`_exact` tests the rows)."""
+        if self.postgis:
+            return q.where(func.ST_Intersects(model.__table__.c.geom, func.ST_GeomFromText(area.wkt, SRID)))
+        return q.where(spatial.overlaps(model, spatial.boxes_of(area)))
+
+    def _exact(self, rows: Sequence[_R], wkts: list[str], area: BaseGeometry) -> list[_R]:
+        """The ``rows`` (in order) whose WKT intersects ``area``: SQLite's exact test; PostGIS has done it."""
+        if self.postgis:
+            return list(rows)
+        return [r for r, hit in zip(rows, spatial.intersecting(wkts, area), strict=True) if hit]
 
 
 class SiteRepo(_Repo):
@@ -153,6 +187,7 @@ class SiteRepo(_Repo):
         row = named_row(self.s, SiteRow, site.name, replace, "site", InvalidSite)
         row.aliases = list(site.aliases)
         row.geometry_wkt = site.geometry.wkt
+        _set_bounds(row, site.geometry)
         row.notes, row.added_by, row.reason = site.notes, site.added_by, site.reason
         return site
 
@@ -161,6 +196,36 @@ class SiteRepo(_Repo):
 
     def all(self) -> list[Site]:
         return [_site(r) for r in self.s.scalars(select(SiteRow).order_by(SiteRow.name))]
+
+    def intersecting(self, area: BaseGeometry | Bbox) -> list[Site]:
+        """The sites whose geometry intersects ``area`` (WGS84, or a box), by name."""
+        geom = _query_area(area)
+        rows = list(self.s.scalars(self._intersecting(select(SiteRow), SiteRow, geom).order_by(SiteRow.name)))
+        return [_site(r) for r in self._exact(rows, [r.geometry_wkt for r in rows], geom)]
+
+    def near(self, lon: float, lat: float, metres: float) -> list[tuple[Site, float]]:
+        """The sites within ``metres`` (geodesic, WGS84) of the point, with their distances, nearest first (then
+        by name); 0 for a site that holds the point.  See :mod:`sitewatch.store.spatial`."""
+        spatial.check_near(lon, lat, metres)
+        boxes = spatial.near_boxes(lon, lat, metres)
+        if self.postgis:
+            return self._near_postgis(lon, lat, metres, boxes)
+        measure = spatial.GeodesicDistance(lon, lat)
+        rows = self.s.scalars(select(SiteRow).where(spatial.overlaps(SiteRow, boxes)))
+        found = [(r, measure(wkt.loads(r.geometry_wkt))) for r in rows]
+        return [(_site(r), d) for r, d in sorted(found, key=lambda f: (f[1], f[0].name)) if d <= metres]
+
+    def _near_postgis(self, lon: float, lat: float, metres: float, boxes: list[Bbox]) -> list[tuple[Site, float]]:
+        Geography = geoalchemy2().Geography  # noqa: N806 (the type)
+        geom = SiteRow.__table__.c.geom
+        dense = cast(func.ST_Segmentize(geom, spatial.STEP_DEG), Geography(srid=SRID))
+        point = cast(func.ST_SetSRID(func.ST_MakePoint(lon, lat), SRID), Geography(srid=SRID))
+        distance = func.ST_Distance(dense, point)
+        q = (select(SiteRow, distance)
+             .where(or_(*(geom.op("&&")(func.ST_MakeEnvelope(*b, SRID)) for b in boxes)),
+                    func.ST_DWithin(dense, point, metres))
+             .order_by(distance, SiteRow.name))
+        return [(_site(r), float(d)) for r, d in self.s.execute(q)]
 
     def remove(self, name: str) -> None:
         """Forget a site with its runs, changes, tracker states, alert rule, alerts and their deliveries."""
@@ -208,7 +273,9 @@ class SceneRepo(_Repo):
             row.path, row.datetime, row.crs = sc.path, sc.datetime, sc.crs
             row.transform, row.width, row.height = list(sc.transform), sc.width, sc.height
             row.bounds, row.bands, row.mask_path = list(sc.bounds), list(sc.bands), sc.mask_path
-            row.footprint_wkt = to_crs(box(*sc.bounds), sc.crs, "EPSG:4326").wkt
+            footprint = to_crs(box(*sc.bounds), sc.crs, "EPSG:4326")
+            row.footprint_wkt = footprint.wkt
+            _set_bounds(row, footprint)
             row.platform, row.source, row.cloud_cover = sc.platform, sc.source, sc.cloud_cover
             row.properties = dict(sc.properties)
         return new, old
@@ -219,12 +286,14 @@ class SceneRepo(_Repo):
             raise SceneNotFound(f"no stored scene with id {scene_id!r}")
         return _scene(row)
 
-    def find(self, geometry: BaseGeometry | None = None) -> list[Scene]:
-        """All scenes, or those whose footprint intersects ``geometry`` (WGS84), in time order."""
-        rows = list(self.s.scalars(select(SceneRow).order_by(SceneRow.datetime, SceneRow.scene_id)))
-        if geometry is not None:
-            rows = [r for r in rows if wkt.loads(r.footprint_wkt).intersects(geometry)]
-        return [_scene(r) for r in rows]
+    def find(self, geometry: BaseGeometry | Bbox | None = None) -> list[Scene]:
+        """All scenes, or those whose footprint intersects ``geometry`` (WGS84, or a box), in time order."""
+        q = select(SceneRow).order_by(SceneRow.datetime, SceneRow.scene_id)
+        if geometry is None:
+            return [_scene(r) for r in self.s.scalars(q)]
+        area = _query_area(geometry)
+        rows = list(self.s.scalars(self._intersecting(q, SceneRow, area)))
+        return [_scene(r) for r in self._exact(rows, [r.footprint_wkt for r in rows], area)]
 
 
 class RunRepo(_Repo):
@@ -255,6 +324,7 @@ class RunRepo(_Repo):
                 area_m2=c.area_m2, first_seen_after=c.first_seen_after, first_seen_before=c.first_seen_before,
                 last_seen=c.last_seen, status=c.status, n_observations=c.n_observations, score=c.score,
                 confidence=c.confidence, method=c.method, provenance=plain_json(c.provenance),
+                **spatial.bounds_of(c.geometry),
             ))
         self.s.flush()
         return run.id
@@ -268,14 +338,21 @@ class RunRepo(_Repo):
         return RunRecord(run.id, srow.name, run.method, dict(run.params), tuple(run.scene_ids),
                          tuple(float(x) for x in run.clear_fraction), run.activity, run.version, run.created_at)
 
-    def changes(self, site: str | None = None, method: str | None = None) -> list[Change]:
+    def changes(self, site: str | None = None, method: str | None = None, *,
+                area: BaseGeometry | Bbox | None = None) -> list[Change]:
+        """The changes (of a site, of a method; intersecting ``area``, WGS84 or a box), by first-seen date and
+        id."""
         q = select(ChangeRow, SiteRow.name).join(SiteRow, SiteRow.id == ChangeRow.site_id)
         if site is not None:
             q = q.where(ChangeRow.site_id == SiteRepo(self.s).row(site).id)
         if method is not None:
             q = q.where(ChangeRow.method == method)
-        rows = self.s.execute(q.order_by(ChangeRow.first_seen_before, ChangeRow.change_id)).all()
-        return [_change(r, name) for r, name in rows]
+        q = q.order_by(ChangeRow.first_seen_before, ChangeRow.change_id)
+        if area is None:
+            return [_change(r, name) for r, name in self.s.execute(q)]
+        geom = _query_area(area)
+        rows = [(r, name) for r, name in self.s.execute(self._intersecting(q, ChangeRow, geom))]
+        return [_change(r, name) for r, name in self._exact(rows, [r.geometry_wkt for r, _ in rows], geom)]
 
     def _state_row(self, site: str, method: str) -> tuple[int, TrackerStateRow | None]:
         site_id = SiteRepo(self.s).row(site).id

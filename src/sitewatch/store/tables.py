@@ -1,6 +1,15 @@
 """The store's tables (SQLAlchemy declarative rows); the schema itself is made by the Alembic migrations.
 
-Geometries are WKT in WGS84 (this Python's sqlite3 has no SpatiaLite); datetimes are stored naive in UTC.
+Geometries are WKT in WGS84 (this Python's sqlite3 has no SpatiaLite), the source of truth, written by the
+repositories; datetimes are stored naive in UTC.  For the spatial queries (:mod:`.spatial`):
+
+* on PostgreSQL, each table with a geometry also has ``geom``, a PostGIS geometry (SRID 4326, GeoAlchemy2's
+  ``Geometry``) that the database computes from the WKT (a stored generated column: no write path sets it)
+  with a GiST index; it exists on PostgreSQL only (:class:`PostGISGeometry`, :func:`_postgis_only`) and is
+  not mapped (the rows never read it back);
+* sites, scenes and changes also keep their WKT's bounding box (``min_lon``, ``min_lat``, ``max_lon``,
+  ``max_lat``; NULL for an empty geometry), set by the repositories on write: SQLite's prefilter, with an
+  index there, before the exact test in shapely.
 Deleting a site or a search area deletes what hangs off it through the ORM cascades declared here (the
 foreign keys say ``ON DELETE CASCADE`` too, but SQLite enforces them only with ``PRAGMA foreign_keys``).
 A change to a table needs a new migration in ``migrations/versions`` (see ``docs/design/architecture.md``).
@@ -11,16 +20,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Computed,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.schema import CreateColumn
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .._time import as_utc, naive_utc
+from ..errors import StoreError
 
 __all__ = [
     "Base", "UTCDateTime", "SiteRow", "SceneRow", "RunRow", "ChangeRow", "SourceRow", "TrackerStateRow",
     "AlertRuleRow", "EndpointRow", "AlertRow", "DeliveryRow", "SearchAreaRow", "UserRow", "TokenRow", "AuditRow",
-    "AlertAckRow", "JobRow", "CandidateRow",
+    "AlertAckRow", "JobRow", "CandidateRow", "PostGISGeometry", "SRID", "BOUNDS",
 ]
 
 _CASCADE = "all, delete"
@@ -41,12 +66,77 @@ class UTCDateTime(TypeDecorator[datetime]):
         return as_utc(value)
 
 
+#: the spatial reference of every stored geometry (WGS84 longitude, latitude)
+SRID = 4326
+#: the columns of a geometry's bounding box (degrees), in order: west, south, east, north
+BOUNDS = ("min_lon", "min_lat", "max_lon", "max_lat")
+
+
+def geoalchemy2() -> Any:
+    """The ``geoalchemy2`` module (the ``postgres`` extra), a clear :class:`StoreError` without it.
+
+    Imported before any PostgreSQL DDL (``_migrate.require_postgis``): its table events must be registered
+    before a ``CREATE TABLE`` starts, not in the middle of one."""
+    try:
+        import geoalchemy2
+    except ImportError:
+        raise StoreError("the PostgreSQL store needs GeoAlchemy2: pip install 'sitewatch[postgres]'") from None
+    return geoalchemy2
+
+
+class PostGISGeometry(TypeDecorator[Any]):
+    """GeoAlchemy2's ``Geometry`` (any type, SRID 4326) on PostgreSQL; a column of this type is made on
+    PostgreSQL only (see :func:`_postgis_only`).  GeoAlchemy2 (the ``postgres`` extra) is imported only there."""
+
+    impl = Text
+    cache_ok = True
+    spatial_index = False  # GeoAlchemy2's DDL events read it: the GiST index is declared (_add_postgis)
+
+    def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
+        if dialect is None or dialect.name != "postgresql":  # (GeoAlchemy2 asks without a dialect too)
+            return Text() if dialect is None else dialect.type_descriptor(Text())
+        geometry = geoalchemy2().Geometry(srid=SRID, spatial_index=False)  # the GiST index: _add_postgis
+        return dialect.type_descriptor(geometry)
+
+
+def _postgis_only(wkt_column: str) -> Column[Any]:
+    """``geom``: the PostGIS geometry of the WKT in ``wkt_column``, computed and stored by PostgreSQL.
+
+    Added to the tables after their classes are mapped (see the end of the module), so it is not mapped: the
+    ORM neither writes nor reads it; the spatial queries name it as ``Row.__table__.c.geom``."""
+    return Column("geom", PostGISGeometry(), Computed(f"ST_GeomFromText({wkt_column}, {SRID})", persisted=True),
+                  nullable=True, info={"only_on": "postgresql"})
+
+
+@compiles(CreateColumn)
+def _create_column(element: CreateColumn, compiler: Any, **kw: Any) -> str | None:
+    """A column marked ``info={"only_on": dialect}`` is left out of the tables made on other databases."""
+    only = element.element.info.get("only_on")
+    if only is not None and compiler.dialect.name != only:
+        return None
+    return compiler.visit_create_column(element, **kw)  # type: ignore[no-any-return]
+
+
+def _add_postgis(table: Table, wkt_column: str) -> None:
+    """Give ``table`` its ``geom`` (:func:`_postgis_only`) and that column's GiST index ``idx_<table>_geom``
+    (PostgreSQL only, as the column)."""
+    geom = _postgis_only(wkt_column)
+    table.append_column(geom)
+    Index(f"idx_{table.name}_geom", geom, postgresql_using="gist").ddl_if(dialect="postgresql")
+
+
+def _bbox_index(table: str) -> Index:
+    """SQLite's index of the bounding box columns (PostgreSQL has the GiST index instead)."""
+    return Index(f"ix_{table}_bbox", *BOUNDS).ddl_if(dialect="sqlite")
+
+
 class Base(DeclarativeBase):
     pass
 
 
 class SiteRow(Base):
     __tablename__ = "sites"
+    __table_args__ = (_bbox_index("sites"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -55,6 +145,10 @@ class SiteRow(Base):
     added_by: Mapped[str] = mapped_column(String(200), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    min_lon: Mapped[float | None] = mapped_column(Float, nullable=True)  # the bounding box (see the module)
+    min_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     # what goes with the site when it is removed
     runs: Mapped[list[RunRow]] = relationship(cascade=_CASCADE)
     changes: Mapped[list[ChangeRow]] = relationship(cascade=_CASCADE)
@@ -65,6 +159,7 @@ class SiteRow(Base):
 
 class SceneRow(Base):
     __tablename__ = "scenes"
+    __table_args__ = (_bbox_index("scenes"),)
     scene_id: Mapped[str] = mapped_column(String(300), primary_key=True)
     path: Mapped[str] = mapped_column(Text)
     datetime: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -80,6 +175,10 @@ class SceneRow(Base):
     source: Mapped[str] = mapped_column(String(100), default="local")
     cloud_cover: Mapped[float | None] = mapped_column(Float, nullable=True)
     properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    min_lon: Mapped[float | None] = mapped_column(Float, nullable=True)  # the bounding box (see the module)
+    min_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class RunRow(Base):
@@ -98,6 +197,7 @@ class RunRow(Base):
 
 class ChangeRow(Base):
     __tablename__ = "changes"
+    __table_args__ = (_bbox_index("changes"),)
     change_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -112,6 +212,10 @@ class ChangeRow(Base):
     confidence: Mapped[float] = mapped_column(Float)
     method: Mapped[str] = mapped_column(String(100))
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
+    min_lon: Mapped[float | None] = mapped_column(Float, nullable=True)  # the bounding box (see the module)
+    min_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SourceRow(Base):
@@ -293,3 +397,9 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
+
+
+# the PostGIS columns, not mapped (see _postgis_only)
+for _row, _wkt in ((SiteRow, "geometry_wkt"), (SceneRow, "footprint_wkt"), (ChangeRow, "geometry_wkt"),
+                   (SearchAreaRow, "geometry_wkt"), (CandidateRow, "geometry_wkt")):
+    _add_postgis(_row.__table__, _wkt)  # type: ignore[arg-type]
