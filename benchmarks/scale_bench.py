@@ -174,9 +174,11 @@ def step_read_floor(before: str, after: str, workers: int) -> dict[str, Any]:
 
 def step_detect(before: str, after: str, out: str, method: str, workers: int, **params: Any) -> dict[str, Any]:
     """``sitewatch.pair.detect_pair``, window by window (its default on a tile this size; asked for here so that
-    a smaller ``--size`` measures the same path)."""
+    a smaller ``--size`` measures the same path).  Imports are done before the clock starts, as in ``plain``."""
+    from sitewatch.detectors import get_detector
     from sitewatch.pair import detect_pair
 
+    get_detector(method, **params)  # imports the detector's modules
     t0 = time.perf_counter()
     r = detect_pair(before, after, out, method=method, workers=workers, windowed=True, **params)
     return {"seconds": time.perf_counter() - t0, "changed_pixels": r.changed_pixels, "valid_pixels": r.valid_pixels,

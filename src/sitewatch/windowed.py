@@ -264,26 +264,40 @@ class _Reader:
             return float(src.nodata)
         return 0.0 if self.info.zero_is_nodata and np.dtype(src.dtypes[0]).kind in "iu" else None
 
-    def read(self, win: Window) -> np.ndarray:
-        """``(band, y, x)`` float32 of ``win`` on the target grid."""
+    def read(self, win: Window) -> tuple[np.ndarray, bool]:
+        """``(band, y, x)`` float32 of ``win`` on the target grid, and whether every value is data (no nodata,
+        mask or NaN found: the validity test can be skipped)."""
         out = np.empty((len(self.picks), int(win.height), int(win.width)), np.float32)
+        clean = True
         try:
             with ExitStack() as stack:
                 for src, indexes, rows in self._open(stack):
-                    # all bands of a file in one read: a pixel-interleaved block is decompressed once
-                    raw = src.read(indexes, window=win, out_dtype="float32")  # GDAL converts as it decodes
-                    for j, (index, row) in enumerate(zip(indexes, rows, strict=True)):
-                        _to_float(src, index, self._nodata(src), raw[j], out[row], self.scale)
-                    hole = _outside(src, indexes[0], win)
-                    if hole is not None:
-                        for row in rows:
-                            out[row][hole] = np.nan
+                    clean &= self._read_file(src, indexes, rows, win, out)
         except RasterioError as exc:
             raise ImageryError(
                 f"{self.info.path}: image data cannot be read (truncated or corrupt file?): {exc}; "
                 "download or export it again"
             ) from None
-        return out
+        return out, clean
+
+    def _read_file(self, src: Any, indexes: list[int], rows: list[int], win: Window, out: np.ndarray) -> bool:
+        """The bands ``indexes`` of ``src`` into ``out[rows]`` in one read (a pixel-interleaved block is
+        decompressed once; GDAL converts to float32 as it decodes, straight into ``out`` when the rows follow
+        each other), then no data to NaN and the scale applied in place; whether no value was no data."""
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            src.read(indexes, window=win, out=out[rows[0]:rows[0] + len(rows)])
+        else:
+            out[rows] = src.read(indexes, window=win, out_dtype="float32")
+        nodata = self._nodata(src)
+        clean = src.dtypes[0].startswith(("uint", "int"))  # integers hold no NaN
+        for index, row in zip(indexes, rows, strict=True):
+            clean &= _to_reflectance(src, index, nodata, out[row], self.scale)
+        hole = _outside(src, indexes[0], win)
+        if hole is not None and hole.any():
+            clean = False
+            for row in rows:
+                out[row][hole] = np.nan
+        return clean
 
 
 def _outside(src: Any, index: int, win: Window) -> np.ndarray | None:
@@ -296,16 +310,23 @@ def _outside(src: Any, index: int, win: Window) -> np.ndarray | None:
     return None
 
 
-def _to_float(src: Any, index: int, nodata: float | None, raw: np.ndarray, band: np.ndarray, scale: float) -> None:
-    """Values ``raw`` (float32) of band ``index`` of ``src`` into ``band``: the declared scale/offset applied,
-    else multiplied by ``scale``, in one pass; NaN for no data (the nodata value, or NaN already)."""
-    if nodata is not None and not np.isnan(nodata) and raw.size and raw.min() <= nodata <= raw.max():
-        raw[raw == nodata] = np.nan  # only when the value can be there: two reductions instead of a test
+def _to_reflectance(src: Any, index: int, nodata: float | None, band: np.ndarray, scale: float) -> bool:
+    """Band ``index`` of ``src`` read as float32 into ``band``, in place: NaN for the nodata value, then the
+    declared scale/offset, else ``scale``; whether the nodata value was absent."""
+    clean = True
+    if nodata is not None and not np.isnan(nodata) and band.size and band.min() <= nodata <= band.max():
+        hole = band == nodata  # only when the value can be there: reductions, not a test of every value
+        if hole.any():
+            band[hole] = np.nan
+            clean = False
     sc, off = src.scales[index - 1], src.offsets[index - 1]
     declared = sc != 1.0 or off != 0.0
-    np.multiply(raw, np.float32(sc if declared else scale), out=band)
+    factor = sc if declared else scale
+    if factor != 1.0:
+        band *= np.float32(factor)
     if declared and off != 0.0:
         band += np.float32(off)
+    return clean
 
 
 def _auto_scale(reader: _Reader, sample: Sequence[np.ndarray]) -> float:
@@ -367,25 +388,30 @@ def detect_windowed(
         if progress:
             progress(n_fit, total)
         lock = threading.Lock()
+        n_valid = [0]
         score = np.full(before.shape, np.nan, np.float32)
 
         def one(win: Window) -> None:
-            b, a = rb.read(win), ra.read(win)
-            ok = _valid(b, a)
+            (b, clean_b), (a, clean_a) = rb.read(win), ra.read(win)
             sl = _slices(win)
-            if ok.all():
+            if clean_b and clean_a:  # every pixel has data in both
                 score[sl] = model.score(b, a)
-            elif ok.any():
-                s = model.score(np.where(ok, b, 0), np.where(ok, a, 0))
-                score[sl] = np.where(ok, s, np.nan)
+                n = b.shape[1] * b.shape[2]
+            else:
+                ok = _valid(b, a)
+                n = int(np.count_nonzero(ok))
+                if n:
+                    s = model.score(np.where(ok, b, 0), np.where(ok, a, 0))
+                    score[sl] = np.where(ok, s, np.nan)
             with lock:
                 done[0] += 1
+                n_valid[0] += n
                 if progress:
                     progress(done[0], total)
 
         for fut in [pool.submit(one, w) for w in wins]:
             fut.result()
-    return _decide(model, score, write_mask, write_score, len(wins), n_sample)
+    return _decide(model, score, n_valid[0], write_mask, write_score, len(wins), n_sample)
 
 
 def _valid(b: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -442,20 +468,18 @@ def _fit(
 def _take(rb: _Reader, ra: _Reader, win: Window, keep: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``keep`` of ``win``'s pixels valid in both images (an even stride through them), ``(band, n)``
     of each date: read in a pool's thread, so that only the pixels kept outlive it."""
-    b, a = rb.read(win), ra.read(win)
+    (b, _), (a, _) = rb.read(win), ra.read(win)
     ok = np.flatnonzero(_valid(b, a))
     ok = ok[:: max(1, -(-ok.size // keep))]
     return b.reshape(b.shape[0], -1)[:, ok], a.reshape(a.shape[0], -1)[:, ok]
 
 
 def _decide(
-    model: WindowedModel, score: np.ndarray, write_mask: Writer, write_score: Writer | None, n_windows: int,
-    n_sample: int,
+    model: WindowedModel, score: np.ndarray, n_valid: int, write_mask: Writer, write_score: Writer | None,
+    n_windows: int, n_sample: int,
 ) -> WindowedResult:
     """Threshold the scores (of every valid pixel, or of an even stride through the grid's when it has more
     than :data:`THRESHOLD_SCORES` pixels), write the mask (and the score), count."""
-    valid = np.isfinite(score)
-    n_valid = int(np.count_nonzero(valid))
     if n_valid == 0:
         raise NoOverlapError("the two images overlap, but no pixel has data in both")
     fixed = getattr(model, "fixed_threshold", None)
@@ -465,7 +489,6 @@ def _decide(
         thr = float(model.threshold(flat[np.isfinite(flat)]))
     else:
         thr = float(fixed)
-    del valid
     mask = np.greater(score, thr).view(np.uint8)  # NaN (not valid) compares False
     params = dict(model.params)
     if write_score is not None:
