@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,8 +84,12 @@ WINDOW_PX = 1024
 
 
 class WindowedModel(Protocol):
-    """A detector fitted on a sample: scores any window, and picks the threshold from all the scores (a model
-    whose threshold does not depend on them may say so with a ``fixed_threshold`` attribute)."""
+    """A detector fitted on a sample: scores any window, and picks the threshold from all the scores.
+
+    Optional: a ``fixed_threshold`` attribute (the threshold does not depend on the scores: they need not be
+    gathered), and ``rescaled(before, after)``, the same model for inputs stored as reflectance divided by
+    those factors (the integer scale of each image is then folded into the model instead of applied to every
+    value read)."""
 
     params: dict[str, Any]
 
@@ -237,6 +241,7 @@ class _Reader:
     picks: list[int]  # indices into info.bands / info.files
     target: ImageInfo
     scale: float = 1.0
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def _open(self, stack: ExitStack) -> list[tuple[Any, list[int], list[int]]]:
         """The datasets to read, each with its band indexes (1-based) and their rows in the output.  A source
@@ -259,6 +264,15 @@ class _Reader:
             opened[bf.path][2].append(row)
         return list(opened.values())
 
+    def _buffer(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """This thread's float32 buffer of ``shape``, reused from window to window (a fresh array of tens of MB
+        costs thousands of page faults); valid until the thread's next read."""
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        if shape not in bufs:
+            bufs.clear()  # one shape at a time: the edge windows' come last
+            bufs[shape] = np.empty(shape, np.float32)
+        return bufs[shape]  # type: ignore[no-any-return]
+
     def _nodata(self, src: Any) -> float | None:
         if src.nodata is not None:
             return float(src.nodata)
@@ -267,7 +281,7 @@ class _Reader:
     def read(self, win: Window) -> tuple[np.ndarray, bool]:
         """``(band, y, x)`` float32 of ``win`` on the target grid, and whether every value is data (no nodata,
         mask or NaN found: the validity test can be skipped)."""
-        out = np.empty((len(self.picks), int(win.height), int(win.width)), np.float32)
+        out = self._buffer((len(self.picks), int(win.height), int(win.width)))
         clean = True
         try:
             with ExitStack() as stack:
@@ -383,13 +397,16 @@ def detect_windowed(
     names = tuple(before.bands[i] for i, _ in picks)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitewatch-window") as pool:
         model, n_sample, n_fit = _fit(detector, rb, ra, names, pool)
+        rescale = getattr(model, "rescaled", None)
+        if rescale is not None:  # the model takes stored values: no multiplication of every band read
+            model, rb.scale, ra.scale = rescale(rb.scale, ra.scale), 1.0, 1.0
         done = [n_fit]
         total = n_fit + len(wins)
         if progress:
             progress(n_fit, total)
         lock = threading.Lock()
         n_valid = [0]
-        score = np.full(before.shape, np.nan, np.float32)
+        score = np.empty(before.shape, np.float32)  # every window writes its part, NaN where not valid
 
         def one(win: Window) -> None:
             (b, clean_b), (a, clean_a) = rb.read(win), ra.read(win)
@@ -403,6 +420,8 @@ def detect_windowed(
                 if n:
                     s = model.score(np.where(ok, b, 0), np.where(ok, a, 0))
                     score[sl] = np.where(ok, s, np.nan)
+                else:
+                    score[sl] = np.nan
             with lock:
                 done[0] += 1
                 n_valid[0] += n

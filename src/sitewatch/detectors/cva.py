@@ -12,7 +12,7 @@ Reference: Malila, "Change vector analysis: an approach for detecting forest cha
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -112,12 +112,19 @@ class CVAModel:
     rule: Literal["otsu"] | float
     params: dict[str, object]
 
+    def rescaled(self, before: float, after: float) -> CVAModel:
+        """This model for inputs that are reflectance / ``before`` and / ``after``."""
+        return replace(self, inv1=self.inv1 * before, inv2=self.inv2 * after)
+
     def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """The magnitude ``(y, x)`` of a window ``(band, y, x)`` of both dates, float32."""
         acc = np.zeros(before.shape[1:], np.float32)
+        d = np.empty_like(acc)  # two temporaries for all the bands: fresh arrays cost page faults
+        t = np.empty_like(acc)
         for k in range(before.shape[0]):
-            d = after[k] * np.float32(self.inv2[k])
-            d -= before[k] * np.float32(self.inv1[k])
+            np.multiply(after[k], np.float32(self.inv2[k]), out=d)
+            np.multiply(before[k], np.float32(self.inv1[k]), out=t)
+            d -= t
             d -= np.float32(self.offset[k])
             d *= d
             acc += d

@@ -25,7 +25,7 @@ Classification and Change Detection in Remote Sensing", CRC Press.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -202,6 +202,11 @@ class IRMADModel:
         offset = (fit.mean_after / fit.std_after) @ fit.b - (fit.mean_before / fit.std_before) @ fit.a
         return cls(fit, w1.astype(np.float32), w2.astype(np.float32),
                    (offset / fit.sigma).astype(np.float32)[:, None], threshold, params)
+
+    def rescaled(self, before: float, after: float) -> IRMADModel:
+        """This model for inputs that are reflectance / ``before`` and / ``after``."""
+        return replace(self, w1=(self.w1 * np.float32(before)).astype(np.float32),
+                       w2=(self.w2 * np.float32(after)).astype(np.float32))
 
     def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """The chi-square statistic ``Z`` ``(y, x)`` of a window ``(band, y, x)`` of both dates, float32."""
