@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from affine import Affine
 
 from sitewatch import windowed
@@ -127,6 +128,18 @@ def test_windowed_errors(tmp_path: Path) -> None:
                   descriptions=tuple(scene(False)))
     with pytest.raises(NoOverlapError, match="no pixel has data in both"):
         detect_pair(before, empty, tmp_path / "x.tif", method="cva", windowed=True)
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_a_truncated_image_is_an_imagery_error_and_writes_nothing(tmp_path: Path) -> None:
+    before = write_multiband(tmp_path / "before.tif", scene(False))
+    after = write_multiband(tmp_path / "after.tif", scene(True))
+    rasterio.shutil.copy(after, tmp_path / "cog.tif", driver="COG", blocksize=32)  # its header first
+    data = (tmp_path / "cog.tif").read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])  # the header survives, half of the pixels do not
+    with pytest.raises(ImageryError, match="cut.tif: image data cannot be read"):
+        detect_pair(before, cut, tmp_path / "x.tif", method="cva", windowed=True)
     assert not (tmp_path / "x.tif").exists()
 
 

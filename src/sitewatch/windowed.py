@@ -127,8 +127,9 @@ class _BandFile:
 class ImageInfo:
     """An image described without reading its pixels: its bands, finest grid and where each band lives.
 
-    ``scale`` is the factor from stored values to reflectance decided for the whole image (a declared
-    scale/offset wins: ``scaled``); ``zero_is_nodata`` holds for band folders (the Sentinel-2 convention).
+    ``dtype`` is the stored type (the integer scale to reflectance is decided on the fit's sample, as
+    :func:`sitewatch.pair.read_image` decides it on the whole image; a declared scale/offset wins);
+    ``zero_is_nodata`` holds for band folders (the Sentinel-2 convention).
     """
 
     path: str
@@ -428,8 +429,14 @@ def detect_windowed(
                 if progress:
                     progress(done[0], total)
 
-        for fut in [pool.submit(one, w) for w in wins]:
-            fut.result()
+        futures = [pool.submit(one, w) for w in wins]
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:  # an unreadable window: the others are not read for nothing
+            for fut in futures:
+                fut.cancel()
+            raise
     return _decide(model, score, n_valid[0], write_mask, write_score, len(wins), n_sample)
 
 
