@@ -9,7 +9,6 @@ detector on the bands they share, and writes the change mask as a GeoTIFF on the
 from __future__ import annotations
 
 import json
-import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,21 +23,19 @@ from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from ._atomic import atomic_path
+from ._imagefiles import S2_ATMOSPHERIC as _S2_ATMOSPHERIC
+from ._imagefiles import S2_BANDS, band_files
+from ._imagefiles import check_georef as _check_georef
+from ._imagefiles import detail as _detail
+from ._imagefiles import missing as _missing
+from ._imagefiles import open_raster as _open
 from .constants import DEFAULT_PAIR_METHOD, MAX_SHIFT
-from .errors import ImageryError, MissingCRSError, NoOverlapError, SitewatchWarning
+from .errors import ImageryError, NoOverlapError, SitewatchWarning
 
 if TYPE_CHECKING:
     from .windowed import ImageInfo
 
 __all__ = ["DEFAULT_PAIR_METHOD", "MAX_SHIFT", "S2_BANDS", "Image", "PairResult", "detect_pair", "read_image"]
-
-#: Sentinel-2 MSI band names in their conventional order.
-S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-#: Sentinel-2 bands that measure the atmosphere (aerosols, water vapour, cirrus), not the surface.
-_S2_ATMOSPHERIC = frozenset({"B01", "B09", "B10"})
-
-_BAND_FILE = re.compile(r"_(B(?:0[1-9]|1[0-2]|8A))\.(?:tiff?|jp2)$", re.IGNORECASE)
 
 #: ``progress(step, total)`` is called after each stage of :func:`detect_pair`.
 Progress = Callable[[int, int], None]
@@ -258,7 +255,7 @@ def _use_windows(detector: Any, before: str | Path, windowed: bool | None, coreg
 
     if windowed is False:
         return False
-    can = callable(getattr(detector, "fit", None))
+    can = callable(getattr(detector, "fit_windowed", None))
     if windowed is None:
         if not can or coregister:
             return False
@@ -328,41 +325,6 @@ def _tags(detector: str, params: dict[str, Any], threshold: float, paths: tuple[
 # --------------------------------------------------------------------------------------------- reading
 
 
-def _open(path: Path) -> Any:
-    try:
-        return rasterio.open(path)
-    except RasterioError as exc:
-        raise ImageryError(
-            f"{path}: not a readable raster (corrupt or truncated file?): {_detail(exc)}; "
-            "give a GeoTIFF or JPEG2000 image"
-        ) from None
-
-
-def _missing(p: Path) -> ImageryError:
-    return ImageryError(
-        f"{p} does not exist; give a multi-band GeoTIFF or a folder of Sentinel-2 band files (*_B02.tif ...)"
-    )
-
-
-def _check_georef(src: Any, path: Path) -> None:
-    """Raise :class:`MissingCRSError` when ``src`` has no CRS or no geotransform."""
-    if src.crs is None:
-        raise MissingCRSError(
-            f"{path}: has no coordinate reference system, so it cannot be placed on Earth; "
-            "georeference it first (e.g. gdal_edit.py -a_srs EPSG:xxxx)"
-        )
-    if src.transform.is_identity:
-        raise MissingCRSError(
-            f"{path}: has no geotransform; georeference it first (e.g. gdal_translate -a_ullr)"
-        )
-
-
-def _detail(exc: BaseException) -> str:
-    """The most specific message of a GDAL error ("Read failed" hides its cause)."""
-    cause = exc.__cause__ or exc.__context__
-    return str(cause) if cause is not None and str(cause) else str(exc)
-
-
 def _read_float(src: Any, path: Path, zero_is_nodata: bool = False) -> tuple[np.ndarray, bool]:
     """All bands of ``src`` as float32 with NaN for nodata; and whether a declared scale was applied.
 
@@ -402,28 +364,12 @@ def _auto_scale(data: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def _read_band_folder(folder: Path) -> Image:
-    found: dict[str, list[Path]] = {}
-    for f in sorted(folder.iterdir()):
-        m = _BAND_FILE.search(f.name)
-        if m and f.is_file():
-            found.setdefault(m.group(1).upper(), []).append(f)
-    if not found:
-        raise ImageryError(
-            f"{folder}: no Sentinel-2 band files found (expected names ending in _B02.tif, _B8A.jp2, ...); "
-            "give a folder holding one acquisition's band files, or a multi-band GeoTIFF"
-        )
-    dupes = {b: fs for b, fs in found.items() if len(fs) > 1}
-    if dupes:
-        b, fs = next(iter(dupes.items()))
-        raise ImageryError(
-            f"{folder}: {len(fs)} files for band {b} ({', '.join(f.name for f in fs)}); "
-            "keep one acquisition per folder"
-        )
-    names = sorted(found, key=S2_BANDS.index)
+    files = band_files(folder)
+    names = list(files)
     layers: list[tuple[np.ndarray, Any, Affine, str]] = []  # data, crs, transform, dtype
     any_scaled = False
     for b in names:
-        path = found[b][0]
+        path = files[b]
         with _open(path) as src:
             data, scaled = _read_float(src, path, zero_is_nodata=True)
             any_scaled |= scaled

@@ -16,7 +16,7 @@ file's blocks, so GDAL decompresses every block once):
 
 Windows are read and scored on ``workers`` threads (GDAL decompresses outside the GIL, and numpy computes
 outside it), each with its own open datasets.  Peak memory is the score array plus a mask byte per pixel plus
-a few windows, whatever the number of bands.  A detector takes part when it has a ``fit`` method
+a few windows, whatever the number of bands.  A detector takes part when it has a ``fit_windowed`` method
 (:class:`WindowedDetector`); the others run in memory (:func:`sitewatch.pair.detect_pair`).
 
 AFTER on another grid, and bands at coarser resolution (a folder of Sentinel-2 band files), are read through a
@@ -43,6 +43,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from ._imagefiles import band_files, check_georef, missing, open_raster
 from .errors import AllCloudError, ImageryError, NoOverlapError
 
 __all__ = [
@@ -107,7 +108,7 @@ class WindowedDetector(Protocol):
 
     name: str
 
-    def fit(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> WindowedModel:
+    def fit_windowed(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> WindowedModel:
         """Fit on samples ``(band, n)`` of the two dates (pixels valid in both)."""
         ...
 
@@ -160,43 +161,28 @@ def describe_image(path: str | Path) -> ImageInfo:
     same band names as :func:`sitewatch.pair.read_image` gives; reads headers only.
 
     Raises :class:`ImageryError` and :class:`~sitewatch.errors.MissingCRSError` as ``read_image`` does."""
-    from .pair import _BAND_FILE, S2_BANDS, _check_georef, _missing, _open
-
     p = Path(path)
     if not p.exists():
-        raise _missing(p)
-    if p.is_dir():
-        found = sorted((f for f in p.iterdir() if f.is_file() and _BAND_FILE.search(f.name)), key=lambda f: f.name)
-        by_band: dict[str, Path] = {}
-        for f in found:
-            m = _BAND_FILE.search(f.name)
-            assert m is not None
-            by_band.setdefault(m.group(1).upper(), f)
-        if not by_band:
-            return _describe_file(p, _open, _check_georef)  # raises the folder error of read_image
-        names = sorted(by_band, key=S2_BANDS.index)
-        grids = []
-        for b in names:
-            with _open(by_band[b]) as src:
-                _check_georef(src, by_band[b])
-                grids.append((abs(src.transform.a * src.transform.e), src.crs.to_wkt(), src.transform,
-                              src.width, src.height, src.dtypes[0], src.block_shapes[0]))
-        ref = min(range(len(grids)), key=lambda i: grids[i][0])
-        _, crs, transform, w, h, _, block = grids[ref]
-        dtypes = {g[5] for g in grids}
-        return ImageInfo(str(p), tuple(names), crs, transform, w, h,
-                         tuple(_BandFile(by_band[b], 1) for b in names),
-                         dtypes.pop() if len(dtypes) == 1 else "uint16", zero_is_nodata=True, block=block)
-    return _describe_file(p, _open, _check_georef)
+        raise missing(p)
+    if not p.is_dir():
+        return _describe_file(p)
+    files = band_files(p)
+    grids = []
+    for f in files.values():
+        with open_raster(f) as src:
+            check_georef(src, f)
+            grids.append((abs(src.transform.a * src.transform.e), src.crs.to_wkt(), src.transform,
+                          src.width, src.height, src.dtypes[0], src.block_shapes[0]))
+    ref = min(range(len(grids)), key=lambda i: grids[i][0])
+    _, crs, transform, w, h, _, block = grids[ref]
+    dtypes = {g[5] for g in grids}
+    return ImageInfo(str(p), tuple(files), crs, transform, w, h, tuple(_BandFile(f, 1) for f in files.values()),
+                     dtypes.pop() if len(dtypes) == 1 else "uint16", zero_is_nodata=True, block=block)
 
 
-def _describe_file(p: Path, opener: Callable[[Path], Any], check: Callable[[Any, Path], None]) -> ImageInfo:
-    if p.is_dir():
-        from .pair import read_image
-
-        read_image(p)  # the folder has no band file: read_image raises its error
-    with opener(p) as src:
-        check(src, p)
+def _describe_file(p: Path) -> ImageInfo:
+    with open_raster(p) as src:
+        check_georef(src, p)
         bands = tuple(d if d else f"B{i + 1}" for i, d in enumerate(src.descriptions))
         if len(set(bands)) != len(bands):
             bands = tuple(f"B{i + 1}" for i in range(len(bands)))
@@ -401,43 +387,54 @@ def detect_windowed(
         rescale = getattr(model, "rescaled", None)
         if rescale is not None:  # the model takes stored values: no multiplication of every band read
             model, rb.scale, ra.scale = rescale(rb.scale, ra.scale), 1.0, 1.0
-        done = [n_fit]
-        total = n_fit + len(wins)
-        if progress:
-            progress(n_fit, total)
-        lock = threading.Lock()
-        n_valid = [0]
-        score = np.empty(before.shape, np.float32)  # every window writes its part, NaN where not valid
+        score, n_valid = _score_all(model, rb, ra, wins, pool, progress, n_fit)
+    return _decide(model, score, n_valid, write_mask, write_score, len(wins), n_sample)
 
-        def one(win: Window) -> None:
-            (b, clean_b), (a, clean_a) = rb.read(win), ra.read(win)
-            sl = _slices(win)
-            if clean_b and clean_a:  # every pixel has data in both
-                score[sl] = model.score(b, a)
-                n = b.shape[1] * b.shape[2]
+
+def _score_all(
+    model: WindowedModel, rb: _Reader, ra: _Reader, wins: list[Window], pool: ThreadPoolExecutor,
+    progress: Callable[[int, int], None] | None, n_fit: int,
+) -> tuple[np.ndarray, int]:
+    """Every window read once and scored on ``pool``'s threads into one float32 array (NaN where not valid);
+    the array and the number of valid pixels.  ``progress`` counts on from the ``n_fit`` windows of the fit."""
+    done = [n_fit]
+    total = n_fit + len(wins)
+    if progress:
+        progress(n_fit, total)
+    lock = threading.Lock()
+    n_valid = [0]
+    score = np.empty((rb.target.height, rb.target.width), np.float32)  # each window writes its part
+
+    def one(win: Window) -> None:
+        (b, clean_b), (a, clean_a) = rb.read(win), ra.read(win)
+        sl = _slices(win)
+        if clean_b and clean_a:  # every pixel has data in both
+            score[sl] = model.score(b, a)
+            n = b.shape[1] * b.shape[2]
+        else:
+            ok = _valid(b, a)
+            n = int(np.count_nonzero(ok))
+            if n:
+                s = model.score(np.where(ok, b, 0), np.where(ok, a, 0))
+                score[sl] = np.where(ok, s, np.nan)
             else:
-                ok = _valid(b, a)
-                n = int(np.count_nonzero(ok))
-                if n:
-                    s = model.score(np.where(ok, b, 0), np.where(ok, a, 0))
-                    score[sl] = np.where(ok, s, np.nan)
-                else:
-                    score[sl] = np.nan
-            with lock:
-                done[0] += 1
-                n_valid[0] += n
-                if progress:
-                    progress(done[0], total)
+                score[sl] = np.nan
+        with lock:
+            done[0] += 1
+            n_valid[0] += n
+            if progress:
+                progress(done[0], total)
 
-        futures = [pool.submit(one, w) for w in wins]
-        try:
-            for fut in futures:
-                fut.result()
-        except BaseException:  # an unreadable window: the others are not read for nothing
-            for fut in futures:
-                fut.cancel()
-            raise
-    return _decide(model, score, n_valid[0], write_mask, write_score, len(wins), n_sample)
+    futures = [pool.submit(one, w) for w in wins]
+    try:
+        for fut in futures:
+            fut.result()
+    except BaseException:  # an unreadable window: the others are not read for nothing
+        for fut in futures:
+            fut.cancel()
+        raise
+    return score, n_valid[0]
+
 
 
 def _valid(b: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -488,7 +485,7 @@ def _fit(
             f"only {x1.shape[1]} sampled pixel(s) have data in both images (need {MIN_VALID_PIXELS}); "
             "check that the two images overlap and are not masked out"
         )
-    return detector.fit(x1, x2, names), int(x1.shape[1]), len(wins)
+    return detector.fit_windowed(x1, x2, names), int(x1.shape[1]), len(wins)
 
 
 def _take(rb: _Reader, ra: _Reader, win: Window, keep: int) -> tuple[np.ndarray, np.ndarray]:

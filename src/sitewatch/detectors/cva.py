@@ -87,7 +87,7 @@ class CVA:
         return change_map(self.name, ok, magnitude, thr, params)
 
 
-    def fit(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> CVAModel:
+    def fit_windowed(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> CVAModel:
         """The band means and deviations of samples ``(band, n)`` of the two dates, for window-by-window
         detection (:mod:`sitewatch.windowed`): the same score and threshold rule as :meth:`detect`, with the
         standardisation estimated on the sample."""

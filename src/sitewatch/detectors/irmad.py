@@ -160,7 +160,7 @@ class IRMAD:
         return change_map(self.name, ok, z, thr, params)
 
 
-    def fit(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> IRMADModel:
+    def fit_windowed(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str]) -> IRMADModel:
         """IR-MAD fitted on samples ``(band, n)`` of the two dates (a seeded draw of at most ``max_samples`` of
         them), for window-by-window detection (:mod:`sitewatch.windowed`); threshold as :meth:`detect`."""
         n = before.shape[1]
