@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import tempfile
 import time
@@ -435,6 +436,26 @@ def _error(exc: BaseException) -> str:
 
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+
+def cap_gdal_cache(mb: int) -> None:
+    """GDAL's block cache at ``mb`` MB in this process (GDAL's default, 5 % of RAM, would dominate a peak memory
+    measurement); read by GDAL when its cache is first used, so call it before any read."""
+    os.environ["GDAL_CACHEMAX"] = str(mb)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MB: VmHWM (ru_maxrss would carry the parent's peak over exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ------------------------------------------------------------------------------------------ provenance

@@ -35,7 +35,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -55,6 +54,8 @@ if __package__ in (None, ""):
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from benchmarks.harness import cap_gdal_cache, peak_rss_mb  # noqa: E402
 
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 OTB = "otbcli_MultivariateAlterationDetector"
@@ -137,17 +138,6 @@ def build_tile(data: Path, work: Path, size: int) -> tuple[Path, Path, dict[str,
 
 
 # ------------------------------------------------------------------------------------------ the steps
-
-
-def _peak_mb() -> float:
-    """Peak resident memory of this process, MB (VmHWM)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def step_read_floor(before: str, after: str, workers: int) -> dict[str, Any]:
@@ -306,17 +296,13 @@ def search_scaling(work: Path, size_km: float, dates: int, tile_px: int, cachema
 def _in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any, cachemax: int, **kw: Any) -> dict[str, Any]:
     """``fn(*args, **kw)`` in a new interpreter; its result with the process's peak memory."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init, initargs=(cachemax,)) as ex:
+                             initializer=cap_gdal_cache, initargs=(cachemax,)) as ex:
         return ex.submit(_measured, fn, *args, **kw).result()
-
-
-def _init(cachemax: int) -> None:
-    os.environ["GDAL_CACHEMAX"] = str(cachemax)
 
 
 def _measured(fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict[str, Any]:
     out = fn(*args, **kw)
-    out.setdefault("peak_rss_mb", _peak_mb())
+    out.setdefault("peak_rss_mb", peak_rss_mb())
     return out
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -42,6 +41,8 @@ if __package__ in (None, ""):
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from benchmarks.harness import cap_gdal_cache, peak_rss_mb  # noqa: E402
 
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
@@ -132,26 +133,9 @@ def _area(scene: Path, size_px: int) -> Any:
     return to_crs(box(x0, y0 - size_px * 10.0, x0 + size_px * 10.0, y0), crs, "EPSG:4326")
 
 
-def _cap_gdal_cache(mb: int) -> None:
-    import os
-
-    os.environ["GDAL_CACHEMAX"] = str(mb)  # read by GDAL when its block cache is first used
-
-
-def _peak_mb() -> float:
-    """Peak resident memory of this process, MB: VmHWM (ru_maxrss would carry the parent's peak over exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def run_baseline(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: int) -> dict[str, Any]:
     """Read every tile of every date once (no screen): the I/O floor of the search."""
-    _cap_gdal_cache(cachemax)
+    cap_gdal_cache(cachemax)
     from shapely import wkt
 
     from sitewatch.geo import to_crs
@@ -178,12 +162,12 @@ def run_baseline(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: i
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(read_tile, [g for _, _, g in tile_grids]))
-    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(_peak_mb(), 1),
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
             "tiles": len(tile_grids), "pixels": grid.width * grid.height, "dates": len(scenes)}
 
 
 def run_search(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: int) -> dict[str, Any]:
-    _cap_gdal_cache(cachemax)
+    cap_gdal_cache(cachemax)
     from shapely import wkt
 
     from sitewatch.search import SearchParams, search_area
@@ -191,7 +175,7 @@ def run_search(db: str, area_wkt: str, workers: int, tile_px: int, cachemax: int
 
     t0 = time.perf_counter()
     r = search_area(Store(db), wkt.loads(area_wkt), params=SearchParams(workers=workers, tile_px=tile_px))
-    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(_peak_mb(), 1),
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
             "tiles": len(r.tile_scores), "pixels": r.grid.width * r.grid.height, "dates": len(r.dates),
             "candidates": [{"rank": c.rank, "score": c.score, "area_m2": c.area_m2, "wkt": c.geometry.wkt}
                            for c in r.candidates]}

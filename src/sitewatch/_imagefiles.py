@@ -8,12 +8,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
 from .errors import ImageryError, MissingCRSError
 
-__all__ = ["BAND_FILE", "S2_ATMOSPHERIC", "S2_BANDS", "band_files", "check_georef", "detail", "missing", "open_raster"]
+__all__ = [
+    "BAND_FILE", "S2_ATMOSPHERIC", "S2_BANDS", "band_files", "band_names", "check_georef", "detail", "dn_divisor",
+    "missing", "open_raster",
+]
 
 #: Sentinel-2 MSI band names in their conventional order.
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -84,3 +88,24 @@ def band_files(folder: Path) -> dict[str, Path]:
             "keep one acquisition per folder"
         )
     return {b: found[b][0] for b in sorted(found, key=S2_BANDS.index)}
+
+
+def band_names(src: Any) -> tuple[str, ...]:
+    """The band names of a multi-band raster: its band descriptions when set, else ``B1..Bn`` (positions too
+    when two descriptions are the same)."""
+    bands = tuple(d if d else f"B{i + 1}" for i, d in enumerate(src.descriptions))
+    if len(set(bands)) != len(bands):
+        bands = tuple(f"B{i + 1}" for i in range(len(bands)))
+    return bands
+
+
+def dn_divisor(dtype: str, top: float) -> float:
+    """What stored values of ``dtype`` whose maximum is ``top`` are divided by to give reflectance, when no
+    scale is declared: 255 for 8-bit integers (not reflectance), 10000 for other integers reaching above 2
+    (reflectance x 10000), else 1 (floats are kept as they are)."""
+    kind = np.dtype(dtype)
+    if kind.kind not in "iu":
+        return 1.0
+    if kind.itemsize == 1:
+        return 255.0
+    return 10000.0 if top > 2.0 else 1.0

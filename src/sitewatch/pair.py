@@ -24,7 +24,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 
 from ._atomic import atomic_path
 from ._imagefiles import S2_ATMOSPHERIC as _S2_ATMOSPHERIC
-from ._imagefiles import S2_BANDS, band_files
+from ._imagefiles import S2_BANDS, band_files, band_names, dn_divisor
 from ._imagefiles import check_georef as _check_georef
 from ._imagefiles import detail as _detail
 from ._imagefiles import missing as _missing
@@ -109,9 +109,7 @@ def read_image(path: str | Path) -> Image:
         return _read_band_folder(p)
     with _open(p) as src:
         data, scaled = _read_float(src, p)
-        bands = tuple(d if d else f"B{i + 1}" for i, d in enumerate(src.descriptions))
-        if len(set(bands)) != len(bands):  # duplicate descriptions: fall back to positions
-            bands = tuple(f"B{i + 1}" for i in range(len(bands)))
+        bands = band_names(src)
         crs, transform = src.crs.to_wkt(), src.transform
     if not scaled:
         data = _auto_scale(data, src.dtypes[0])
@@ -165,8 +163,9 @@ def detect_pair(
 
     t0 = time.perf_counter()
     detector = get_detector(method, **params)  # fail on a bad name or parameter before any reading
-    if _use_windows(detector, before, windowed, coregister):
-        return _detect_windowed(detector, before, after, out, bands, score_path, workers, progress, t0)
+    info_b = _windowed_before(detector, before, windowed, coregister)
+    if info_b is not None:
+        return _detect_windowed(detector, info_b, after, out, bands, score_path, workers, progress, t0)
     step = _stepper(progress, 6)
     pair = _load_pair(before, after, bands, step)
     step()
@@ -249,18 +248,19 @@ def _coregister(pair: _Pair) -> tuple[_Pair, tuple[float, float] | None]:
     return pair, None
 
 
-def _use_windows(detector: Any, before: str | Path, windowed: bool | None, coregister: bool) -> bool:
-    """Whether :func:`detect_pair` runs window by window (see its ``windowed``)."""
+def _windowed_before(detector: Any, before: str | Path, windowed: bool | None, coregister: bool) -> ImageInfo | None:
+    """BEFORE described (:func:`sitewatch.windowed.describe_image`) when :func:`detect_pair` runs window by
+    window (see its ``windowed``), else None."""
     from .windowed import STREAM_PIXELS, describe_image
 
     if windowed is False:
-        return False
+        return None
     can = callable(getattr(detector, "fit_windowed", None))
     if windowed is None:
         if not can or coregister:
-            return False
+            return None
         info = describe_image(before)
-        return info.width * info.height > STREAM_PIXELS
+        return info if info.width * info.height > STREAM_PIXELS else None
     if not can:
         raise ImageryError(
             f"the {detector.name} detector runs in memory only; windowed detection is available for cva and irmad"
@@ -268,17 +268,17 @@ def _use_windows(detector: Any, before: str | Path, windowed: bool | None, coreg
     if coregister:
         raise ImageryError("co-registration needs both images in memory: run without --windowed, "
                            "or co-register the images beforehand")
-    return True
+    return describe_image(before)
 
 
 def _detect_windowed(
-    detector: Any, before: str | Path, after: str | Path, out: str | Path, bands: Sequence[str] | None,
+    detector: Any, info_b: ImageInfo, after: str | Path, out: str | Path, bands: Sequence[str] | None,
     score_path: str | Path | None, workers: int | None, progress: Progress | None, t0: float,
 ) -> PairResult:
-    """:func:`detect_pair` window by window (:func:`sitewatch.windowed.detect_windowed`)."""
+    """:func:`detect_pair` window by window (:func:`sitewatch.windowed.detect_windowed`) from BEFORE described."""
     from .windowed import describe_image, detect_windowed
 
-    info_b, info_a = describe_image(before), describe_image(after)
+    info_a = describe_image(after)
     picks = _select_bands(_common_bands(info_b, info_a), info_b, bands)
     _check_overlap(info_b, info_a)
     names = tuple(info_b.bands[i] for i, _ in picks)
@@ -351,16 +351,13 @@ def _read_float(src: Any, path: Path, zero_is_nodata: bool = False) -> tuple[np.
 
 
 def _auto_scale(data: np.ndarray, dtype: str) -> np.ndarray:
-    """Integer digital numbers to reflectance: /255 for 8-bit, /10000 when the maximum is above 2."""
+    """Integer digital numbers to reflectance (:func:`sitewatch._imagefiles.dn_divisor` on the data's maximum)."""
     kind = np.dtype(dtype)
     if kind.kind not in "iu":
         return data
-    if kind.itemsize == 1:
-        return data / np.float32(255.0)
-    finite = data[np.isfinite(data)]
-    if finite.size and float(finite.max()) > 2.0:
-        return data / np.float32(10000.0)
-    return data
+    top = float(np.nanmax(data)) if kind.itemsize > 1 and np.isfinite(data).any() else 0.0
+    divisor = dn_divisor(dtype, top)
+    return data / np.float32(divisor) if divisor != 1.0 else data
 
 
 def _read_band_folder(folder: Path) -> Image:

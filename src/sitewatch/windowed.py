@@ -43,7 +43,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ._imagefiles import band_files, check_georef, missing, open_raster
+from ._imagefiles import band_files, band_names, check_georef, dn_divisor, missing, open_raster
 from .errors import AllCloudError, ImageryError, NoOverlapError
 
 __all__ = [
@@ -183,10 +183,7 @@ def describe_image(path: str | Path) -> ImageInfo:
 def _describe_file(p: Path) -> ImageInfo:
     with open_raster(p) as src:
         check_georef(src, p)
-        bands = tuple(d if d else f"B{i + 1}" for i, d in enumerate(src.descriptions))
-        if len(set(bands)) != len(bands):
-            bands = tuple(f"B{i + 1}" for i in range(len(bands)))
-        return ImageInfo(str(p), bands, src.crs.to_wkt(), src.transform, src.width, src.height,
+        return ImageInfo(str(p), band_names(src), src.crs.to_wkt(), src.transform, src.width, src.height,
                          tuple(_BandFile(p, i + 1) for i in range(src.count)), src.dtypes[0],
                          block=src.block_shapes[0])
 
@@ -331,15 +328,10 @@ def _to_reflectance(src: Any, index: int, nodata: float | None, band: np.ndarray
 
 
 def _auto_scale(reader: _Reader, sample: Sequence[np.ndarray]) -> float:
-    """The factor from stored integers to reflectance, as :func:`sitewatch.pair.read_image` decides it: 1/255
-    for 8 bits, 1/10000 when the values reach above 2 (decided on the sampled windows), else 1."""
-    kind = np.dtype(reader.info.dtype)
-    if kind.kind not in "iu":
-        return 1.0
-    if kind.itemsize == 1:
-        return 1.0 / 255.0
+    """The factor from stored values to reflectance, decided on the sampled pixels as
+    :func:`sitewatch.pair.read_image` decides it on the whole image (:func:`sitewatch._imagefiles.dn_divisor`)."""
     top = max((float(np.nanmax(w)) for w in sample if np.isfinite(w).any()), default=0.0)
-    return 1.0 / 10000.0 if top > 2.0 else 1.0
+    return 1.0 / dn_divisor(reader.info.dtype, top)
 
 
 # ------------------------------------------------------------------------------------------ the passes

@@ -91,11 +91,9 @@ class CVA:
         """The band means and deviations of samples ``(band, n)`` of the two dates, for window-by-window
         detection (:mod:`sitewatch.windowed`): the same score and threshold rule as :meth:`detect`, with the
         standardisation estimated on the sample."""
-        m1, m2 = before.mean(axis=1, dtype=np.float64), after.mean(axis=1, dtype=np.float64)
-        s1, s2 = before.std(axis=1, dtype=np.float64), after.std(axis=1, dtype=np.float64)
-        if self.scale == "pooled":
-            s1 = s2 = np.sqrt((s1**2 + s2**2) / 2)
-        inv1, inv2 = 1.0 / np.where(s1 > 0, s1, 1.0), 1.0 / np.where(s2 > 0, s2, 1.0)
+        m1, s1, m2, s2 = _moments(before, after, pooled=self.scale == "pooled")
+        inv1, inv2 = 1.0 / s1[:, 0], 1.0 / s2[:, 0]
+        m1, m2 = m1[:, 0], m2[:, 0]
         params = asdict(self) | {"bands": list(bands), "threshold_rule": _rule_name(self.threshold),
                                  "fit_pixels": int(before.shape[1])}
         return CVAModel(inv1, inv2, m2 * inv2 - m1 * inv1, self.threshold, params)
@@ -144,15 +142,20 @@ def standardise(x1: np.ndarray, x2: np.ndarray, pooled: bool = False) -> tuple[n
     Subtracts each date's band mean and divides by that date's band standard deviation, or (``pooled``)
     by the band's standard deviation pooled over the two dates.  A constant band is only centred.
     """
-    m1 = x1.mean(axis=1, keepdims=True)
-    m2 = x2.mean(axis=1, keepdims=True)
-    s1 = x1.std(axis=1, keepdims=True)
-    s2 = x2.std(axis=1, keepdims=True)
+    m1, s1, m2, s2 = _moments(x1, x2, pooled)
+    return (x1 - m1) / s1, (x2 - m2) / s2
+
+
+def _moments(x1: np.ndarray, x2: np.ndarray, pooled: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Band means and deviations ``(band, 1)`` of two ``(band, n)`` samples (in float64), each date's deviation or
+    (``pooled``) the pooled one; a constant band's deviation is 1 (only centred)."""
+    m1 = x1.mean(axis=1, keepdims=True, dtype=np.float64)
+    m2 = x2.mean(axis=1, keepdims=True, dtype=np.float64)
+    s1 = x1.std(axis=1, keepdims=True, dtype=np.float64)
+    s2 = x2.std(axis=1, keepdims=True, dtype=np.float64)
     if pooled:
         s1 = s2 = np.sqrt((s1**2 + s2**2) / 2)
-    s1 = np.where(s1 > 0, s1, 1.0)
-    s2 = np.where(s2 > 0, s2, 1.0)
-    return (x1 - m1) / s1, (x2 - m2) / s2
+    return m1, np.where(s1 > 0, s1, 1.0), m2, np.where(s2 > 0, s2, 1.0)
 
 
 def otsu_threshold(values: np.ndarray, nbins: int = 256, clip_quantile: float = 0.999, *,
