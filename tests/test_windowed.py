@@ -19,6 +19,7 @@ from sitewatch import windowed
 from sitewatch.errors import ImageryError, NoOverlapError
 from sitewatch.pair import detect_pair, read_image
 
+from .cli_runner import run_cli
 from .test_pair import (
     ORIGIN,
     SIZE,
@@ -115,6 +116,23 @@ def test_large_images_run_windowed_by_default_when_the_detector_can(
     monkeypatch.setattr(windowed, "STREAM_PIXELS", SIZE * SIZE)
     detect_pair(before, after, tmp_path / "d.tif", method="cva")
     assert seen == ["windowed"]
+
+
+def test_the_command_line_runs_it_window_by_window_or_refuses(tmp_path: Path) -> None:
+    """`sitewatch detect-pair --windowed --workers 1` writes the windowed map; `--windowed` with a detector
+    that needs memory is one clear error line."""
+    before = write_multiband(tmp_path / "before.tif", scene(False))
+    after = write_multiband(tmp_path / "after.tif", scene(True))
+    r = run_cli("detect-pair", before, after, "--out", tmp_path / "cli.tif", "--method", "cva", "--windowed",
+                "--workers", "1")
+    assert "changed pixel(s)" in r.stdout
+    with rasterio.open(tmp_path / "cli.tif") as src:
+        assert "fit_pixels" in src.tags()["params"]  # the windowed fit's record
+    assert iou(_mask(tmp_path / "cli.tif"), truth_mask()) >= 0.8
+    bad = run_cli("detect-pair", before, after, "--out", tmp_path / "bad.tif", "--method", "index", "--windowed",
+                  ok=False)
+    assert bad.exit_code != 0 and "runs in memory only" in bad.output
+    assert not (tmp_path / "bad.tif").exists()
 
 
 def test_windowed_errors(tmp_path: Path) -> None:
