@@ -1,5 +1,5 @@
 """Pairwise detection on a full Sentinel-2-sized tile: how close to the I/O floor, how much memory, and beside
-whom?  (``make bench-scale``, issue #14 item 5 a, b, c, e, f)
+whom?  (``make bench-scale``, issue #14 item 5)
 
 Usage: ``python benchmarks/scale_bench.py [--size 10980] [--work DIR] [--repeat 2] [--no-otb] [--out FILE]``.
 
@@ -21,6 +21,9 @@ process (its own peak memory), GDAL's block cache at ``--gdal-cachemax`` MB for 
   ``--otb-ram`` MB) on the same tile; its MAD variates turned into a chi-square change map (robust sigma,
   alpha 0.01) and compared with sitewatch's plain MAD (``irmad`` with ``max_iter=1``: OTB's transform is not
   reweighted) for agreement;
+* ``series`` (d): ``sitewatch detect`` of one 20 km x 20 km site over 100 dates (the demo world's scenes
+  under new dates, :mod:`benchmarks.series_scale`), its dates read one at a time, beside the floor of reading
+  every date once;
 * ``search`` (e): ``sitewatch search`` of ``--search-km`` x ``--search-km`` (default 100 km: the demo world
   mirrored into a mosaic, ``--search-dates`` dates; :mod:`benchmarks.search_bench`'s scene set) on a local Dask
   cluster (``distributed.LocalCluster``) of 1 and then 2 worker processes.
@@ -293,6 +296,24 @@ def search_scaling(work: Path, size_km: float, dates: int, tile_px: int, cachema
     return out
 
 
+def series_monitoring(work: Path, world: Path, km: float, dates: int, cachemax: int, workers: int) -> dict[str, Any]:
+    """(d) Time-series monitoring of one ``km`` x ``km`` site over ``dates`` dates
+    (:mod:`benchmarks.series_scale`): the read floor of one sweep, then the full run, each in a fresh process."""
+    from benchmarks.search_bench import _world
+    from benchmarks.series_scale import build_series, prepare_store, step_series, step_series_floor
+
+    world = _world(world)
+    files = build_series(world, work, dates)
+    db = prepare_store(work, files, km)
+    out: dict[str, Any] = {"size_km": km}
+    out["floor"] = _in_fresh_process(step_series_floor, db, workers, cachemax=cachemax)
+    print(f"  series read floor: {out['floor']['seconds']:.1f} s", flush=True)
+    out["run"] = _in_fresh_process(step_series, db, str(world / "truth.geojson"), cachemax=cachemax)
+    print(f"  series run: {out['run']['seconds']:.1f} s, peak {out['run']['peak_rss_mb']:.0f} MB", flush=True)
+    out["stack_mb"] = out["floor"]["stack_mb"]
+    return out
+
+
 def _in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any, cachemax: int, **kw: Any) -> dict[str, Any]:
     """``fn(*args, **kw)`` in a new interpreter; its result with the process's peak memory."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
@@ -340,6 +361,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         res["agreement"] = _in_fresh_process(step_agreement, str(out / "otb_mad.tif"), str(out / "mad.tif"),
                                              cachemax=cm)
     shutil.rmtree(out, ignore_errors=True)
+    if args.series_km > 0:
+        res["series"] = series_monitoring(Path(args.series_work), Path(args.search_work) / "world", args.series_km,
+                                          args.series_dates, cm, w)
     if args.search_km > 0:
         res["search"] = search_scaling(Path(args.search_work), args.search_km, args.search_dates, 512, cm)
     return _summary(res, tile, args) | environment()
@@ -370,6 +394,14 @@ def _summary(res: dict[str, Any], tile: dict[str, Any], args: argparse.Namespace
                 "irmad_vs_otb": res["irmad"]["seconds"] / res["otb"]["seconds"],
                 "mad_s": res["mad"]["seconds"], "otb_agreement": res["agreement"]["agreement"],
                 "otb_iou_changed": res["agreement"]["iou_changed"]}
+    if "series" in res:
+        se, run = res["series"], res["series"]["run"]
+        doc |= {"series_km": se["size_km"], "series_dates": run["dates"], "series_used_dates": run["used_dates"],
+                "series_s": run["seconds"], "series_floor_s": se["floor"]["seconds"],
+                "series_vs_floor": run["seconds"] / se["floor"]["seconds"], "series_s_per_date": run["seconds"] /
+                run["dates"], "series_peak_rss_mb": run["peak_rss_mb"], "series_stack_mb": se["stack_mb"],
+                "series_changes": run["changes"], "series_events_found": run["events_found"],
+                "series_events": run["events"], "series_distractor_hits": run["distractor_hits"]}
     if "search" in res:
         sr = res["search"]
         doc |= {"search_km": sr["size_km"], "search_dates": sr["dates"], "search_1w_s": sr["1w"]["seconds"],
@@ -394,6 +426,20 @@ def table(doc: dict[str, Any]) -> Table:
         rows.append(("OTB MultivariateAlterationDetector", doc["otb_irmad_s"], doc["otb_peak_rss_mb"]))
     for name, s, rss in rows:
         t.add_row(name, f"{s:.1f}", f"{s / floor:.2f}", f"{km2 / s:.1f}", f"{rss:.0f}")
+    return t
+
+
+def series_table(doc: dict[str, Any]) -> Table:
+    km = doc["series_km"]
+    t = Table(title=f"monitoring of one {km:g} km x {km:g} km site over {doc['series_dates']} dates "
+                    f"(its stack: {doc['series_stack_mb'] / 1000:.1f} GB), index + tracker, dates one at a time")
+    for col in ("step", "seconds", "x floor", "s / date", "peak RSS MB"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    n, floor = doc["series_dates"], doc["series_floor_s"]
+    t.add_row("read floor (every date once)", f"{floor:.1f}", "1.00", f"{floor / n:.2f}", "")
+    t.add_row(f"sitewatch detect ({doc['series_used_dates']} dates clear enough; {doc['series_changes']} changes, "
+              f"{doc['series_events_found']}/{doc['series_events']} known events)", f"{doc['series_s']:.1f}",
+              f"{doc['series_vs_floor']:.2f}", f"{doc['series_s_per_date']:.2f}", f"{doc['series_peak_rss_mb']:.0f}")
     return t
 
 
@@ -424,12 +470,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search-dates", type=int, default=8, help="dates of the searched scene set")
     ap.add_argument("--search-work", default=str(Path(tempfile.gettempdir()) / "sitewatch-search-bench"),
                     help="folder of the search's demo world and mosaic scenes (kept and reused)")
+    ap.add_argument("--series-km", type=float, default=20.0,
+                    help="side of the monitored site in km (d); 0 skips the time-series step")
+    ap.add_argument("--series-dates", type=int, default=100, help="dates of the monitored site's series")
+    ap.add_argument("--series-work", default=str(Path(tempfile.gettempdir()) / "sitewatch-series-bench"),
+                    help="folder of the series' scenes (kept and reused)")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/scale-*.json)")
     args = ap.parse_args(argv)
     from benchmarks.harness import write_results
 
     doc = run(args)
     Console().print(table(doc))
+    if "series_s" in doc:
+        Console().print(series_table(doc))
     if "search_1w_s" in doc:
         Console().print(search_table(doc))
     for p in write_results(doc, prefix="scale-", out=args.out):

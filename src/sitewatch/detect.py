@@ -24,6 +24,11 @@ changed, when a scene was removed, or when a new scene is not later than the las
 back-filling an older date), and when the stored co-registration reference is poor (under half clear) and a
 new date is clearer (the reference is rebased; this happens in the first dates of a new site only).
 
+A ``tracker`` run whose stack would not fit (:data:`sitewatch.streaming.STREAM_BYTES`), or asked to
+(``DetectConfig(stream=True)``), holds no stack: it reads every date once to find the co-registration
+reference, then again one at a time to track it (:mod:`sitewatch.streaming`); its history and changes are those
+of the run in memory, and its result keeps no stack.
+
 The ``series`` engine (:mod:`sitewatch.series`, the default of the pairwise detectors) keeps no per-pixel
 state: a change point is found between composites of the looks either side of it, so every run with a new
 scene reads the whole history again (a run without one is ``unchanged``).
@@ -67,8 +72,9 @@ from .errors import (
 )
 from .masks import clear_fraction
 from .series import SERIES_POLYGONS, SeriesParams, composite_history
-from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid
+from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid, site_passes
 from .store import Store, Transaction
+from .streaming import STREAM_BYTES, Scan, passes, require_memory, scan, stack_bytes
 from .tracking import PixelHistory, TrackerState, TrackParams, track_pixels
 from .types import Change, Scene, Site, SiteResult
 
@@ -114,7 +120,10 @@ class DetectConfig:
 
     ``engine``: ``series`` or ``tracker`` (None: the method's own).  ``full``: track every date again even
     when a stored state could go on.  ``keep_stack``: keep the aligned stack of a full run in
-    ``result.stack`` (for reports; a monitor pass over many sites does not keep them).
+    ``result.stack`` (for reports; a monitor pass over many sites does not keep them).  ``stream``: read the
+    dates one at a time instead of holding the whole stack (:mod:`sitewatch.streaming`; ``tracker`` engine
+    only; the stack is then not kept); None: when the stack would exceed
+    :data:`sitewatch.streaming.STREAM_BYTES`.
     """
 
     method: str = DEFAULT_METHOD
@@ -128,6 +137,7 @@ class DetectConfig:
     engine: str | None = None
     full: bool = False
     keep_stack: bool = False
+    stream: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,7 @@ class DetectionRun:
     reason: str = ""
     used_dates: tuple[datetime, ...] = ()  # the dates clear enough to be tracked, oldest first
     why: Why | None = None
+    streamed: bool = False  # the dates were read one at a time (sitewatch.streaming), not held as a stack
 
 
 def _grid_json(grid: Grid) -> dict[str, Any]:
@@ -623,10 +634,26 @@ class _Loaded:
     ref_cf: float
     why: Why | None
     reason: str
+    scan: Scan | None = None  # the dates read one at a time (``stack`` is then a frame without pixels)
+
+
+def _streams(su: _Setup, plan: _Plan, cfg: DetectConfig) -> bool:
+    """Whether the run reads its dates one at a time (see :class:`DetectConfig`)."""
+    if cfg.stream is None:
+        return not su.series and stack_bytes(len(plan.scenes), len(su.bands), plan.grid) > STREAM_BYTES
+    if cfg.stream and su.series:
+        raise InvalidParameter(
+            "the series engine compares each pixel's whole history, so it cannot read the dates one at a time; "
+            "use the tracker engine (--engine tracker) to stream them"
+        )
+    return cfg.stream
 
 
 def _load(su: _Setup, plan: _Plan, cfg: DetectConfig, progress: Progress | None) -> _Loaded:
     """Load the planned scenes; rebase a poor stored reference on a clearer new date (a full run then)."""
+    if _streams(su, plan, cfg):
+        return _load_streamed(su, plan, progress)
+    require_memory(su.site.name, len(plan.scenes), len(su.bands), plan.grid, su.engine)
     step = (lambda d, t: progress("load", d, t)) if progress else None
     stack = load_stack(plan.scenes, plan.grid, su.bands, progress=step)
     b = list(stack["band"].values).index(COREG_BAND)
@@ -646,6 +673,21 @@ def _load(su: _Setup, plan: _Plan, cfg: DetectConfig, progress: Progress | None)
                    float(raw_cf[rt]), why, reason)
 
 
+def _load_streamed(su: _Setup, plan: _Plan, progress: Progress | None) -> _Loaded:
+    """:func:`_load` without the pixels: the first sweep of :mod:`sitewatch.streaming` over the planned scenes
+    (their clear fractions and the clearest date's reference), the same decisions."""
+    step = (lambda d, t: progress("scan", d, t)) if progress else None
+    sc = scan(site_passes(plan.scenes, plan.grid), plan.grid, su.bands, COREG_BAND, step)
+    why, reason = plan.why, plan.reason
+    if plan.meta is not None and why is None:
+        ts, ref_band, ref_clear = _unpack(plan.data)
+        if not (plan.meta.ref_clear_fraction < 0.5 and sc.raw_cf.max() > plan.meta.ref_clear_fraction):
+            return _Loaded(sc.frame, ts, ref_band, ref_clear, plan.meta.ref_clear_fraction, why, reason, sc)
+        why, reason = Why.REBASE, Why.REBASE.value
+        sc = scan(site_passes(su.scenes, plan.grid), plan.grid, su.bands, COREG_BAND, step)
+    return _Loaded(sc.frame, None, sc.ref_band, sc.ref_clear, float(sc.raw_cf[sc.ref_t]), why, reason, sc)
+
+
 @dataclass(frozen=True)
 class _Tracked:
     stack: xr.Dataset  # registered, clear only inside the site
@@ -655,6 +697,8 @@ class _Tracked:
 
 
 def _track(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, progress: Progress | None) -> _Tracked:
+    if ld.scan is not None:
+        return _track_streamed(su, cfg, plan, ld, ld.scan, progress)
     stack, shifts = ld.stack, list[tuple[float, float] | None]()
     if cfg.coregister:
         stack, shifts = coregister_stack(stack, COREG_BAND,
@@ -670,6 +714,31 @@ def _track(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, progress: Pr
                                      grid.width)
     return _Tracked(stack, track_pixels(stack, su.detector, su.tp, inside=inside, resume=ts, progress=step), shifts,
                     ts)
+
+
+def _track_streamed(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, sc: Scan,
+                    progress: Progress | None) -> _Tracked:
+    """:func:`_track` one date at a time (the second sweep of :mod:`sitewatch.streaming`): each date registered
+    onto the reference as :func:`coregister_stack` registers it in a stack, then tracked from the state the
+    dates before it left."""
+    grid = plan.grid
+    inside = grid_mask(su.site, grid)
+    ts = ld.ts or TrackerState.empty(sc.frame["time"].values[0], su.tp.ref_depth, len(su.bands), grid.height,
+                                     grid.width)
+    shifts = list[tuple[float, float] | None]()
+    history: PixelHistory | None = None
+    for t, one in enumerate(passes(sc.groups, grid, su.bands)):
+        if cfg.coregister and ld.ts is None and t == sc.ref_t:
+            shifts.append((0.0, 0.0))  # the reference itself (a full run)
+        elif cfg.coregister:
+            one, shift = coregister_stack(one, COREG_BAND, reference=(ld.ref_band, ld.ref_clear))
+            shifts += shift
+        one["clear"] = one["clear"] & xr.DataArray(inside, dims=("y", "x"))
+        history = track_pixels(one, su.detector, su.tp, inside=inside, resume=ts)
+        if progress:
+            progress("detect", t + 1, len(sc.groups))
+    assert history is not None  # site_passes gives one pass at least
+    return _Tracked(sc.frame, history, shifts, ts)
 
 
 def _finish(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, tr: _Tracked) -> PendingRun:
@@ -697,10 +766,11 @@ def _finish(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, tr: _Tracke
         changed_area_m2=tuple(float(((history.onset <= t) & history.changed).sum() * res * res)
                               for t in range(len(dates))),
         scenes=tuple(s for s in su.scenes if s.scene_id in all_set), method=cfg.method, params=run_params,
-        activity=activity, stack=stack if cfg.keep_stack and mode == Mode.FULL else None, version=__version__,
+        activity=activity, stack=stack if cfg.keep_stack and mode == Mode.FULL and ld.scan is None else None,
+        version=__version__,
     )
     run = DetectionRun(result, mode, tuple(new_ids), tuple(stack_dates(stack)), su.previous, None, ld.reason,
-                       used_dates, ld.why)
+                       used_dates, ld.why, ld.scan is not None)
     # the series engine keeps no per-pixel state: its next run re-reads the history (see the module)
     data = _pack(tr.ts, ld.ref_band, ld.ref_clear) if tr.ts is not None else b""
     return PendingRun(run, _Record(list(meta.scene_ids), [float(x) for x in cf_all], meta, data))

@@ -110,6 +110,10 @@ class SchedulerError(SitewatchError, ConnectionError):
     """The Dask scheduler of the ``scheduler`` setting cannot be reached (or Dask is not installed)."""
 
 
+class TooLargeError(SitewatchError, MemoryError):
+    """A run would need more memory than the machine has (it says what would fit instead)."""
+
+
 class SitewatchWarning(UserWarning):
     """Root of the non-fatal data-quality warnings."""
 

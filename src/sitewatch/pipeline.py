@@ -165,13 +165,15 @@ def detect_sites(
     engine: str | None = None,
     progress: Progress | None = None,
     scheduler: str = THREADS,
+    stream: bool | None = None,
 ) -> list[SiteResult | SitewatchError]:
     """:func:`detect_site` for each site of ``names`` (a full run each), in that order: each site's result, or
     the :class:`SitewatchError` that stopped its run (the other sites go on).  Each run is saved in its own
     transaction, by this process; with a Dask cluster as ``scheduler`` the runs are computed by its workers
-    (:func:`sitewatch.detect.prepare_sites`).  The results keep no stack."""
+    (:func:`sitewatch.detect.prepare_sites`).  The results keep no stack.  ``stream``: read each site's dates
+    one at a time (see :class:`sitewatch.detect.DetectConfig`; None: when its stack would not fit)."""
     config = DetectConfig(method=method, resolution=resolution, min_clear_fraction=min_clear_fraction,
-                          coregister=coregister, engine=engine, full=True)
+                          coregister=coregister, engine=engine, full=True, stream=stream)
     out: list[SiteResult | SitewatchError] = []
     for pending in prepare_sites(store, names, config, progress, scheduler):
         if isinstance(pending, SitewatchError):

@@ -36,7 +36,8 @@ from .geo import WGS84, to_crs, utm_crs_for
 from .sources.read import read_scene_window
 from .types import Scene, Site
 
-__all__ = ["Grid", "site_grid", "load_stack", "DEFAULT_BANDS", "grid_mask", "group_passes"]
+__all__ = ["Grid", "site_grid", "load_stack", "read_pass", "site_passes", "stack_frame", "DEFAULT_BANDS", "grid_mask",
+           "group_passes"]
 
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
@@ -155,8 +156,26 @@ def load_stack(
 
     Scenes that do not overlap the grid are left out; if none does, :class:`NoOverlapError`.
     The scenes of one pass (:func:`group_passes` at the grid's centre longitude: adjacent tiles, seconds apart)
-    are mosaicked into one time step, at the time of its first scene.
+    are mosaicked into one time step, at the time of its first scene.  The whole stack is in memory: a run
+    over more dates than memory holds reads them one pass at a time (:func:`site_passes`, :func:`read_pass`).
     """
+    groups = site_passes(scenes, grid)
+    n = len(groups)
+    refl = np.full((n, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
+    clear = np.zeros((n, grid.height, grid.width), dtype=bool)
+    for i, group in enumerate(groups):
+        _mosaic_into(refl[i], clear[i], group, grid, bands, scale)
+        if progress:
+            progress(i + 1, n)
+    return stack_frame(groups, grid, bands).assign(
+        reflectance=(("time", "band", "y", "x"), refl), clear=(("time", "y", "x"), clear)
+    )
+
+
+def site_passes(scenes: Sequence[Scene], grid: Grid) -> list[list[Scene]]:
+    """The passes (:func:`group_passes`) of the ``scenes`` that overlap ``grid``, oldest first; a
+    :class:`PartialCoverageWarning` for each scene that covers part of it, :class:`NoOverlapError` when none
+    overlaps it."""
     usable = []
     for s in scenes:
         cover = _overlaps(s, grid)
@@ -164,42 +183,49 @@ def load_stack(
             continue
         if cover < 0.999:
             warnings.warn(f"scene {s.scene_id} covers {cover:.1%} of the site", PartialCoverageWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         usable.append(s)
     if not usable:
         raise NoOverlapError(
             f"none of the {len(scenes)} scene(s) overlaps the site grid {grid.bounds} ({grid.crs[:40]}...)"
         )
-    groups = group_passes(usable, grid.centre_lonlat[0])
-    ordered = [g[0] for g in groups]
-    n = len(ordered)
-    refl = np.full((n, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
-    clear = np.zeros((n, grid.height, grid.width), dtype=bool)
-    for i, group in enumerate(groups):
-        # the scenes of one pass (adjacent tiles) are mosaicked: each fills what the ones before it left
-        # without data
-        for s in group:
-            r, c = read_scene_window(s, bands, grid, default_scale=scale)
-            empty = ~np.isfinite(refl[i]).all(axis=0)
-            refl[i][:, empty] = r[:, empty]
-            clear[i] |= c & empty
-        if progress:
-            progress(i + 1, n)
+    return group_passes(usable, grid.centre_lonlat[0])
+
+
+def read_pass(group: Sequence[Scene], grid: Grid, bands: Sequence[str] = DEFAULT_BANDS,
+              scale: float = 1e-4) -> xr.Dataset:
+    """The one-date stack of the pass ``group`` (one of :func:`site_passes`): :func:`load_stack` of it."""
+    refl = np.full((1, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
+    clear = np.zeros((1, grid.height, grid.width), dtype=bool)
+    _mosaic_into(refl[0], clear[0], group, grid, bands, scale)
+    return stack_frame([list(group)], grid, bands).assign(
+        reflectance=(("time", "band", "y", "x"), refl), clear=(("time", "y", "x"), clear)
+    )
+
+
+def _mosaic_into(refl: np.ndarray, clear: np.ndarray, group: Sequence[Scene], grid: Grid, bands: Sequence[str],
+                 scale: float) -> None:
+    """Read the scenes of one pass into ``refl`` (band, y, x) and ``clear`` (y, x): each fills what the ones
+    before it left without data (adjacent tiles)."""
+    for s in group:
+        r, c = read_scene_window(s, bands, grid, default_scale=scale)
+        empty = ~np.isfinite(refl).all(axis=0)
+        refl[:, empty] = r[:, empty]
+        clear |= c & empty
+
+
+def stack_frame(groups: Sequence[Sequence[Scene]], grid: Grid, bands: Sequence[str] = DEFAULT_BANDS) -> xr.Dataset:
+    """The stack of the passes ``groups`` without its pixels: coordinates and attributes (see the module)."""
     a = grid.affine
     xs = a.c + a.a * (np.arange(grid.width) + 0.5)
     ys = a.f + a.e * (np.arange(grid.height) + 0.5)
-    times = np.array([naive_utc(s.datetime) for s in ordered], dtype="datetime64[ns]")
-    ds = xr.Dataset(
-        {
-            "reflectance": (("time", "band", "y", "x"), refl),
-            "clear": (("time", "y", "x"), clear),
-        },
+    times = np.array([naive_utc(g[0].datetime) for g in groups], dtype="datetime64[ns]")
+    return xr.Dataset(
         coords={"time": times, "band": list(bands), "y": ys, "x": xs},
         attrs={
             "crs": CRS.from_user_input(grid.crs).to_wkt(),
             "transform": tuple(grid.transform),
-            "scene_ids": [s.scene_id for s in ordered],
+            "scene_ids": [g[0].scene_id for g in groups],
             "mosaics": {g[0].scene_id: [s.scene_id for s in g[1:]] for g in groups if len(g) > 1},
         },
     )
-    return ds

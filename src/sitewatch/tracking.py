@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ._stats import nanmedian0
+from ._stats import nanmedian0, one_blas_thread
 from .constants import MIN_CLEAR_FRACTION
 from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
@@ -161,17 +161,18 @@ def seasonal_reference(
     x = ref[:, ys, xs].T.astype(np.float64)
     y = img[:, ys, xs].T.astype(np.float64)
     feats = _quadratic_features(x)
-    coef, *_ = np.linalg.lstsq(feats, y, rcond=None)
-    resid = np.abs(feats @ coef - y).sum(axis=1)
-    keep = resid <= np.quantile(resid, 0.95)
-    coef, *_ = np.linalg.lstsq(feats[keep], y[keep], rcond=None)
     flat = ref.reshape(nb, -1).T
     ok = np.flatnonzero(np.isfinite(flat).all(axis=1))
     out = np.full(flat.shape, np.nan, dtype=np.float32)
-    coef32 = coef.astype(np.float32)
-    for i in range(0, ok.size, 65536):  # in chunks: the feature matrix is 28 values a pixel
-        idx = ok[i : i + 65536]
-        out[idx] = np.clip(_quadratic_features(flat[idx].astype(np.float32)) @ coef32, 0.0, 1.5)
+    with one_blas_thread():  # thin problems: threads would only wait (see the helper)
+        coef, *_ = np.linalg.lstsq(feats, y, rcond=None)
+        resid = np.abs(feats @ coef - y).sum(axis=1)
+        keep = resid <= np.quantile(resid, 0.95)
+        coef, *_ = np.linalg.lstsq(feats[keep], y[keep], rcond=None)
+        coef32 = coef.astype(np.float32)
+        for i in range(0, ok.size, 65536):  # in chunks: the feature matrix is 28 values a pixel
+            idx = ok[i : i + 65536]
+            out[idx] = np.clip(_quadratic_features(flat[idx].astype(np.float32)) @ coef32, 0.0, 1.5)
     return out.T.reshape(ref.shape)
 
 

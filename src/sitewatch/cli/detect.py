@@ -29,6 +29,10 @@ def detect(
         float | None, typer.Option(help="Skip dates less clear than this over the site (default: setting).")
     ] = None,
     no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
+    stream: Annotated[bool | None, typer.Option(
+        "--stream/--in-memory",
+        help="Read the dates one at a time in bounded memory (tracker engine), or hold the whole stack; "
+             "default: stream when the stack would exceed 2 GiB.")] = None,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
     from ..pipeline import detect_sites
@@ -42,7 +46,7 @@ def detect(
         results = detect_sites(
             st, names, method or DEFAULT_METHOD, resolution=cfg.resolution,
             min_clear_fraction=cfg.min_clear_fraction if min_clear is None else min_clear,
-            coregister=not no_coregister, progress=cb, engine=engine, scheduler=cfg.scheduler,
+            coregister=not no_coregister, progress=cb, engine=engine, scheduler=cfg.scheduler, stream=stream,
         )
     failed = []
     for name, r in zip(names, results, strict=True):

@@ -1,0 +1,208 @@
+"""Dates one at a time (issue #14 item 1, time series): a tracker run that reads each date when it tracks it gives
+the history, the changes and their dates of the run that holds the whole stack, incremental runs included, in a
+fraction of its memory; the series engine refuses to stream; the CLI's ``--stream`` reaches it."""
+
+from __future__ import annotations
+
+import shutil
+import tracemalloc
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sitewatch import streaming
+from sitewatch.demo import BASE_NAME
+from sitewatch.detect import DetectConfig, Mode, detect, prepare
+from sitewatch.errors import CloudySceneWarning, InvalidParameter, PartialCoverageWarning, TooLargeError
+from sitewatch.pipeline import ingest
+from sitewatch.settings import get_settings
+from sitewatch.store import Store
+
+from .cli_runner import run_cli
+from .test_store_pipeline import _site
+
+
+def _same_changes(a, b) -> None:
+    """Two runs' changes are the same: ids, outlines, dates, status, areas and scores."""
+    assert [c.change_id for c in a] == [c.change_id for c in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.geometry.equals_exact(y.geometry, 1e-9), x.change_id
+        assert (x.first_seen_after, x.first_seen_before, x.status) == (y.first_seen_after, y.first_seen_before,
+                                                                       y.status)
+        assert x.area_m2 == pytest.approx(y.area_m2) and x.score == pytest.approx(y.score)
+
+
+@pytest.fixture
+def demo_store(demo_run, tmp_path) -> Store:
+    """A copy of the demo's store (its scenes stay in the demo world)."""
+    shutil.copy(demo_run[0].out / "sitewatch.db", tmp_path / "sitewatch.db")
+    return Store(get_settings(home=tmp_path).database_url)
+
+
+def _quiet_prepare(store: Store, cfg: DetectConfig):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CloudySceneWarning)
+        warnings.simplefilter("ignore", PartialCoverageWarning)
+        return prepare(store, BASE_NAME, cfg)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_at_the_demo_base_is_the_run_in_memory(demo_store):
+    # the demo base: 26 dates with clouds, snow, seasons and shifted dates to register, the default detector
+    cfg = DetectConfig(method="index", engine="tracker", full=True, keep_stack=True)
+    stages: list[str] = []
+    _quiet_prepare(demo_store, replace(cfg, stream=True, keep_stack=False))  # imports and caches warmed up
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        mem = _quiet_prepare(demo_store, replace(cfg, stream=False)).run
+        mem_peak = tracemalloc.get_traced_memory()[1] - base
+        stack_size = mem.result.stack["reflectance"].nbytes
+        base = tracemalloc.get_traced_memory()[0]  # the run in memory and its stack are still held
+        tracemalloc.reset_peak()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            streamed = prepare(demo_store, BASE_NAME, replace(cfg, stream=True),
+                               lambda s, d, t: stages.append(s)).run
+        stream_peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert mem.mode == streamed.mode == Mode.FULL
+    assert len(mem.result.changes) >= 5  # the base's known events (tests/test_demo_acceptance.py judges them)
+    _same_changes(mem.result.changes, streamed.result.changes)
+    assert streamed.result.clear_fraction == mem.result.clear_fraction
+    assert streamed.result.changed_area_m2 == mem.result.changed_area_m2
+    assert streamed.result.params == mem.result.params  # the shifts measured for each date included
+    assert streamed.result.dates == mem.result.dates and streamed.used_dates == mem.used_dates
+    # every date read twice (its clear fraction, then tracked), never all at once: the stack is not kept
+    n = len(mem.result.dates)
+    assert stages.count("scan") == n and stages.count("detect") == n and "load" not in stages
+    assert streamed.result.stack is None and mem.result.stack is not None
+    assert streamed.streamed and not mem.streamed
+    # the tracker's state, a few dates and one date's temporaries, not 26 dates (and their registered copy)
+    print(f"peak over the baseline: in memory {mem_peak / 1e6:.0f} MB, streamed {stream_peak / 1e6:.0f} MB, "
+          f"stack {stack_size / 1e6:.0f} MB")
+    assert stream_peak < 0.5 * mem_peak, (stream_peak, mem_peak, stack_size)
+
+
+def test_streamed_incremental_runs_end_where_a_full_run_in_memory_ends(tmp_path, make_series):
+    paths, square, dates = make_series(n=9, change_at=4, cloudy=(2,))
+    stores = [Store(f"sqlite:///{tmp_path / name / 'sitewatch.db'}") for name in ("streamed", "memory")]
+    for st in stores:
+        st.add_site(_site())
+    cfg = DetectConfig(method="index", coregister=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CloudySceneWarning)
+        ingest(paths[:5], stores[0])
+        first = detect(stores[0], "base", replace(cfg, stream=True))
+        ingest(paths[5:], stores[0])
+        second = detect(stores[0], "base", replace(cfg, stream=True))
+        ingest(paths, stores[1])
+        whole = detect(stores[1], "base", replace(cfg, stream=False, full=True))
+    assert first.mode == Mode.FULL and second.mode == Mode.INCREMENTAL
+    assert len(second.new_scene_ids) == 4
+    assert len(whole.result.changes) == 1 and whole.result.changes[0].first_seen_before == dates[4]
+    _same_changes(second.result.changes, whole.result.changes)
+    assert second.result.clear_fraction == whole.result.clear_fraction
+
+
+def test_runs_stream_on_their_own_when_the_stack_would_not_fit(tmp_path, make_series, monkeypatch):
+    paths, _, _ = make_series(n=5, change_at=3)
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    stages: list[str] = []
+    cfg = DetectConfig(method="index", coregister=False, keep_stack=True)
+    run = prepare(st, "base", cfg, lambda s, d, t: stages.append(s)).run
+    assert "load" in stages and "scan" not in stages and run.result.stack is not None
+    refl = run.result.stack["reflectance"]
+    size = streaming.stack_bytes(refl.sizes["time"], refl.sizes["band"], _grid(refl.sizes["x"], refl.sizes["y"]))
+    assert size == refl.nbytes
+    # a stack of exactly the limit is held; one byte less of limit, and the run streams on its own
+    monkeypatch.setattr("sitewatch.detect.STREAM_BYTES", size)
+    stages.clear()
+    assert prepare(st, "base", cfg, lambda s, d, t: stages.append(s)).run.result.stack is not None
+    assert "scan" not in stages
+    monkeypatch.setattr("sitewatch.detect.STREAM_BYTES", size - 1)
+    stages.clear()
+    streamed = prepare(st, "base", cfg, lambda s, d, t: stages.append(s)).run
+    assert "scan" in stages and "load" not in stages and streamed.result.stack is None
+    assert len(streamed.result.changes) == 1
+    _same_changes(streamed.result.changes, run.result.changes)
+
+
+def _grid(width: int, height: int):
+    from sitewatch.stack import Grid
+
+    return Grid("EPSG:32633", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), width, height)
+
+
+def test_the_series_engine_refuses_to_stream(tmp_path, make_series):
+    paths, _, _ = make_series(n=4, change_at=2)
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    with pytest.raises(InvalidParameter, match=r"series engine .* cannot read the dates one at a time.*tracker"):
+        prepare(st, "base", DetectConfig(method="cva", engine="series", stream=True))
+    assert st.latest_run("base") is None  # nothing saved
+
+
+def test_passes_read_ahead_and_stop_when_the_caller_stops(tmp_path, make_series, monkeypatch):
+    paths, _, _ = make_series(n=6, change_at=3)
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    from sitewatch.stack import site_grid, site_passes
+
+    site = st.get_site("base")
+    grid = site_grid(site)
+    groups = site_passes(st.scenes(site), grid)
+    read: list[str] = []
+    real = streaming.read_pass
+    monkeypatch.setattr(streaming, "read_pass", lambda g, *a, **k: read.append(g[0].scene_id) or real(g, *a, **k))
+    it = streaming.passes(groups, grid, ("B04", "B08"), workers=2)
+    first = next(it)
+    assert first.sizes["time"] == 1 and str(first["time"].values[0])[:10] == str(groups[0][0].datetime)[:10]
+    assert 2 <= len(read) <= 3  # read ahead, not everything
+    it.close()  # the caller stops: the passes not started are never read
+    assert len(read) <= 3
+    full = list(streaming.passes(groups, grid, ("B04", "B08"), workers=2))
+    assert [d.attrs["scene_ids"][0] for d in full] == [g[0].scene_id for g in groups]
+    sc = streaming.scan(groups, grid, ("B04", "B08"), "B08")
+    assert sc.ref_t == int(np.argmax(sc.raw_cf)) and sc.frame.sizes["time"] == len(groups)
+
+
+@pytest.mark.slow
+def test_cli_detect_stream(tmp_path, make_series):
+    paths, _, _ = make_series(n=5, change_at=3)
+    home = tmp_path / "home"
+    st = Store(get_settings(home=home).database_url)
+    st.add_site(_site())
+    ingest(paths, st)
+    out = run_cli("detect", "--site", "base", "--stream", "--no-coregister", home=home)
+    assert "base: 1 change(s)" in out.stdout, out.stdout
+    bad = run_cli("detect", "--site", "base", "--stream", "--method", "cva", "--engine", "series", home=home,
+                  ok=False)
+    assert bad.returncode != 0 and "cannot read the dates one at a time" in " ".join(bad.output.split())
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_with_what_would(tmp_path, make_series, monkeypatch):
+    paths, _, _ = make_series(n=4, change_at=2)
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    # this machine, as if it had 1 MB: the 4 dates of 60 x 60 pixels in 6 bands (3 x 0.35 MB in memory) do not fit
+    monkeypatch.setattr(streaming, "memory_bytes", lambda: 1_000_000)
+    with pytest.raises(TooLargeError, match=r"site 'base': holding its 4 dates .* needs about .* GiB and this "
+                                            r"machine has 0\.0 GiB; run the tracker engine.*--stream"):
+        prepare(st, "base", DetectConfig(method="cva", engine="series"))
+    with pytest.raises(TooLargeError, match=r"let it read the dates one at a time \(--stream\)"):
+        prepare(st, "base", DetectConfig(method="index", stream=False))
+    assert st.latest_run("base") is None  # nothing saved
+    # streamed, the same run fits
+    assert len(detect(st, "base", DetectConfig(method="index", stream=True, coregister=False)).result.changes) == 1
+    monkeypatch.setattr(streaming, "memory_bytes", lambda: None)  # a system that does not tell: no refusal
+    assert prepare(st, "base", DetectConfig(method="cva", engine="series")).run.result.method == "cva"
