@@ -63,3 +63,19 @@ def test_the_detectors_coregister_keeps_its_contract() -> None:
     assert coregister(tiny, tiny, np.ones((12, 12), bool))[0] is tiny  # under 16 pixels a side: not tried
     with pytest.raises(ValueError, match="too small"):
         register(ref[:, :6, :6], ref[:, :6, :6], np.ones((6, 6), bool))
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_a_multiband_shift_is_the_3d_shift_bit_for_bit(order: int) -> None:
+    # apply_shift shifts a (band, y, x) image band by band when no spline prefilter couples the bands
+    rng = np.random.default_rng(5)
+    img = rng.random((6, 80, 90), dtype=np.float32)
+    img[rng.random(img.shape) < 0.05] = np.nan
+    for dy, dx in [(0.37, -1.21), (2.0, 0.0), (-0.5, 0.5)]:
+        ok = np.isfinite(img)
+        vec = (0.0, dy, dx)
+        shifted = ndimage.shift(np.where(ok, img, 0), vec, order=order, mode="constant", cval=0.0,
+                                prefilter=order > 1)
+        weight = ndimage.shift(ok.astype(np.float32), vec, order=min(order, 1), mode="constant", prefilter=False)
+        want = np.where(weight > 1.0 - 1e-3, shifted, np.nan).astype(np.float32)
+        assert np.array_equal(apply_shift(img, (dy, dx), order=order), want, equal_nan=True)

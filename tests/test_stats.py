@@ -12,7 +12,9 @@ from sitewatch._stats import nanmedian0
 
 @pytest.mark.parametrize(
     ("shape", "dtype"),
-    [((14, 6, 40, 40), np.float32), ((5, 30, 30), np.float64), ((1, 3, 50), np.float32), ((700, 20), np.float32)],
+    [((14, 6, 40, 40), np.float32), ((5, 30, 30), np.float64), ((1, 3, 50), np.float32), ((700, 20), np.float32),
+     # a tracker's reference buffer (1 to 3 looks): the path without sorting
+     ((3, 6, 40, 40), np.float32), ((3, 30, 30), np.float64), ((2, 6, 40, 40), np.float32), ((1, 6, 9), np.float64)],
 )
 def test_same_as_numpy_with_all_nan_slices(shape, dtype):
     rng = np.random.default_rng(3)
