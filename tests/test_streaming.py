@@ -206,3 +206,35 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_with_what_would(tmp_path,
     assert len(detect(st, "base", DetectConfig(method="index", stream=True, coregister=False)).result.changes) == 1
     monkeypatch.setattr(streaming, "memory_bytes", lambda: None)  # a system that does not tell: no refusal
     assert prepare(st, "base", DetectConfig(method="cva", engine="series")).run.result.method == "cva"
+
+
+def test_the_report_of_a_site_too_large_for_memory_reads_its_stack_on_demand(tmp_path, make_series, monkeypatch):
+    from sitewatch.pipeline import stored_result
+    from sitewatch.report import render_report
+    from sitewatch.stack import lazy_stack, load_stack, site_grid
+
+    paths, _, _ = make_series(n=5, change_at=3, size=96)
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    detect(st, "base", DetectConfig(method="index", coregister=False))
+    site = st.get_site("base")
+    grid = site_grid(site)
+    eager = load_stack(st.scenes(site), grid)
+    lazy = lazy_stack(st.scenes(site), grid, block=25)  # blocks that do not divide the grid
+    assert lazy["reflectance"].chunks is not None and lazy["reflectance"].data.numblocks[2:] == (3, 3)
+    assert np.array_equal(lazy["reflectance"].values, eager["reflectance"].values, equal_nan=True)
+    assert np.array_equal(lazy["clear"].values, eager["clear"].values)
+    assert lazy.attrs == eager.attrs and (lazy["time"].values == eager["time"].values).all()
+    # the report of the stored run: the same chips whether the stack is read at once or on demand
+    reports = {}
+    for name, limit in (("eager", 10**12), ("lazy", 0)):
+        monkeypatch.setattr("sitewatch.pipeline.STREAM_BYTES", limit)
+        result = stored_result(st, "base")
+        assert (result.stack["reflectance"].chunks is not None) == (name == "lazy")
+        reports[name] = render_report(result, tmp_path / name)
+    chips = {name: sorted(c.path.name for c in r.chips) for name, r in reports.items()}
+    assert chips["eager"] == chips["lazy"] and len(chips["lazy"]) >= 3  # the overview, a change's before/after
+    for a, b in zip(sorted(reports["eager"].chips, key=lambda c: c.path.name),
+                    sorted(reports["lazy"].chips, key=lambda c: c.path.name), strict=True):
+        assert a.path.read_bytes() == b.path.read_bytes(), a.path.name

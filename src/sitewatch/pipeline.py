@@ -22,8 +22,9 @@ from .compute import THREADS
 from .constants import MIN_CLEAR_FRACTION
 from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, coregister_stack, detect, prepare_sites
 from .errors import NoOverlapError, SitewatchError, SourceNotFound
-from .stack import DEFAULT_BANDS, grid_mask, load_stack, site_grid
+from .stack import DEFAULT_BANDS, grid_mask, lazy_stack, load_stack, site_grid
 from .store import Store
+from .streaming import STREAM_BYTES, stack_bytes
 from .tracking import TrackParams
 from .types import SiteResult
 
@@ -185,7 +186,8 @@ def detect_sites(
 
 
 def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> SiteResult:
-    """Rebuild a site's latest :class:`SiteResult` from the store (changes as saved; stack re-read for chips)."""
+    """Rebuild a site's latest :class:`SiteResult` from the store (changes as saved; stack re-read for chips,
+    on demand when it would not fit in memory: :func:`sitewatch.stack.lazy_stack`)."""
     site = store.get_site(site_name)
     run = store.latest_run(site.name)
     if run is None:
@@ -195,7 +197,9 @@ def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> Sit
     scenes = [s for s in store.scenes(site) if s.scene_id in wanted]
     g = run.params.get("grid", {})
     grid = site_grid(site, float(run.params.get("resolution", resolution)), crs=g.get("crs"))
-    stack = load_stack(scenes, grid, DEFAULT_BANDS)
+    # a stack that would not fit is read on demand, the windows the report draws (sitewatch.stack.lazy_stack)
+    large = stack_bytes(len(scenes), len(DEFAULT_BANDS), grid) > STREAM_BYTES
+    stack = (lazy_stack if large else load_stack)(scenes, grid, DEFAULT_BANDS)
     stack["clear"] = stack["clear"] & xr.DataArray(grid_mask(site, grid), dims=("y", "x"))
     dates = stack_dates(stack)
     areas = [sum(c.area_m2 for c in changes if c.first_seen_before <= d) for d in dates]

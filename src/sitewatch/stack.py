@@ -12,7 +12,8 @@ A time step is one satellite pass (:func:`group_passes`): the scenes of one plat
 as odc-stac's ``groupby="solar_day"``; adjacent tiles of a pass have timestamps seconds apart.
 
 Only the site's window is read from each file (GDAL warped VRT over the file), so memory is bounded by
-the site, not the scenes.
+the site, not the scenes.  A stack too large for memory is read one pass at a time (:func:`site_passes`,
+:func:`read_pass`; :mod:`sitewatch.streaming`) or on demand, block by block (:func:`lazy_stack`, for reports).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -36,8 +38,8 @@ from .geo import WGS84, to_crs, utm_crs_for
 from .sources.read import read_scene_window
 from .types import Scene, Site
 
-__all__ = ["Grid", "site_grid", "load_stack", "read_pass", "site_passes", "stack_frame", "DEFAULT_BANDS", "grid_mask",
-           "group_passes"]
+__all__ = ["Grid", "site_grid", "load_stack", "lazy_stack", "read_pass", "site_passes", "stack_frame",
+           "DEFAULT_BANDS", "grid_mask", "group_passes"]
 
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
@@ -201,6 +203,52 @@ def read_pass(group: Sequence[Scene], grid: Grid, bands: Sequence[str] = DEFAULT
     return stack_frame([list(group)], grid, bands).assign(
         reflectance=(("time", "band", "y", "x"), refl), clear=(("time", "y", "x"), clear)
     )
+
+
+def lazy_stack(scenes: Sequence[Scene], grid: Grid, bands: Sequence[str] = DEFAULT_BANDS, block: int = 1024,
+               scale: float = 1e-4) -> xr.Dataset:
+    """:func:`load_stack`'s dataset, read on demand: its arrays are dask arrays of one date x ``block`` x
+    ``block`` pixels, each read (:func:`read_pass` of that window) when a selection needs it and not kept.
+
+    For the evidence of a site whose stack would not fit in memory: a chip reads the blocks under it at the
+    dates it shows, and a date's overview that date's blocks.  The values are :func:`load_stack`'s when the
+    scenes are on the grid (a window of a warped read can differ from the whole read in the last bits).
+    """
+    import dask.array as da
+
+    groups = site_passes(scenes, grid)
+    refl, clear = [], []
+    for g in groups:
+        blocks = [[_lazy_block(g, _sub_grid(grid, r0, c0, block), bands, scale) for c0 in range(0, grid.width, block)]
+                  for r0 in range(0, grid.height, block)]
+        refl.append(da.block([[b[0] for b in row] for row in blocks])[None])
+        clear.append(da.block([[b[1] for b in row] for row in blocks])[None])
+    return stack_frame(groups, grid, bands).assign(
+        reflectance=(("time", "band", "y", "x"), da.concatenate(refl)),
+        clear=(("time", "y", "x"), da.concatenate(clear)),
+    )
+
+
+def _sub_grid(grid: Grid, r0: int, c0: int, block: int) -> Grid:
+    """The window of ``grid`` of at most ``block`` x ``block`` pixels from row ``r0``, column ``c0``."""
+    a = grid.affine
+    x, y = a * (c0, r0)
+    return Grid(grid.crs, (a.a, a.b, x, a.d, a.e, y), min(block, grid.width - c0), min(block, grid.height - r0))
+
+
+def _lazy_block(group: Sequence[Scene], sub: Grid, bands: Sequence[str], scale: float) -> tuple[Any, Any]:
+    """The dask arrays (reflectance, clear) of one pass over the window ``sub``: one read for both."""
+    import dask
+    import dask.array as da
+
+    read = dask.delayed(_read_block, pure=False, nout=2)(list(group), sub, tuple(bands), scale)
+    return (da.from_delayed(read[0], (len(bands), sub.height, sub.width), np.float32),
+            da.from_delayed(read[1], (sub.height, sub.width), bool))
+
+
+def _read_block(group: list[Scene], sub: Grid, bands: tuple[str, ...], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    one = read_pass(group, sub, bands, scale)
+    return one["reflectance"].values[0], one["clear"].values[0]
 
 
 def _mosaic_into(refl: np.ndarray, clear: np.ndarray, group: Sequence[Scene], grid: Grid, bands: Sequence[str],
