@@ -85,6 +85,42 @@ def test_windowed_finds_the_change_found_in_memory(tmp_path: Path, method: str) 
     assert score[truth_mask()].mean() > win.threshold > np.median(score[~truth_mask()])
 
 
+def _uint16_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two 4-band uint16 images (16 px blocks, nodata 0) with a changed square, and no data in one band of
+    AFTER's first rows and in every band of BEFORE's last columns."""
+    n = 160
+    rng = np.random.default_rng(5)
+    base = rng.integers(500, 3000, (4, n, n), dtype=np.uint16)
+    new = (base * 1.1 + 50).astype(np.uint16)
+    new[:, 60:100, 60:100] += 1500
+    new[2, :20] = 0
+    base[:, :, 150:] = 0
+    profile = {"driver": "GTiff", "width": n, "height": n, "count": 4, "dtype": "uint16", "crs": "EPSG:32631",
+               "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]), "tiled": True, "blockxsize": 16,
+               "blockysize": 16, "nodata": 0}
+    for name, data in (("before", base), ("after", new)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", **profile) as dst:
+            dst.write(data)
+    return tmp_path / "before.tif", tmp_path / "after.tif"
+
+
+@pytest.mark.parametrize("method", ["cva", "irmad"])
+def test_stored_integers_score_as_float_reflectance_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """Clean windows of integer files reach the model as stored (windows with no data as float32 with NaN):
+    the same threshold and mask as every window read as float32 reflectance."""
+    before, after = _uint16_pair(tmp_path)
+    fast = detect_pair(before, after, tmp_path / "fast.tif", method=method, windowed=True, workers=2)
+    monkeypatch.setattr(windowed._Reader, "_stored_dtype", lambda self, opened: None)
+    slow = detect_pair(before, after, tmp_path / "slow.tif", method=method, windowed=True, workers=2)
+    assert (fast.threshold, fast.valid_pixels, fast.changed_pixels) == (
+        slow.threshold, slow.valid_pixels, slow.changed_pixels)
+    assert fast.valid_pixels == 150 * 160 - 20 * 150
+    assert (_mask(tmp_path / "fast.tif") == _mask(tmp_path / "slow.tif")).all()
+    assert iou(_mask(tmp_path / "fast.tif"), np.pad(np.ones((40, 40), bool), 60)) >= 0.8
+
+
 def test_windowed_reads_s2_folders_and_another_grid_through_warped_vrts(tmp_path: Path) -> None:
     """20 m bands and an AFTER whose grid starts 30 px further east are warped onto BEFORE's 10 m grid window
     by window; the uncovered strip has no data, so no change."""

@@ -94,12 +94,14 @@ class WindowedModel(Protocol):
 
     params: dict[str, Any]
 
-    def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """Float32 score ``(y, x)`` of a window ``(band, y, x)`` of both dates (every pixel valid)."""
+    def score(self, before: np.ndarray, after: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Float32 score ``(y, x)`` of a window ``(band, y, x)`` of both dates (every pixel valid): float32, or
+        the stored integers of an image read as stored (see :meth:`_Reader.read`); into ``out`` if given."""
         ...
 
-    def threshold(self, scores: np.ndarray) -> float:
-        """The decision threshold given every valid pixel's score (1-D float32)."""
+    def threshold(self, scores: np.ndarray, workers: int = 1) -> float:
+        """The decision threshold given every valid pixel's score (1-D float32; may be reordered or changed in
+        place), computed on up to ``workers`` threads."""
         ...
 
 
@@ -218,14 +220,33 @@ def sample_windows(height: int, width: int, block: tuple[int, int], per_side: in
 @dataclass
 class _Reader:
     """Reads windows of the chosen bands of one image onto the target grid, as float32 reflectance with NaN
-    for no data.  Each read opens its own datasets (a rasterio dataset belongs to the thread that opened it);
-    windows are whole blocks, so nothing is decompressed twice."""
+    for no data (or as stored: see :meth:`read`).  Each thread reads through datasets of its own (a rasterio
+    dataset is not shared between threads), opened at its first read and kept until :meth:`close` (opening
+    one costs milliseconds; the blocks it reads stay in GDAL's block cache, within ``GDAL_CACHEMAX``, until
+    then); windows are whole blocks, so nothing is decompressed twice."""
 
     info: ImageInfo
     picks: list[int]  # indices into info.bands / info.files
     target: ImageInfo
     scale: float = 1.0
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    _opened: ExitStack = field(default_factory=ExitStack, repr=False)  # every thread's datasets
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _datasets(self) -> list[tuple[Any, list[int], list[int]]]:
+        """This thread's datasets (:meth:`_open`), opened at its first read."""
+        opened = getattr(self._local, "opened", None)
+        if opened is None:
+            with ExitStack() as stack:
+                opened = self._open(stack)
+                with self._lock:
+                    self._opened.push(stack.pop_all())
+            self._local.opened = opened
+        return opened  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close every thread's datasets (once the threads are done reading)."""
+        self._opened.close()
 
     def _open(self, stack: ExitStack) -> list[tuple[Any, list[int], list[int]]]:
         """The datasets to read, each with its band indexes (1-based) and their rows in the output.  A source
@@ -234,28 +255,32 @@ class _Reader:
         for row, k in enumerate(self.picks):
             bf = self.info.files[k]
             if bf.path not in opened:
-                src = stack.enter_context(rasterio.open(bf.path))
+                src = rasterio.open(bf.path)  # closed by the stack, from any thread (not a context: its
+                stack.callback(src.close)  # GDAL environment would belong to this thread)
                 if (src.crs.to_wkt() != self.target.crs or src.transform != self.target.transform
                         or src.shape != self.target.shape):
                     nodata = self._nodata(src)
-                    src = stack.enter_context(WarpedVRT(  # outside the source: nodata, or alpha 0 without one
+                    src = WarpedVRT(  # outside the source: nodata, or alpha 0 without one
                         src, crs=self.target.crs, transform=self.target.transform, width=self.target.width,
                         height=self.target.height, resampling=Resampling.bilinear,
                         src_nodata=nodata, nodata=nodata, add_alpha=nodata is None,
-                    ))
+                    )
+                    stack.callback(src.close)
                 opened[bf.path] = (src, [], [])
             opened[bf.path][1].append(bf.index)
             opened[bf.path][2].append(row)
         return list(opened.values())
 
-    def _buffer(self, shape: tuple[int, int, int]) -> np.ndarray:
-        """This thread's float32 buffer of ``shape``, reused from window to window (a fresh array of tens of MB
-        costs thousands of page faults); valid until the thread's next read."""
+    def _buffer(self, shape: tuple[int, int, int], dtype: np.dtype[Any] | type = np.float32) -> np.ndarray:
+        """This thread's buffer of ``shape`` and ``dtype``, reused from window to window (a fresh array of tens
+        of MB costs thousands of page faults); valid until the thread's next read."""
         bufs = self._local.__dict__.setdefault("bufs", {})
-        if shape not in bufs:
-            bufs.clear()  # one shape at a time: the edge windows' come last
-            bufs[shape] = np.empty(shape, np.float32)
-        return bufs[shape]  # type: ignore[no-any-return]
+        key = (shape, np.dtype(dtype).str)
+        if key not in bufs:
+            for k in [k for k in bufs if k[0] != shape]:  # one shape at a time: the edge windows' come last
+                del bufs[k]
+            bufs[key] = np.empty(shape, dtype)
+        return bufs[key]  # type: ignore[no-any-return]
 
     def _nodata(self, src: Any) -> float | None:
         if src.nodata is not None:
@@ -263,26 +288,73 @@ class _Reader:
         return 0.0 if self.info.zero_is_nodata and np.dtype(src.dtypes[0]).kind in "iu" else None
 
     def read(self, win: Window) -> tuple[np.ndarray, bool]:
-        """``(band, y, x)`` float32 of ``win`` on the target grid, and whether every value is data (no nodata,
-        mask or NaN found: the validity test can be skipped)."""
-        out = self._buffer((len(self.picks), int(win.height), int(win.width)))
-        clean = True
+        """``(band, y, x)`` of ``win`` on the target grid, and whether every value is data (no nodata, mask or
+        NaN found: the validity test can be skipped).  A clean window of integer files on the target grid, with
+        no scale to apply, comes as the stored integers (converted by the model as it scores: half the bytes
+        for GDAL to write and numpy to read); any other window as float32 reflectance with NaN for no data."""
+        shape = (len(self.picks), int(win.height), int(win.width))
         try:
-            with ExitStack() as stack:
-                for src, indexes, rows in self._open(stack):
-                    clean &= self._read_file(src, indexes, rows, win, out)
+            opened = self._datasets()
+            stored = self._stored_dtype(opened)
+            if stored is not None:
+                return self._read_stored(opened, win, self._buffer(shape, stored))
+            out = self._buffer(shape)
+            clean = True
+            for src, indexes, rows in opened:
+                clean &= self._read_file(src, indexes, rows, win, out)
+            return out, clean
         except RasterioError as exc:
             raise ImageryError(
                 f"{self.info.path}: image data cannot be read (truncated or corrupt file?): {exc}; "
                 "download or export it again"
             ) from None
-        return out, clean
+
+    def _stored_dtype(self, opened: list[tuple[Any, list[int], list[int]]]) -> np.dtype[Any] | None:
+        """The integer type the bands of ``opened`` are stored in when they can be handed on as stored: files
+        on the target grid (not warped), one integer type, no declared scale or offset, no scale to apply."""
+        if self.scale != 1.0:
+            return None
+        types = {np.dtype(src.dtypes[0]) for src, _, _ in opened}
+        if len(types) != 1 or next(iter(types)).kind not in "iu":
+            return None
+        for src, indexes, _ in opened:
+            if isinstance(src, WarpedVRT) or len(set(src.dtypes)) != 1 or any(
+                    src.scales[i - 1] != 1.0 or src.offsets[i - 1] != 0.0 for i in indexes):
+                return None
+        return types.pop()
+
+    def _read_stored(self, opened: list[tuple[Any, list[int], list[int]]], win: Window,
+                     raw: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The bands of ``opened`` read as stored into ``raw``; ``raw`` itself when no value is no data, else
+        a float32 copy with NaN where a band has its file's nodata value or the file's mask is 0."""
+        holes: list[tuple[Any, list[int], np.ndarray | None]] = []
+        for src, indexes, rows in opened:
+            if _consecutive(rows):
+                part = raw[rows[0]:rows[0] + len(rows)]
+                src.read(indexes, window=win, out=part)
+            else:
+                raw[rows] = part = src.read(indexes, window=win)
+            nodata = self._nodata(src)
+            outside = _outside(src, indexes[0], win)
+            if (outside is not None and outside.any()) or _holds(part, nodata):
+                holes.append((nodata, rows, outside))
+        if not holes:
+            return raw, True
+        out = self._buffer(raw.shape)
+        np.copyto(out, raw)
+        for nodata, rows, outside in holes:
+            for row in rows:
+                if nodata is not None:
+                    out[row][raw[row] == nodata] = np.nan
+                if outside is not None:
+                    out[row][outside] = np.nan
+        return out, False
 
     def _read_file(self, src: Any, indexes: list[int], rows: list[int], win: Window, out: np.ndarray) -> bool:
         """The bands ``indexes`` of ``src`` into ``out[rows]`` in one read (a pixel-interleaved block is
         decompressed once; GDAL converts to float32 as it decodes, straight into ``out`` when the rows follow
         each other), then no data to NaN and the scale applied in place; whether no value was no data."""
-        if rows == list(range(rows[0], rows[0] + len(rows))):
+        if _consecutive(rows):
             src.read(indexes, window=win, out=out[rows[0]:rows[0] + len(rows)])
         else:
             out[rows] = src.read(indexes, window=win, out_dtype="float32")
@@ -306,6 +378,22 @@ def _outside(src: Any, index: int, win: Window) -> np.ndarray | None:
     if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums):
         return src.read_masks(index, window=win) == 0
     return None
+
+
+def _consecutive(rows: list[int]) -> bool:
+    """Whether ``rows`` follow each other (a slice of the output, read into in place)."""
+    return rows == list(range(rows[0], rows[0] + len(rows)))
+
+
+def _holds(values: np.ndarray, nodata: float | None) -> bool:
+    """Whether ``values`` holds ``nodata``: reductions first (one pass each), a test of every value only when
+    the nodata value lies within their range."""
+    if nodata is None or np.isnan(nodata) or not values.size:
+        return False
+    lo = values.min()
+    if nodata < lo:
+        return False
+    return bool(nodata == lo or (nodata <= values.max() and (values == nodata).any()))
 
 
 def _to_reflectance(src: Any, index: int, nodata: float | None, band: np.ndarray, scale: float) -> bool:
@@ -374,13 +462,17 @@ def detect_windowed(
     wins = windows(before.height, before.width, before.block)
     workers = max(1, workers or os.cpu_count() or 1)
     names = tuple(before.bands[i] for i, _ in picks)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitewatch-window") as pool:
+    with ExitStack() as readers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sitewatch-window") as pool:
+        readers.callback(rb.close)  # after the pool's threads are done (the pool shuts down first)
+        readers.callback(ra.close)
         model, n_sample, n_fit = _fit(detector, rb, ra, names, pool)
         rescale = getattr(model, "rescaled", None)
         if rescale is not None:  # the model takes stored values: no multiplication of every band read
             model, rb.scale, ra.scale = rescale(rb.scale, ra.scale), 1.0, 1.0
         score, n_valid = _score_all(model, rb, ra, wins, pool, progress, n_fit)
-    return _decide(model, score, n_valid, write_mask, write_score, len(wins), n_sample)
+        readers.close()  # every window read: the datasets' blocks leave GDAL's cache before the mask is written
+        thr, changed, params = _decide(model, score, n_valid, write_mask, write_score, pool, workers)
+    return WindowedResult(thr, changed, n_valid, params, len(wins), n_sample)
 
 
 def _score_all(
@@ -401,7 +493,7 @@ def _score_all(
         (b, clean_b), (a, clean_a) = rb.read(win), ra.read(win)
         sl = _slices(win)
         if clean_b and clean_a:  # every pixel has data in both
-            score[sl] = model.score(b, a)
+            model.score(b, a, out=score[sl])
             n = b.shape[1] * b.shape[2]
         else:
             ok = _valid(b, a)
@@ -491,25 +583,37 @@ def _take(rb: _Reader, ra: _Reader, win: Window, keep: int) -> tuple[np.ndarray,
 
 def _decide(
     model: WindowedModel, score: np.ndarray, n_valid: int, write_mask: Writer, write_score: Writer | None,
-    n_windows: int, n_sample: int,
-) -> WindowedResult:
+    pool: ThreadPoolExecutor, workers: int,
+) -> tuple[float, int, dict[str, Any]]:
     """Threshold the scores (of every valid pixel, or of an even stride through the grid's when it has more
-    than :data:`THRESHOLD_SCORES` pixels), write the mask (and the score), count."""
+    than :data:`THRESHOLD_SCORES` pixels) and write the mask (and the score), both on ``pool``'s ``workers``
+    threads; the threshold, the changed pixels and the model's parameters."""
     if n_valid == 0:
         raise NoOverlapError("the two images overlap, but no pixel has data in both")
     fixed = getattr(model, "fixed_threshold", None)
     if fixed is None:
         stride = max(1, -(-score.size // THRESHOLD_SCORES))
         flat = score.reshape(-1)[::stride]
-        thr = float(model.threshold(flat[np.isfinite(flat)]))
+        thr = float(model.threshold(flat[np.isfinite(flat)], workers))
     else:
         thr = float(fixed)
-    mask = np.greater(score, thr).view(np.uint8)  # NaN (not valid) compares False
+    mask, changed = _above(score, thr, pool, workers)
     params = dict(model.params)
     if write_score is not None:
         write_score(score, thr, params)
     del score
     write_mask(mask, thr, params)
-    changed = int(np.count_nonzero(mask))
-    return WindowedResult(thr, changed, n_valid, params, n_windows, n_sample)
+    return thr, changed, params
 
+
+def _above(score: np.ndarray, thr: float, pool: ThreadPoolExecutor, workers: int) -> tuple[np.ndarray, int]:
+    """The uint8 mask of ``score > thr`` (NaN, not valid, compares False) and its count, a band of rows on each
+    of ``pool``'s ``workers`` threads."""
+    mask = np.empty(score.shape, np.uint8)
+    step = -(-score.shape[0] // max(1, workers))
+
+    def band(r: int) -> int:
+        np.greater(score[r:r + step], thr, out=mask[r:r + step].view(bool))
+        return int(np.count_nonzero(mask[r:r + step]))
+
+    return mask, sum(pool.map(band, range(0, score.shape[0], step)))

@@ -12,6 +12,7 @@ Reference: Malila, "Change vector analysis: an approach for detecting forest cha
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar, Literal
 
@@ -99,6 +100,11 @@ class CVA:
         return CVAModel(inv1, inv2, m2 * inv2 - m1 * inv1, self.threshold, params)
 
 
+#: Pixels :meth:`CVAModel.score` computes at a time: its three float32 rows of that many (768 kB) fit in a
+#: core's L2 cache.
+SCORE_CHUNK = 65536
+
+
 @dataclass(frozen=True)
 class CVAModel:
     """CVA fitted on a sample: ``score = |x2 * inv2 - x1 * inv1 - offset|`` band-wise (the difference of the
@@ -114,25 +120,37 @@ class CVAModel:
         """This model for inputs that are reflectance / ``before`` and / ``after``."""
         return replace(self, inv1=self.inv1 * before, inv2=self.inv2 * after)
 
-    def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """The magnitude ``(y, x)`` of a window ``(band, y, x)`` of both dates, float32."""
-        acc = np.zeros(before.shape[1:], np.float32)
-        d = np.empty_like(acc)  # two temporaries for all the bands: fresh arrays cost page faults
-        t = np.empty_like(acc)
-        for k in range(before.shape[0]):
-            np.multiply(after[k], np.float32(self.inv2[k]), out=d)
-            np.multiply(before[k], np.float32(self.inv1[k]), out=t)
-            d -= t
-            d -= np.float32(self.offset[k])
-            d *= d
-            acc += d
-        return np.sqrt(acc, out=acc)
+    def score(self, before: np.ndarray, after: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The magnitude ``(y, x)`` of a window ``(band, y, x)`` of both dates (float32, or integers converted
+        as they are read), float32, into ``out`` if given (a window of a larger array).  Computed
+        :data:`SCORE_CHUNK` pixels at a time, so that the temporaries stay in the processor's cache while the
+        bands pass through them."""
+        h, w = before.shape[1:]
+        out = np.empty((h, w), np.float32) if out is None else out
+        rows = max(1, SCORE_CHUNK // max(1, w))
+        d = np.empty((rows, w), np.float32)  # two temporaries for all the bands and rows
+        t = np.empty_like(d)
+        inv1, inv2, offset = (x.astype(np.float32) for x in (self.inv1, self.inv2, self.offset))
+        for r in range(0, h, rows):
+            n = min(rows, h - r)
+            acc, dd, tt = out[r:r + n], d[:n], t[:n]
+            acc[...] = 0
+            for k in range(before.shape[0]):
+                np.multiply(after[k, r:r + n], inv2[k], out=dd)
+                np.multiply(before[k, r:r + n], inv1[k], out=tt)
+                dd -= tt
+                dd -= offset[k]
+                dd *= dd
+                acc += dd
+            np.sqrt(acc, out=acc)
+        return out
 
-    def threshold(self, scores: np.ndarray) -> float:
+    def threshold(self, scores: np.ndarray, workers: int = 1) -> float:
         """Otsu's threshold or the k-sigma rule over every valid pixel's score (``scores`` is reordered and
-        clipped in place: no copy of a tile's worth of scores)."""
+        clipped in place: no copy of a tile's worth of scores); Otsu's histogram counted on ``workers``
+        threads."""
         if self.rule == "otsu":
-            return otsu_threshold(scores, overwrite=True)
+            return otsu_threshold(scores, overwrite=True, workers=workers)
         return robust_sigma_threshold(scores, float(self.rule))
 
 
@@ -159,19 +177,39 @@ def _moments(x1: np.ndarray, x2: np.ndarray, pooled: bool) -> tuple[np.ndarray, 
 
 
 def otsu_threshold(values: np.ndarray, nbins: int = 256, clip_quantile: float = 0.999, *,
-                   overwrite: bool = False) -> float:
+                   overwrite: bool = False, workers: int = 1) -> float:
     """Otsu's threshold of ``values`` (1-D, finite).
 
     The values are clipped at their ``clip_quantile`` first, so that a few extreme outliers (a cloud in
     one date, a saturated roof) do not squeeze the histogram into a handful of bins.  With ``overwrite`` the
-    work is done in ``values`` itself (reordered and clipped; the same threshold, no copies).
+    work is done in ``values`` itself (reordered and clipped; the same threshold, no copies).  The histogram
+    is counted on ``workers`` threads (each a part of the values; the same counts, the same threshold).
     """
     hi = float(np.quantile(values, clip_quantile, overwrite_input=overwrite))
     lo = float(values.min())
     if not hi > lo:
         return float(values.max())
     clipped = np.minimum(values, hi, out=values if overwrite else None)
-    return float(threshold_otsu(clipped, nbins=nbins))
+    return float(threshold_otsu(hist=_histogram(clipped, nbins, workers)))
+
+
+def _histogram(values: np.ndarray, nbins: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The counts and bin centres of ``nbins`` equal bins from the least to the greatest of ``values``, as
+    :func:`skimage.exposure.histogram` gives them (``numpy.histogram`` over the values' range), the parts of
+    ``values`` counted on ``workers`` threads and added up."""
+    lo, hi = values.min(), values.max()  # numpy scalars of the values' type, as numpy.histogram takes them
+    parts = np.array_split(values, max(1, min(workers, values.size // 1_000_000)))
+
+    def count(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.histogram(part, bins=nbins, range=(lo, hi))
+
+    if len(parts) == 1:
+        counts, edges = count(parts[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            done = list(pool.map(count, parts))
+        counts, edges = np.sum([c for c, _ in done], axis=0), done[0][1]
+    return counts, (edges[:-1] + edges[1:]) / 2.0
 
 
 def robust_sigma_threshold(values: np.ndarray, k: float) -> float:

@@ -208,21 +208,22 @@ class IRMADModel:
         return replace(self, w1=(self.w1 * np.float32(before)).astype(np.float32),
                        w2=(self.w2 * np.float32(after)).astype(np.float32))
 
-    def score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """The chi-square statistic ``Z`` ``(y, x)`` of a window ``(band, y, x)`` of both dates, float32."""
+    def score(self, before: np.ndarray, after: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The chi-square statistic ``Z`` ``(y, x)`` of a window ``(band, y, x)`` of both dates (float32, or
+        integers), float32, into ``out`` if given (a window of a larger array)."""
         h, w = before.shape[1:]
         mad = self.w1 @ before.reshape(before.shape[0], -1)
         mad -= self.w2 @ after.reshape(after.shape[0], -1)
         mad += self.offset
         mad *= mad
-        return mad.sum(axis=0).reshape(h, w)
+        return np.add.reduce(mad.reshape(-1, h, w), axis=0, out=out)
 
     @property
     def fixed_threshold(self) -> float:
         """``chi2.ppf(1 - alpha, df)``: the scores need not be gathered to know it."""
         return self.chi2_threshold
 
-    def threshold(self, scores: np.ndarray) -> float:
+    def threshold(self, scores: np.ndarray, workers: int = 1) -> float:
         """``chi2.ppf(1 - alpha, df)``: it does not depend on the scores."""
         return self.chi2_threshold
 
