@@ -28,7 +28,8 @@ process (its own peak memory), GDAL's block cache at ``--gdal-cachemax`` MB for 
   mirrored into a mosaic, ``--search-dates`` dates; :mod:`benchmarks.search_bench`'s scene set) on a local Dask
   cluster (``distributed.LocalCluster``) of 1 and then 2 worker processes.
 
-``--repeat`` runs the timed steps (not OTB's and the plain one) that many times and keeps the fastest.
+``--repeat`` runs the timed steps (not OTB's and the plain one) in that many rounds (read floor, cva, irmad in
+turn, so that a drift in the machine's load touches them alike) and keeps the fastest of each.
 Prints a table and writes JSON to ``benchmarks/results/scale-<stamp>.json`` and ``scale-latest.json``.
 """
 
@@ -341,14 +342,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cm, w = args.gdal_cachemax, args.workers
     res: dict[str, Any] = {}
 
-    def best(name: str, fn: Callable[..., dict[str, Any]], *fargs: Any, **kw: Any) -> None:
-        runs = [_in_fresh_process(fn, *fargs, cachemax=cm, **kw) for _ in range(args.repeat)]
-        res[name] = min(runs, key=lambda r: r["seconds"]) | {"all_seconds": [r["seconds"] for r in runs]}
-        print(f"  {name}: {res[name]['seconds']:.1f} s, peak {res[name]['peak_rss_mb']:.0f} MB", flush=True)
-
-    best("read_floor", step_read_floor, b, a, w)
-    best("cva", step_detect, b, a, str(out / "cva.tif"), "cva", w)
-    best("irmad", step_detect, b, a, str(out / "irmad.tif"), "irmad", w)
+    # in rounds (floor, cva, irmad in turn): a drift of the machine's load touches the three alike
+    timed: dict[str, tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]] = {
+        "read_floor": (step_read_floor, (b, a, w)),
+        "cva": (step_detect, (b, a, str(out / "cva.tif"), "cva", w)),
+        "irmad": (step_detect, (b, a, str(out / "irmad.tif"), "irmad", w)),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in timed}
+    for _ in range(args.repeat):
+        for name, (fn, fargs) in timed.items():
+            runs[name].append(_in_fresh_process(fn, *fargs, cachemax=cm))
+            print(f"  {name}: {runs[name][-1]['seconds']:.1f} s, peak {runs[name][-1]['peak_rss_mb']:.0f} MB",
+                  flush=True)
+    for name, rs in runs.items():
+        res[name] = min(rs, key=lambda r: r["seconds"]) | {"all_seconds": [r["seconds"] for r in rs]}
     res["plain"] = _in_fresh_process(step_plain, b, a, str(out / "plain.tif"), cachemax=cm)
     print(f"  plain: {res['plain']['seconds']:.1f} s, peak {res['plain']['peak_rss_mb']:.0f} MB", flush=True)
     if not args.no_otb:
