@@ -71,8 +71,9 @@ bench-api: $(STAMP)
 
 # scale (#14): detect-pair on a full Sentinel-2-sized tile (10980² px, 6 bands, 2 dates, COGs built from the OSCD
 # cities) beside the read-only floor, a plain numpy baseline and Orfeo ToolBox's MAD (installed by system-deps
-# bench, as root), then a 100 km x 100 km search on a local Dask cluster of 1 and 2 workers; writes
-# benchmarks/results/scale-latest.json. The generated files (~8 GB) are kept in $TMPDIR for the next run.
+# bench, as root), one 20 km x 20 km site monitored over 100 dates (its dates read one at a time), then a
+# 100 km x 100 km search on a local Dask cluster of 1 and 2 workers; writes benchmarks/results/scale-latest.json.
+# The generated files (~15 GB) are kept in $TMPDIR for the next run.
 bench-scale: $(STAMP)
 	sh scripts/system-deps.sh bench
 	$(BIN)/python benchmarks/scale_bench.py
