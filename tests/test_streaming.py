@@ -263,3 +263,38 @@ def test_the_report_of_a_site_too_large_for_memory_reads_its_stack_on_demand(tmp
     for a, b in zip(sorted(reports["eager"].chips, key=lambda c: c.path.name),
                     sorted(reports["lazy"].chips, key=lambda c: c.path.name), strict=True):
         assert a.path.read_bytes() == b.path.read_bytes(), a.path.name
+
+
+def test_a_run_that_may_rebase_on_every_date_streams_by_the_size_of_every_date(tmp_path, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from sitewatch.detect import Why
+
+    from .conftest import VEG, write_scene
+
+    # two dates 40 % clear (a poor co-registration reference), then two clear ones: the second run rebases the
+    # reference on a clear date, which is a full run over the four
+    paths = []
+    for i in range(4):
+        img = np.broadcast_to(VEG[:, None, None], (6, 64, 64)).copy()
+        img += np.random.default_rng(i).normal(0, 0.004, img.shape).astype(np.float32)
+        scl = np.full((64, 64), 4, np.uint8)
+        if i < 2:
+            scl[:, :38] = 9
+        when = datetime(2023, 3, 1, 2, 15, tzinfo=UTC) + timedelta(days=30 * i)
+        paths.append(write_scene(tmp_path / "scenes", when, img, scl))
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    cfg = DetectConfig(method="index")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CloudySceneWarning)
+        ingest(paths[:2], st)
+        first = detect(st, "base", cfg)
+        ingest(paths[2:], st)
+        assert not first.streamed
+        # the site's grid is 60 x 60 pixels: the two new dates fit under the limit, the four do not, and the run
+        # that rebases reads the four
+        monkeypatch.setattr("sitewatch.detect.STREAM_BYTES", streaming.stack_bytes(3, 6, _grid(60, 60)))
+        second = prepare(st, "base", cfg).run
+    assert second.why == Why.REBASE and second.mode == Mode.FULL and second.streamed
+    assert second.result.clear_fraction[2:] == (1.0, 1.0)

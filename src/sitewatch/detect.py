@@ -647,7 +647,10 @@ class _Loaded:
 def _streams(su: _Setup, plan: _Plan, cfg: DetectConfig) -> bool:
     """Whether the run reads its dates one at a time (see :class:`DetectConfig`)."""
     if cfg.stream is None:
-        return not su.series and stack_bytes(len(plan.scenes), len(su.bands), plan.grid) > STREAM_BYTES
+        # a poor stored reference may be rebased on a new date (Why.REBASE): that run reads every scene
+        rebase = plan.meta is not None and plan.why is None and plan.meta.ref_clear_fraction < 0.5
+        n = len(su.scenes) if rebase else len(plan.scenes)
+        return not su.series and stack_bytes(n, len(su.bands), plan.grid) > STREAM_BYTES
     if cfg.stream and su.series:
         raise InvalidParameter(
             "the series engine compares each pixel's whole history, so it cannot read the dates one at a time; "
