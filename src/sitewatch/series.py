@@ -52,7 +52,7 @@ from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .tracking import PixelHistory
 
-__all__ = ["SeriesParams", "composite_history", "SERIES_POLYGONS"]
+__all__ = ["SeriesParams", "SeriesStats", "composite_history", "series_stats", "SERIES_POLYGONS"]
 
 #: polygons of series changes: a region is first seen on the date that dates a fifth of its pixels, so a few
 #: pixels whose own looks are ambiguous do not date a whole change early
@@ -101,21 +101,46 @@ def composite_history(
     clear = stack["clear"].values & np.isfinite(refl).all(axis=1) & site
     cf = np.array([clear_fraction(c, site) for c in stack["clear"].values])
     used_mask = cf >= params.min_clear_fraction
-    used = [int(t) for t in np.flatnonzero(used_mask)]
     clear_u = clear & used_mask[:, None, None]
+    stats = series_stats(refl, clear_u, np.flatnonzero(used_mask), params)
+    return _composite_steps(refl, clear_u, bands, site, detector, params, stats, progress).history(cf, used_mask)
 
-    out = _Best.empty(h, w)
-    ut = np.array(used, np.int64)
+
+@dataclass(frozen=True)
+class SeriesStats:
+    """What every pixel of a series is judged with (step 3 of the module), from the whole site."""
+
+    used: np.ndarray  # int (u,): the dates used
+    scale: np.ndarray  # float32 (band,): each band's look-to-look scatter
+    gain: np.ndarray  # float32 (u, band): each used look's gain
+    limit: float  # the chi-square no-change limit at ``alpha``
+
+
+def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params: SeriesParams) -> SeriesStats:
+    """The :class:`SeriesStats` of the looks ``refl`` (time, band, ...) clear where ``clear_u`` (time, ...) on
+    the dates ``used`` (any spatial shape: a site's grid, or a sample of its pixels)."""
+    ut = np.asarray(used, np.int64)
+    nb = refl.shape[1]
+    if len(ut) < 2:  # no split: nothing is judged
+        return SeriesStats(ut, np.ones(nb, np.float32), np.ones((len(ut), nb), np.float32), 0.0)
+    # the unit in which a look is near one composite or the other: the look-to-look scatter per band; and each
+    # look's own per-band gain (the atmosphere's, not the change's): its median ratio to a composite of every
+    # clear look, over its clear pixels
+    scale = _band_scatter(refl, clear_u, ut)
+    gain = _look_gains(refl, clear_u, ut, _median(refl, clear_u, [int(t) for t in ut])[0])
+    from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, most commands never need it
+
+    return SeriesStats(ut, scale, gain, float(chi2.ppf(1.0 - params.alpha, nb)))
+
+
+def _composite_steps(
+    refl: np.ndarray, clear_u: np.ndarray, bands: list[str], site: np.ndarray, detector: Detector,
+    params: SeriesParams, stats: SeriesStats, progress: Callable[[int, int], None] | None,
+) -> _Best:
+    """Steps 1-3 of the module at every split of the used dates: each pixel's most significant step."""
+    out = _Best.empty(*site.shape)
+    used = [int(t) for t in stats.used]
     n_split = max(0, len(used) - 1)
-    if n_split:
-        # the unit in which a look is near one composite or the other: the look-to-look scatter per band;
-        # and each look's own per-band gain (the atmosphere's, not the change's): its median ratio to a
-        # composite of every clear look, over its clear pixels
-        scale = _band_scatter(refl, clear_u, ut)
-        gain = _look_gains(refl, clear_u, ut, _median(refl, clear_u, used)[0])
-        from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, most commands never need it
-
-        limit = float(chi2.ppf(1.0 - params.alpha, nb))
     for j in range(1, len(used)):
         pre, n_pre = _median(refl, clear_u, used[max(0, j - params.depth):j])
         post, n_post = _median(refl, clear_u, used[j:j + params.depth])
@@ -125,12 +150,12 @@ def composite_history(
             ys, xs = np.nonzero(cmap.mask & valid)
             if ys.size:
                 thr = cmap.threshold if cmap.threshold > 0 else 1.0
-                cand = _step(refl, clear_u, ut, ys, xs, pre[:, ys, xs], post[:, ys, xs], scale, gain, limit, params,
-                             j)
+                cand = _step(refl, clear_u, stats.used, ys, xs, pre[:, ys, xs], post[:, ys, xs], stats.scale,
+                             stats.gain, stats.limit, params, j)
                 out.update(ys, xs, cand, (cmap.score[ys, xs] / np.float32(thr)).astype(np.float32))
         if progress:
             progress(j, n_split)
-    return out.history(cf, used_mask)
+    return out
 
 
 @dataclass
