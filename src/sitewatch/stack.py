@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -38,7 +38,10 @@ from .geo import WGS84, to_crs, utm_crs_for
 from .sources.read import read_scene_window
 from .types import Scene, Site
 
-__all__ = ["Grid", "site_grid", "load_stack", "lazy_stack", "read_pass", "site_passes", "stack_frame",
+if TYPE_CHECKING:
+    from odc.geo.geobox import GeoBox
+
+__all__ = ["Grid", "site_grid", "load_stack", "lazy_stack", "read_pass", "site_passes", "stack_frame", "tiles",
            "DEFAULT_BANDS", "grid_mask", "group_passes"]
 
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
@@ -62,6 +65,18 @@ class Grid:
         a = self.affine
         left, top = a.c, a.f
         return (left, top + a.e * self.height, left + a.a * self.width, top)
+
+    def geobox(self) -> GeoBox:
+        """This grid as an odc-geo :class:`~odc.geo.geobox.GeoBox` (to slice, pad and tile it)."""
+        from odc.geo.geobox import GeoBox  # here: odc-geo's import is not every command's
+
+        return GeoBox((self.height, self.width), self.affine, self.crs)
+
+    @classmethod
+    def of_geobox(cls, gbox: GeoBox, crs: str) -> Grid:
+        """``gbox`` as a :class:`Grid` in ``crs`` (the name the scenes use, not odc-geo's spelling of it)."""
+        a = gbox.affine
+        return cls(crs, (a.a, a.b, a.c, a.d, a.e, a.f), gbox.width, gbox.height)
 
     @property
     def centre_lonlat(self) -> tuple[float, float]:
@@ -217,23 +232,33 @@ def lazy_stack(scenes: Sequence[Scene], grid: Grid, bands: Sequence[str] = DEFAU
     import dask.array as da
 
     groups = site_passes(scenes, grid)
+    cut = tiles(grid, block)
+    n_cols = len({c0 for _, c0, _ in cut})
     refl, clear = [], []
     for g in groups:
-        blocks = [[_lazy_block(g, _sub_grid(grid, r0, c0, block), bands, scale) for c0 in range(0, grid.width, block)]
-                  for r0 in range(0, grid.height, block)]
-        refl.append(da.block([[b[0] for b in row] for row in blocks])[None])
-        clear.append(da.block([[b[1] for b in row] for row in blocks])[None])
+        cells = [_lazy_block(g, sub, bands, scale) for _, _, sub in cut]
+        rows = [cells[i:i + n_cols] for i in range(0, len(cells), n_cols)]
+        refl.append(da.block([[b[0] for b in row] for row in rows])[None])
+        clear.append(da.block([[b[1] for b in row] for row in rows])[None])
     return stack_frame(groups, grid, bands).assign(
         reflectance=(("time", "band", "y", "x"), da.concatenate(refl)),
         clear=(("time", "y", "x"), da.concatenate(clear)),
     )
 
 
-def _sub_grid(grid: Grid, r0: int, c0: int, block: int) -> Grid:
-    """The window of ``grid`` of at most ``block`` x ``block`` pixels from row ``r0``, column ``c0``."""
-    a = grid.affine
-    x, y = a * (c0, r0)
-    return Grid(grid.crs, (a.a, a.b, x, a.d, a.e, y), min(block, grid.width - c0), min(block, grid.height - r0))
+def tiles(grid: Grid, tile_px: int) -> list[tuple[int, int, Grid]]:
+    """``grid`` cut into tiles of ``tile_px`` x ``tile_px`` pixels (smaller at the right and bottom edges), row
+    by row: ``(first row, first column, tile's grid)`` (odc-geo's :class:`~odc.geo.geobox.GeoboxTiles`)."""
+    from odc.geo.geobox import GeoboxTiles
+
+    gbox = grid.geobox()
+    tiled = GeoboxTiles(gbox, (tile_px, tile_px))
+    out = []
+    for iy in range(tiled.shape.y):
+        for ix in range(tiled.shape.x):
+            rows, cols = tiled.roi[iy, ix]
+            out.append((rows.start, cols.start, Grid.of_geobox(gbox[rows, cols], grid.crs)))
+    return out
 
 
 def _lazy_block(group: Sequence[Scene], sub: Grid, bands: Sequence[str], scale: float) -> tuple[Any, Any]:

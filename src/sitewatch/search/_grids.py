@@ -12,24 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from odc.geo.geobox import GeoBox, GeoboxTiles
+from odc.geo.geobox import GeoboxTiles
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from ..stack import Grid
+from ..stack import Grid, tiles
 from ..types import Scene
 
 __all__ = ["aligned_grid", "dominant_crs", "padded", "scene_box", "tiles", "window_blocks"]
-
-
-def _geobox(grid: Grid) -> GeoBox:
-    return GeoBox((grid.height, grid.width), grid.affine, grid.crs)
-
-
-def _grid(gbox: GeoBox, crs: str) -> Grid:
-    """``gbox`` as a :class:`Grid` in ``crs`` (the name the scenes use, not odc-geo's spelling of it)."""
-    a = gbox.affine
-    return Grid(crs, (a.a, a.b, a.c, a.d, a.e, a.f), gbox.width, gbox.height)
 
 
 def dominant_crs(scenes: Sequence[Scene]) -> str:
@@ -65,22 +55,9 @@ def aligned_grid(grid: Grid, scenes: Sequence[Scene], tile_px: int, bounds: tupl
     return Grid(grid.crs, (res, 0.0, left, 0.0, -res, top), width, height)
 
 
-def tiles(grid: Grid, tile_px: int) -> list[tuple[int, int, Grid]]:
-    """``grid`` cut into tiles of ``tile_px`` x ``tile_px`` pixels (smaller at the right and bottom edges), row
-    by row: ``(first row, first column, tile's grid)``."""
-    gbox = _geobox(grid)
-    tiled = GeoboxTiles(gbox, (tile_px, tile_px))
-    out = []
-    for iy in range(tiled.shape.y):
-        for ix in range(tiled.shape.x):
-            rows, cols = tiled.roi[iy, ix]
-            out.append((rows.start, cols.start, _grid(gbox[rows, cols], grid.crs)))
-    return out
-
-
 def padded(grid: Grid, px: int) -> Grid:
     """``grid`` grown by ``px`` pixels on every side (beyond any larger grid it is part of, too)."""
-    return _grid(_geobox(grid).pad(px), grid.crs)
+    return Grid.of_geobox(grid.geobox().pad(px), grid.crs)
 
 
 def window_blocks(grid: Grid, block: int, side: int, margin: int) -> list[tuple[int, int, Grid, Grid]]:
@@ -88,7 +65,7 @@ def window_blocks(grid: Grid, block: int, side: int, margin: int) -> list[tuple[
     a square of ``block`` pixels, row by row, as ``(first row, first column, the grid of the pixels they cover,
     that grid grown by margin pixels on every side)``.  The pixels covered are the square grown by ``side - 1``
     to the right and bottom, within ``grid``; the margin may go beyond ``grid``."""
-    gbox = _geobox(grid)
+    gbox = grid.geobox()
     corners = gbox.crop((max(1, grid.height - side + 1), max(1, grid.width - side + 1)))
     tiled = GeoboxTiles(corners, (block, block))
     out = []
@@ -99,7 +76,8 @@ def window_blocks(grid: Grid, block: int, side: int, margin: int) -> list[tuple[
             h, w = min(block + side - 1, grid.height - r0), min(block + side - 1, grid.width - c0)
             # the margin from the grid's own corner, not by padding the block: the same transform to the bit
             grown = gbox.translate_pix(c0 - margin, r0 - margin).crop((h + 2 * margin, w + 2 * margin))
-            out.append((r0, c0, _grid(gbox[r0 : r0 + h, c0 : c0 + w], grid.crs), _grid(grown, grid.crs)))
+            out.append((r0, c0, Grid.of_geobox(gbox[r0 : r0 + h, c0 : c0 + w], grid.crs),
+                        Grid.of_geobox(grown, grid.crs)))
     return out
 
 
