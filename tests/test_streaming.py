@@ -147,11 +147,11 @@ def test_runs_stream_on_their_own_when_the_stack_would_not_fit(tmp_path, make_se
     size = streaming.stack_bytes(refl.sizes["time"], refl.sizes["band"], _grid(refl.sizes["x"], refl.sizes["y"]))
     assert size == refl.nbytes
     # a stack of exactly the limit is held; one byte less of limit, and the run streams on its own
-    monkeypatch.setattr("sitewatch.detect.STREAM_BYTES", size)
+    monkeypatch.setattr("sitewatch.streaming.STREAM_BYTES", size)
     stages.clear()
     assert prepare(st, "base", cfg, lambda s, d, t: stages.append(s)).run.result.stack is not None
     assert "scan" not in stages
-    monkeypatch.setattr("sitewatch.detect.STREAM_BYTES", size - 1)
+    monkeypatch.setattr("sitewatch.streaming.STREAM_BYTES", size - 1)
     stages.clear()
     streamed = prepare(st, "base", cfg, lambda s, d, t: stages.append(s)).run
     assert "scan" in stages and "load" not in stages and streamed.result.stack is None
@@ -254,7 +254,7 @@ def test_the_report_of_a_site_too_large_for_memory_reads_its_stack_on_demand(tmp
     # the report of the stored run: the same chips whether the stack is read at once or on demand
     reports = {}
     for name, limit in (("eager", 10**12), ("lazy", 0)):
-        monkeypatch.setattr("sitewatch.pipeline.STREAM_BYTES", limit)
+        monkeypatch.setattr("sitewatch.streaming.STREAM_BYTES", limit)
         result = stored_result(st, "base")
         assert (result.stack["reflectance"].chunks is not None) == (name == "lazy")
         reports[name] = render_report(result, tmp_path / name)
@@ -294,7 +294,7 @@ def test_a_run_that_may_rebase_on_every_date_streams_by_the_size_of_every_date(t
         assert not first.streamed
         # the site's grid is 60 x 60 pixels: the two new dates fit under the limit, the four do not, and the run
         # that rebases reads the four
-        monkeypatch.setattr("sitewatch.detect.STREAM_BYTES", streaming.stack_bytes(3, 6, _grid(60, 60)))
+        monkeypatch.setattr("sitewatch.streaming.STREAM_BYTES", streaming.stack_bytes(3, 6, _grid(60, 60)))
         second = prepare(st, "base", cfg).run
     assert second.why == Why.REBASE and second.mode == Mode.FULL and second.streamed
     assert second.result.clear_fraction[2:] == (1.0, 1.0)

@@ -75,7 +75,7 @@ from .masks import clear_fraction
 from .series import SERIES_POLYGONS, SeriesParams, composite_history
 from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid, site_passes
 from .store import Store, Transaction
-from .streaming import STREAM_BYTES, Scan, passes, require_memory, scan, stack_bytes
+from .streaming import Scan, passes, require_memory, scan, too_large
 from .tracking import PixelHistory, TrackerState, TrackParams, track_pixels
 from .types import Change, Scene, Site, SiteResult
 
@@ -650,7 +650,7 @@ def _streams(su: _Setup, plan: _Plan, cfg: DetectConfig) -> bool:
         # a poor stored reference may be rebased on a new date (Why.REBASE): that run reads every scene
         rebase = plan.meta is not None and plan.why is None and plan.meta.ref_clear_fraction < 0.5
         n = len(su.scenes) if rebase else len(plan.scenes)
-        return not su.series and stack_bytes(n, len(su.bands), plan.grid) > STREAM_BYTES
+        return not su.series and too_large(n, len(su.bands), plan.grid)
     if cfg.stream and su.series:
         raise InvalidParameter(
             "the series engine compares each pixel's whole history, so it cannot read the dates one at a time; "

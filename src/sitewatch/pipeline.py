@@ -24,7 +24,7 @@ from .detect import DEFAULT_METHOD, ENGINES, DetectConfig, activity_status, core
 from .errors import NoOverlapError, SitewatchError, SourceNotFound
 from .stack import DEFAULT_BANDS, grid_mask, lazy_stack, load_stack, site_grid
 from .store import Store
-from .streaming import STREAM_BYTES, stack_bytes
+from .streaming import too_large
 from .tracking import TrackParams
 from .types import SiteResult
 
@@ -198,7 +198,7 @@ def stored_result(store: Store, site_name: str, resolution: float = 10.0) -> Sit
     g = run.params.get("grid", {})
     grid = site_grid(site, float(run.params.get("resolution", resolution)), crs=g.get("crs"))
     # a stack that would not fit is read on demand, the windows the report draws (sitewatch.stack.lazy_stack)
-    large = stack_bytes(len(scenes), len(DEFAULT_BANDS), grid) > STREAM_BYTES
+    large = too_large(len(scenes), len(DEFAULT_BANDS), grid)
     stack = (lazy_stack if large else load_stack)(scenes, grid, DEFAULT_BANDS)
     stack["clear"] = stack["clear"] & xr.DataArray(grid_mask(site, grid), dims=("y", "x"))
     dates = stack_dates(stack)

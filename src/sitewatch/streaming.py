@@ -33,7 +33,7 @@ from .stack import Grid, read_pass, stack_frame
 from .types import Scene
 
 __all__ = ["IN_MEMORY_FACTOR", "STREAM_BYTES", "Scan", "memory_bytes", "passes", "require_memory", "scan",
-           "stack_bytes"]
+           "stack_bytes", "too_large"]
 
 #: a run whose stack (float32 reflectance of every date and band) would be larger than this reads its dates
 #: one at a time (the ``tracker`` engine): 2 GiB, about 85 dates of a 10 km x 10 km site in 6 bands
@@ -48,6 +48,12 @@ IN_MEMORY_FACTOR = 3
 def stack_bytes(n_dates: int, n_bands: int, grid: Grid) -> int:
     """Bytes of the reflectance of a stack of ``n_dates`` dates and ``n_bands`` bands on ``grid`` (float32)."""
     return 4 * n_dates * n_bands * grid.width * grid.height
+
+
+def too_large(n_dates: int, n_bands: int, grid: Grid) -> bool:
+    """Whether a stack of ``n_dates`` dates and ``n_bands`` bands on ``grid`` is over :data:`STREAM_BYTES`: read
+    it a date at a time (a tracker run) or on demand (a report), not whole."""
+    return stack_bytes(n_dates, n_bands, grid) > STREAM_BYTES
 
 
 def memory_bytes() -> int | None:
