@@ -36,33 +36,3 @@ def test_even_counts_average_the_middle_pair():
     a = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, 2.0], [10.0, np.nan]], np.float32)
     assert np.array_equal(nanmedian0(a), np.array([3.0, 2.0], np.float32))
     assert nanmedian0(a[:2]).tolist()[0] == 2.0
-
-
-def test_one_blas_thread_is_lifted_when_the_last_thread_leaves():
-    import threading
-    import time
-
-    from threadpoolctl import threadpool_info
-
-    from sitewatch._stats import one_blas_thread
-
-    def blas_threads() -> list[int]:
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-    before = blas_threads()
-    inside: list[list[int]] = []
-
-    def work(seconds: float) -> None:
-        with one_blas_thread():
-            inside.append(blas_threads())
-            time.sleep(seconds)
-
-    # threads that enter and leave in another order: the first one out must not lift the limit of the others,
-    # nor the last one out leave it set
-    threads = [threading.Thread(target=work, args=(0.02 * (i % 3 + 1),)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert inside and all(n == [1] * len(before) for n in inside)
-    assert blas_threads() == before

@@ -66,9 +66,8 @@ def _nanmedian_upto3(a: np.ndarray) -> np.ndarray:
     return m
 
 
-_blas_lock = threading.Lock()
-_blas_users = 0  # the threads inside one_blas_thread now
-_blas_restore: Any = None  # what gives BLAS its threads back when the last of them leaves
+_controller: Any = None
+_controller_lock = threading.Lock()
 
 
 @contextmanager
@@ -78,21 +77,12 @@ def one_blas_thread() -> Iterator[None]:
     A small or tall-and-thin problem (a least-squares fit of 20000 x 28, a 65536 x 28 by 28 x 6 product) gains
     nothing from OpenBLAS's threads, and when another thread of the process is busy (a date read ahead while one
     is tracked, the tiles of a search) they spin waiting for a core: such a fit took 4 to 7 times as long.
-    The limit is the process's: the first thread in sets it, the last one out lifts it (threads entering and
-    leaving in any order never leave BLAS on one thread).
     """
-    global _blas_users, _blas_restore
-    with _blas_lock:
-        if _blas_users == 0:
-            from threadpoolctl import threadpool_limits  # here: it scans the loaded libraries
+    global _controller
+    with _controller_lock:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController  # here: it scans the loaded libraries once
 
-            _blas_restore = threadpool_limits(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
+            _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="blas"):
         yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_restore.restore_original_limits()
-                _blas_restore = None
