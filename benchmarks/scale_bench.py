@@ -23,7 +23,8 @@ process (its own peak memory), GDAL's block cache at ``--gdal-cachemax`` MB for 
   reweighted) for agreement;
 * ``series`` (d): ``sitewatch detect`` of one 20 km x 20 km site over 100 dates (the demo world's scenes
   under new dates, :mod:`benchmarks.series_scale`), its dates read one at a time, beside the floor of reading
-  every date once;
+  every date once; then (``--series-engine-method``, default ``cva``) the same site with the ``series`` engine,
+  run on spatial chunks of every date (:mod:`sitewatch.chunked`);
 * ``search`` (e): ``sitewatch search`` of ``--search-km`` x ``--search-km`` (default 100 km: the demo world
   mirrored into a mosaic, ``--search-dates`` dates; :mod:`benchmarks.search_bench`'s scene set) on a local Dask
   cluster (``distributed.LocalCluster``) of 1 and then 2 worker processes.
@@ -297,9 +298,12 @@ def search_scaling(work: Path, size_km: float, dates: int, tile_px: int, cachema
     return out
 
 
-def series_monitoring(work: Path, world: Path, km: float, dates: int, cachemax: int, workers: int) -> dict[str, Any]:
+def series_monitoring(work: Path, world: Path, km: float, dates: int, cachemax: int, workers: int,
+                      engine_method: str = "cva") -> dict[str, Any]:
     """(d) Time-series monitoring of one ``km`` x ``km`` site over ``dates`` dates
-    (:mod:`benchmarks.series_scale`): the read floor of one sweep, then the full run, each in a fresh process."""
+    (:mod:`benchmarks.series_scale`): the read floor of one sweep, then the full run (the defaults: ``index``
+    and the tracker), then a full run of ``engine_method`` with its own engine, the series engine ('': not
+    run), each in a fresh process."""
     from benchmarks.search_bench import _world
     from benchmarks.series_scale import build_series, prepare_store, step_series, step_series_floor
 
@@ -311,6 +315,11 @@ def series_monitoring(work: Path, world: Path, km: float, dates: int, cachemax: 
     print(f"  series read floor: {out['floor']['seconds']:.1f} s", flush=True)
     out["run"] = _in_fresh_process(step_series, db, str(world / "truth.geojson"), cachemax=cachemax)
     print(f"  series run: {out['run']['seconds']:.1f} s, peak {out['run']['peak_rss_mb']:.0f} MB", flush=True)
+    if engine_method:
+        out["engine"] = _in_fresh_process(step_series, db, str(world / "truth.geojson"), engine_method,
+                                          cachemax=cachemax)
+        print(f"  series engine ({engine_method}, in chunks): {out['engine']['seconds']:.1f} s, peak "
+              f"{out['engine']['peak_rss_mb']:.0f} MB", flush=True)
     out["stack_mb"] = out["floor"]["stack_mb"]
     return out
 
@@ -370,7 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     if args.series_km > 0:
         res["series"] = series_monitoring(Path(args.series_work), Path(args.search_work) / "world", args.series_km,
-                                          args.series_dates, cm, w)
+                                          args.series_dates, cm, w, args.series_engine_method)
     if args.search_km > 0:
         res["search"] = search_scaling(Path(args.search_work), args.search_km, args.search_dates, 512, cm)
     return _summary(res, tile, args) | environment()
@@ -409,6 +418,13 @@ def _summary(res: dict[str, Any], tile: dict[str, Any], args: argparse.Namespace
                 run["dates"], "series_peak_rss_mb": run["peak_rss_mb"], "series_stack_mb": se["stack_mb"],
                 "series_changes": run["changes"], "series_events_found": run["events_found"],
                 "series_events": run["events"], "series_distractor_hits": run["distractor_hits"]}
+        if "engine" in se:
+            eng = se["engine"]
+            doc |= {"series_engine_method": eng["method"], "series_engine_s": eng["seconds"],
+                    "series_engine_vs_floor": eng["seconds"] / se["floor"]["seconds"],
+                    "series_engine_peak_rss_mb": eng["peak_rss_mb"], "series_engine_changes": eng["changes"],
+                    "series_engine_events_found": eng["events_found"],
+                    "series_engine_distractor_hits": eng["distractor_hits"]}
     if "search" in res:
         sr = res["search"]
         doc |= {"search_km": sr["size_km"], "search_dates": sr["dates"], "search_1w_s": sr["1w"]["seconds"],
@@ -439,14 +455,21 @@ def table(doc: dict[str, Any]) -> Table:
 def series_table(doc: dict[str, Any]) -> Table:
     km = doc["series_km"]
     t = Table(title=f"monitoring of one {km:g} km x {km:g} km site over {doc['series_dates']} dates "
-                    f"(its stack: {doc['series_stack_mb'] / 1000:.1f} GB), index + tracker, dates one at a time")
+                    f"(its stack: {doc['series_stack_mb'] / 1000:.1f} GB), without holding the stack")
     for col in ("step", "seconds", "x floor", "s / date", "peak RSS MB"):
         t.add_column(col, justify="left" if col == "step" else "right")
     n, floor = doc["series_dates"], doc["series_floor_s"]
     t.add_row("read floor (every date once)", f"{floor:.1f}", "1.00", f"{floor / n:.2f}", "")
-    t.add_row(f"sitewatch detect ({doc['series_used_dates']} dates clear enough; {doc['series_changes']} changes, "
-              f"{doc['series_events_found']}/{doc['series_events']} known events)", f"{doc['series_s']:.1f}",
-              f"{doc['series_vs_floor']:.2f}", f"{doc['series_s_per_date']:.2f}", f"{doc['series_peak_rss_mb']:.0f}")
+    t.add_row(f"sitewatch detect, index + tracker, dates one at a time ({doc['series_used_dates']} dates clear "
+              f"enough; {doc['series_changes']} changes, {doc['series_events_found']}/{doc['series_events']} known "
+              "events)", f"{doc['series_s']:.1f}", f"{doc['series_vs_floor']:.2f}", f"{doc['series_s_per_date']:.2f}",
+              f"{doc['series_peak_rss_mb']:.0f}")
+    if "series_engine_s" in doc:
+        s = doc["series_engine_s"]
+        t.add_row(f"sitewatch detect, {doc['series_engine_method']} + series engine in chunks "
+                  f"({doc['series_engine_changes']} changes, {doc['series_engine_events_found']}/"
+                  f"{doc['series_events']} known events)", f"{s:.1f}", f"{doc['series_engine_vs_floor']:.2f}",
+                  f"{s / n:.2f}", f"{doc['series_engine_peak_rss_mb']:.0f}")
     return t
 
 
@@ -480,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--series-km", type=float, default=20.0,
                     help="side of the monitored site in km (d); 0 skips the time-series step")
     ap.add_argument("--series-dates", type=int, default=100, help="dates of the monitored site's series")
+    ap.add_argument("--series-engine-method", default="cva",
+                    help="detector run on the monitored site with the series engine, in chunks ('': none)")
     ap.add_argument("--series-work", default=str(Path(tempfile.gettempdir()) / "sitewatch-series-bench"),
                     help="folder of the series' scenes (kept and reused)")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/scale-*.json)")

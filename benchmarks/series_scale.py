@@ -136,8 +136,9 @@ def step_series_floor(db: str, workers: int = 2) -> dict[str, Any]:
             "stack_mb": stack_bytes(len(groups), len(DEFAULT_BANDS), grid) / 1e6}
 
 
-def step_series(db: str, truth: str) -> dict[str, Any]:
-    """A full detection run of the site with the defaults, saved; what it found."""
+def step_series(db: str, truth: str, method: str | None = None) -> dict[str, Any]:
+    """A full detection run of the site with the defaults (or ``method`` with its own engine), saved; what it
+    found."""
     from sitewatch.demo.evaluate import evaluate, read_truth
     from sitewatch.detect import DetectConfig, detect
     from sitewatch.store import Store
@@ -146,7 +147,8 @@ def step_series(db: str, truth: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the cloudy dates it skips
-        run = detect(store, SITE_NAME, DetectConfig(full=True))
+        run = detect(store, SITE_NAME, DetectConfig(full=True) if method is None else
+                     DetectConfig(method=method, full=True))
     seconds = time.perf_counter() - t0
     r = run.result
     ev = evaluate(r.changes, read_truth(truth), r.site)

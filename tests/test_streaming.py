@@ -1,6 +1,7 @@
 """Dates one at a time (issue #14 item 1, time series): a tracker run that reads each date when it tracks it gives
 the history, the changes and their dates of the run that holds the whole stack, incremental runs included, in a
-fraction of its memory; the series engine refuses to stream; the CLI's ``--stream`` reaches it."""
+fraction of its memory; the CLI's ``--stream`` reaches it (the series engine's runs in chunks:
+tests/test_chunked.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from sitewatch import streaming
 from sitewatch.demo import BASE_NAME
 from sitewatch.detect import DetectConfig, Mode, detect, prepare
-from sitewatch.errors import CloudySceneWarning, InvalidParameter, PartialCoverageWarning, TooLargeError
+from sitewatch.errors import CloudySceneWarning, PartialCoverageWarning, TooLargeError
 from sitewatch.pipeline import ingest
 from sitewatch.settings import get_settings
 from sitewatch.store import Store
@@ -32,6 +33,16 @@ def _same_changes(a, b) -> None:
         assert (x.first_seen_after, x.first_seen_before, x.status) == (y.first_seen_after, y.first_seen_before,
                                                                        y.status)
         assert x.area_m2 == pytest.approx(y.area_m2) and x.score == pytest.approx(y.score)
+
+
+def same_run(a, b) -> None:
+    """Two runs' results are the same: changes (:func:`_same_changes`), clear fractions, changed areas, dates and
+    parameters (the shifts measured for each date included)."""
+    _same_changes(a.result.changes, b.result.changes)
+    assert b.result.clear_fraction == a.result.clear_fraction
+    assert b.result.changed_area_m2 == a.result.changed_area_m2
+    assert b.result.params == a.result.params
+    assert b.result.dates == a.result.dates and b.used_dates == a.used_dates
 
 
 @pytest.fixture
@@ -72,11 +83,7 @@ def test_a_streamed_run_at_the_demo_base_is_the_run_in_memory(demo_store):
         tracemalloc.stop()
     assert mem.mode == streamed.mode == Mode.FULL
     assert len(mem.result.changes) >= 5  # the base's known events (tests/test_demo_acceptance.py judges them)
-    _same_changes(mem.result.changes, streamed.result.changes)
-    assert streamed.result.clear_fraction == mem.result.clear_fraction
-    assert streamed.result.changed_area_m2 == mem.result.changed_area_m2
-    assert streamed.result.params == mem.result.params  # the shifts measured for each date included
-    assert streamed.result.dates == mem.result.dates and streamed.used_dates == mem.used_dates
+    same_run(mem, streamed)
     # every date read twice (its clear fraction, then tracked), never all at once: the stack is not kept
     n = len(mem.result.dates)
     assert stages.count("scan") == n and stages.count("detect") == n and "load" not in stages
@@ -165,16 +172,6 @@ def _grid(width: int, height: int):
     return Grid("EPSG:32633", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), width, height)
 
 
-def test_the_series_engine_refuses_to_stream(tmp_path, make_series):
-    paths, _, _ = make_series(n=4, change_at=2)
-    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
-    st.add_site(_site())
-    ingest(paths, st)
-    with pytest.raises(InvalidParameter, match=r"series engine .* cannot read the dates one at a time.*tracker"):
-        prepare(st, "base", DetectConfig(method="cva", engine="series", stream=True))
-    assert st.latest_run("base") is None  # nothing saved
-
-
 def test_passes_read_ahead_and_stop_when_the_caller_stops(tmp_path, make_series, monkeypatch):
     paths, _, _ = make_series(n=6, change_at=3)
     st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
@@ -209,9 +206,12 @@ def test_cli_detect_stream(tmp_path, make_series):
     ingest(paths, st)
     out = run_cli("detect", "--site", "base", "--stream", "--no-coregister", home=home)
     assert "base: 1 change(s)" in out.stdout, out.stdout
-    bad = run_cli("detect", "--site", "base", "--stream", "--method", "cva", "--engine", "series", home=home,
-                  ok=False)
-    assert bad.returncode != 0 and "cannot read the dates one at a time" in " ".join(bad.output.split())
+    # the series engine runs in spatial chunks (tests/test_chunked.py)
+    out = run_cli("detect", "--site", "base", "--stream", "--method", "cva", "--engine", "series",
+                  "--no-coregister", home=home)
+    assert "base: 1 change(s)" in out.stdout, out.stdout
+    run = st.latest_run("base")
+    assert run is not None and run.method == "cva" and run.params["engine"] == "series"
 
 
 def test_a_run_that_would_not_fit_in_memory_is_refused_with_what_would(tmp_path, make_series, monkeypatch):
@@ -222,13 +222,15 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_with_what_would(tmp_path,
     # this machine, as if it had 1 MB: the 4 dates of 60 x 60 pixels in 6 bands (3 x 0.35 MB in memory) do not fit
     monkeypatch.setattr(streaming, "memory_bytes", lambda: 1_000_000)
     with pytest.raises(TooLargeError, match=r"site 'base': holding its 4 dates .* needs about .* GiB and this "
-                                            r"machine has 0\.0 GiB; run the tracker engine.*--stream"):
+                                            r"machine has 0\.0 GiB; let it run on spatial chunks of the dates "
+                                            r"\(--stream\)"):
         prepare(st, "base", DetectConfig(method="cva", engine="series"))
     with pytest.raises(TooLargeError, match=r"let it read the dates one at a time \(--stream\)"):
         prepare(st, "base", DetectConfig(method="index", stream=False))
     assert st.latest_run("base") is None  # nothing saved
-    # streamed, the same run fits
+    # streamed, the same runs fit
     assert len(detect(st, "base", DetectConfig(method="index", stream=True, coregister=False)).result.changes) == 1
+    assert detect(st, "base", DetectConfig(method="cva", engine="series", stream=True)).streamed
     monkeypatch.setattr(streaming, "memory_bytes", lambda: None)  # a system that does not tell: no refusal
     assert prepare(st, "base", DetectConfig(method="cva", engine="series")).run.result.method == "cva"
 

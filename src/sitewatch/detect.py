@@ -24,10 +24,13 @@ changed, when a scene was removed, or when a new scene is not later than the las
 back-filling an older date), and when the stored co-registration reference is poor (under half clear) and a
 new date is clearer (the reference is rebased; this happens in the first dates of a new site only).
 
-A ``tracker`` run whose stack would not fit (:data:`sitewatch.streaming.STREAM_BYTES`), or asked to
-(``DetectConfig(stream=True)``), holds no stack: it reads every date once to find the co-registration
-reference, then again one at a time to track it (:mod:`sitewatch.streaming`); its history and changes are those
-of the run in memory, and its result keeps no stack.
+A run whose stack would not fit (:data:`sitewatch.streaming.STREAM_BYTES`), or asked to
+(``DetectConfig(stream=True)``), holds no stack.  A ``tracker`` run reads every date once to find the
+co-registration reference, then again one at a time to track it (:mod:`sitewatch.streaming`); its history and
+changes are those of the run in memory.  A ``series`` run reads every date twice (the reference, then each
+date's shift and clear fraction), then runs the engine on spatial chunks of every used date, as tasks of
+``DetectConfig.scheduler`` (:mod:`sitewatch.chunked`; a Dask cluster's workers read their chunks themselves).
+Neither result keeps a stack.
 
 The ``series`` engine (:mod:`sitewatch.series`, the default of the pairwise detectors) keeps no per-pixel
 state: a change point is found between composites of the looks either side of it, so every run with a new
@@ -58,7 +61,8 @@ import xarray as xr
 from . import __version__
 from ._time import naive_utc
 from .changes import PolygonParams, extract_changes, stack_dates
-from .compute import SCHEDULERS, THREADS, check_scheduler, runner
+from .chunked import registration, run_chunks
+from .compute import SCHEDULERS, SYNC, THREADS, check_scheduler, runner
 from .constants import DEFAULT_METHOD, MIN_CLEAR_FRACTION, RECENT_DAYS
 from .detectors import get_detector
 from .detectors.base import engine_of, for_registered_stack, missing_bands, params_of, required_bands
@@ -122,9 +126,10 @@ class DetectConfig:
     ``engine``: ``series`` or ``tracker`` (None: the method's own).  ``full``: track every date again even
     when a stored state could go on.  ``keep_stack``: keep the aligned stack of a full run in
     ``result.stack`` (for reports; a monitor pass over many sites does not keep them).  ``stream``: read the
-    dates one at a time instead of holding the whole stack (:mod:`sitewatch.streaming`; ``tracker`` engine
-    only; the stack is then not kept); None: when the stack would exceed
-    :data:`sitewatch.streaming.STREAM_BYTES`.
+    dates one at a time (``tracker`` engine: :mod:`sitewatch.streaming`) or the site a chunk at a time
+    (``series`` engine: :mod:`sitewatch.chunked`) instead of holding the whole stack (which is then not kept);
+    None: when the stack would exceed :data:`sitewatch.streaming.STREAM_BYTES`.  ``scheduler``: where the
+    chunks of a ``series`` run that does not hold its stack are computed (:mod:`sitewatch.compute`).
     """
 
     method: str = DEFAULT_METHOD
@@ -139,6 +144,7 @@ class DetectConfig:
     full: bool = False
     keep_stack: bool = False
     stream: bool | None = None
+    scheduler: str = THREADS
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,9 @@ class DetectionRun:
     reason: str = ""
     used_dates: tuple[datetime, ...] = ()  # the dates clear enough to be tracked, oldest first
     why: Why | None = None
-    streamed: bool = False  # the dates were read one at a time (sitewatch.streaming), not held as a stack
+    #: the stack was not held: the dates were read one at a time (tracker: sitewatch.streaming) or the site a
+    #: chunk at a time (series: sitewatch.chunked)
+    streamed: bool = False
 
 
 def _grid_json(grid: Grid) -> dict[str, Any]:
@@ -494,9 +502,12 @@ def prepare_sites(
     site at a time as always (a run's stack is most of its memory).  With a Dask cluster (``tcp://host:port``,
     :mod:`sitewatch.compute`) every run is planned here first (the store is read here only), then computed as
     a task: a worker reads the site's imagery, computes the run and sends it back without its stack
-    (``keep_stack`` is ignored there); the warnings a run gives (cloudy dates) are given again here.
+    (``keep_stack`` is ignored there); the warnings a run gives (cloudy dates) are given again here.  A
+    ``series`` run too large to hold (:mod:`sitewatch.chunked`) is computed here instead, its chunks as the
+    tasks (on any scheduler).
     """
-    if check_scheduler(scheduler) in SCHEDULERS:
+    config = replace(config, scheduler=check_scheduler(scheduler))
+    if config.scheduler in SCHEDULERS:
         for name in names:
             try:
                 yield prepare(store, name, config, progress)
@@ -511,6 +522,8 @@ def prepare_sites(
             job = plan_run(store, name, config)
         except SitewatchError as exc:
             job = exc
+        if isinstance(job, RunJob) and _chunked(job):  # its chunks are the cluster's tasks
+            job = _compute_or_error(job, progress)
         if isinstance(job, RunJob):
             planned[len(out)] = job
         out.append(None if isinstance(job, RunJob) else job)
@@ -538,8 +551,14 @@ def _counter(stage: str, total: int, progress: Progress | None) -> Callable[[int
     return tell
 
 
+def _chunked(job: RunJob) -> bool:
+    """Whether ``job`` is a ``series`` run computed chunk by chunk (:mod:`sitewatch.chunked`)."""
+    return job.setup.series and _streams(job.setup, job.plan, job.config)
+
+
 def _without_stack(job: RunJob) -> RunJob:
-    return replace(job, config=replace(job.config, keep_stack=False))
+    """``job`` as a task of a cluster: its result without a stack, its work in the worker."""
+    return replace(job, config=replace(job.config, keep_stack=False, scheduler=SYNC))
 
 
 def _warn_again(pending: PendingRun, min_clear: float) -> None:
@@ -650,12 +669,7 @@ def _streams(su: _Setup, plan: _Plan, cfg: DetectConfig) -> bool:
         # a poor stored reference may be rebased on a new date (Why.REBASE): that run reads every scene
         rebase = plan.meta is not None and plan.why is None and plan.meta.ref_clear_fraction < 0.5
         n = len(su.scenes) if rebase else len(plan.scenes)
-        return not su.series and too_large(n, len(su.bands), plan.grid)
-    if cfg.stream and su.series:
-        raise InvalidParameter(
-            "the series engine compares each pixel's whole history, so it cannot read the dates one at a time; "
-            "use the tracker engine (--engine tracker) to stream them"
-        )
+        return too_large(n, len(su.bands), plan.grid)
     return cfg.stream
 
 
@@ -708,6 +722,8 @@ class _Tracked:
 
 def _track(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, progress: Progress | None) -> _Tracked:
     if ld.scan is not None:
+        if su.series:
+            return _track_chunked(su, cfg, plan, ld.scan, progress)
         return _track_streamed(su, cfg, plan, ld, ld.scan, progress)
     stack, shifts = ld.stack, list[tuple[float, float] | None]()
     if cfg.coregister:
@@ -749,6 +765,18 @@ def _track_streamed(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, sc:
             progress("detect", t + 1, len(sc.groups))
     assert history is not None  # site_passes gives one pass at least
     return _Tracked(sc.frame, history, shifts, ts)
+
+
+def _track_chunked(su: _Setup, cfg: DetectConfig, plan: _Plan, sc: Scan, progress: Progress | None) -> _Tracked:
+    """:func:`_track` of the series engine without the stack: each date's shift and clear fraction (a second
+    sweep), then the engine on spatial chunks of every used date (:mod:`sitewatch.chunked`)."""
+    inside = grid_mask(su.site, plan.grid)
+    step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
+    reg = registration(sc, plan.grid, su.bands, COREG_BAND, inside, cfg.coregister, su.sp.min_clear_fraction,
+                       step("register"))
+    history = run_chunks(sc.groups, plan.grid, su.bands, su.site, su.detector, su.sp, reg,
+                         scheduler=cfg.scheduler, progress=step("detect"))
+    return _Tracked(sc.frame, history, list(reg.shifts), None)
 
 
 def _finish(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, tr: _Tracked) -> PendingRun:

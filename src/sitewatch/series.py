@@ -52,7 +52,11 @@ from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .tracking import PixelHistory
 
-__all__ = ["SeriesParams", "SeriesStats", "composite_history", "series_stats", "SERIES_POLYGONS"]
+__all__ = ["SeriesParams", "SeriesStats", "Steps", "composite_history", "composite_steps", "series_stats",
+           "SCATTER_SAMPLE", "SERIES_POLYGONS"]
+
+#: the differences of consecutive looks :func:`series_stats` measures the scatter on (see :func:`_band_scatter`)
+SCATTER_SAMPLE = 200_000
 
 #: polygons of series changes: a region is first seen on the date that dates a fifth of its pixels, so a few
 #: pixels whose own looks are ambiguous do not date a whole change early
@@ -103,7 +107,7 @@ def composite_history(
     used_mask = cf >= params.min_clear_fraction
     clear_u = clear & used_mask[:, None, None]
     stats = series_stats(refl, clear_u, np.flatnonzero(used_mask), params)
-    return _composite_steps(refl, clear_u, bands, site, detector, params, stats, progress).history(cf, used_mask)
+    return composite_steps(refl, clear_u, bands, site, detector, params, stats, progress).history(cf, used_mask)
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,12 @@ class SeriesStats:
     limit: float  # the chi-square no-change limit at ``alpha``
 
 
-def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params: SeriesParams) -> SeriesStats:
+def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params: SeriesParams,
+                 scatter_sample: int = SCATTER_SAMPLE) -> SeriesStats:
     """The :class:`SeriesStats` of the looks ``refl`` (time, band, ...) clear where ``clear_u`` (time, ...) on
-    the dates ``used`` (any spatial shape: a site's grid, or a sample of its pixels)."""
+    the dates ``used`` (any spatial shape: a site's grid, or a sample of its pixels).  ``scatter_sample``: the
+    differences of consecutive looks the scatter is measured on (:data:`SCATTER_SAMPLE`; for an even sample of
+    every k-th row and column of a site, ``SCATTER_SAMPLE / k**2`` weighs its dates as the whole site would)."""
     ut = np.asarray(used, np.int64)
     nb = refl.shape[1]
     if len(ut) < 2:  # no split: nothing is judged
@@ -126,19 +133,19 @@ def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params
     # the unit in which a look is near one composite or the other: the look-to-look scatter per band; and each
     # look's own per-band gain (the atmosphere's, not the change's): its median ratio to a composite of every
     # clear look, over its clear pixels
-    scale = _band_scatter(refl, clear_u, ut)
+    scale = _band_scatter(refl, clear_u, ut, scatter_sample)
     gain = _look_gains(refl, clear_u, ut, _median(refl, clear_u, [int(t) for t in ut])[0])
     from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, most commands never need it
 
     return SeriesStats(ut, scale, gain, float(chi2.ppf(1.0 - params.alpha, nb)))
 
 
-def _composite_steps(
+def composite_steps(
     refl: np.ndarray, clear_u: np.ndarray, bands: list[str], site: np.ndarray, detector: Detector,
     params: SeriesParams, stats: SeriesStats, progress: Callable[[int, int], None] | None,
-) -> _Best:
+) -> Steps:
     """Steps 1-3 of the module at every split of the used dates: each pixel's most significant step."""
-    out = _Best.empty(*site.shape)
+    out = Steps.empty(*site.shape)
     used = [int(t) for t in stats.used]
     n_split = max(0, len(used) - 1)
     for j in range(1, len(used)):
@@ -159,7 +166,7 @@ def _composite_steps(
 
 
 @dataclass
-class _Best:
+class Steps:
     """Per pixel, the best dated step found so far (the most significant one)."""
 
     ratio: np.ndarray  # significance: squared composite distance over its no-change limit (> 1)
@@ -171,7 +178,7 @@ class _Best:
     score: np.ndarray  # the detector's score over its threshold, at the split that found the step
 
     @classmethod
-    def empty(cls, h: int, w: int) -> _Best:
+    def empty(cls, h: int, w: int) -> Steps:
         return cls(np.zeros((h, w), np.float32), np.full((h, w), -1, np.int32), np.full((h, w), -1, np.int32),
                    np.full((h, w), -1, np.int32), np.zeros((h, w), np.int32), np.zeros((h, w), np.int32),
                    np.zeros((h, w), np.float32))
@@ -299,7 +306,11 @@ def _novel(
 
 def _band_scatter(refl: np.ndarray, clear: np.ndarray, ut: np.ndarray, sample: int = 200_000) -> np.ndarray:
     """Per band, the typical difference between two consecutive clear looks of a pixel (1.4826 x MAD over a
-    sample of pixels): the unit in which a look is near one composite or the other."""
+    sample of pixels): the unit in which a look is near one composite or the other.
+
+    Each pair of consecutive looks gives about ``sample / len(ut)`` differences (an even stride over its
+    pixels clear on both), or all it has when it has fewer: the pairs' scatters differ (a hazy pair, a snowy
+    one), so how many each gives weighs the pooled value."""
     diffs = []
     for u in range(1, len(ut)):
         both = clear[ut[u]] & clear[ut[u - 1]]

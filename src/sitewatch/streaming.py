@@ -71,8 +71,8 @@ def require_memory(site: str, n_dates: int, n_bands: int, grid: Grid, engine: st
     if have is None or need <= have:
         return
     km2 = grid.width * grid.height * abs(grid.transform[0] * grid.transform[4]) / 1e6
-    fix = ("run the tracker engine, which reads the dates one at a time (--engine tracker --stream)"
-           if engine == "series" else "let it read the dates one at a time (--stream)")
+    fix = ("let it run on spatial chunks of the dates (--stream)" if engine == "series"
+           else "let it read the dates one at a time (--stream)")
     raise TooLargeError(
         f"site {site!r}: holding its {n_dates} dates ({km2:,.0f} km², {n_bands} bands) in memory needs about "
         f"{need / 2**30:.1f} GiB and this machine has {have / 2**30:.1f} GiB; {fix}, or split the site or its "

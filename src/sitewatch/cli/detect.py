@@ -31,8 +31,9 @@ def detect(
     no_coregister: Annotated[bool, typer.Option(help="Do not co-register dates.")] = False,
     stream: Annotated[bool | None, typer.Option(
         "--stream/--in-memory",
-        help="Read the dates one at a time in bounded memory (tracker engine), or hold the whole stack; "
-             "default: stream when the stack would exceed 2 GiB.")] = None,
+        help="Work in bounded memory: read the dates one at a time (tracker engine) or run the site in spatial "
+             "chunks (series engine); or hold the whole stack. Default: stream when the stack would exceed "
+             "2 GiB.")] = None,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
     from ..pipeline import detect_sites
