@@ -22,19 +22,22 @@ So a run whose stack would not fit goes in three sweeps:
    and the parameters, and sends back the core's per-pixel steps, 28 bytes a pixel).
 
 The per-pixel results are put together on the whole grid (a :class:`~sitewatch.tracking.PixelHistory`), so
-change polygons are traced over the whole site and never cut at a chunk's edge.  What a chunk decides alone is
-what a detector and the engine learn from the scene: the detector's statistics (CVA's threshold, IR-MAD's
-canonical variates) come from the chunk with its halo (a scene of a few kilometres), not from the whole site.
-A site that fits in one chunk gives exactly the run in memory (its statistics of the series from all its
-pixels, as in memory).  The halo covers the co-registration shift (at most
+change polygons are traced over the whole site and never cut at a chunk's edge.  What the engine and the
+detector learn from the scene comes from the whole site: the series' statistics from the lattice, and, for a
+detector with a ``fit_windowed`` model (``cva``, ``irmad``: :mod:`sitewatch.windowed`), the detector itself,
+fitted at each split on the lattice's composites there, its threshold from their scores (:func:`fit_splits`):
+a chunk's composites are scored with the site's standardisation and threshold, not its own.  The other
+detectors (``urban``, ``learned``) learn their statistics from each chunk with its halo (a scene of a few
+kilometres).  A site that fits in one chunk gives exactly the run in memory (everything from all its pixels,
+as in memory).  The halo covers the co-registration shift (at most
 :data:`sitewatch.constants.MAX_SHIFT` pixels) and the detectors' neighbourhoods (``urban``'s smoothing and
 texture windows, its small-object rule), so a pixel near a chunk's edge is judged with its neighbours.
 
 Peak memory is about a chunk per worker thread (:data:`CHUNK_BYTES` each, and the engine's temporaries), the
 lattice's looks (:data:`SAMPLE_PIXELS` pixels of every used date) and the site-wide result (28 bytes a
 pixel), whatever the number of dates.  At the demo base cut into 16 chunks of 128 pixels (1.3 km, far smaller
-than the default) ``cva`` finds 60 changes where the run in memory finds 63, their areas overlapping at IoU
-0.90 (tests/test_chunked.py).
+than the default) ``cva`` finds 64 changes where the run in memory finds 63, the same five construction
+events, their areas overlapping at IoU 0.986 (tests/test_chunked.py).
 """
 
 from __future__ import annotations
@@ -48,14 +51,16 @@ import numpy as np
 
 from .compute import THREADS, runner
 from .coreg import apply_shift, register
+from .detectors.base import MIN_VALID_PIXELS, change_map
 from .masks import clear_fraction
-from .series import SCATTER_SAMPLE, SeriesParams, SeriesStats, Steps, composite_steps, series_stats
+from .series import SCATTER_SAMPLE, SeriesParams, SeriesStats, Steps, composite_steps, median_looks, series_stats
 from .stack import Grid, grid_mask, read_pass
 from .streaming import Scan, passes
 from .tracking import PixelHistory
-from .types import Scene, Site
+from .types import ChangeMap, Scene, Site
 
-__all__ = ["CHUNK_BYTES", "HALO", "SAMPLE_PIXELS", "Registration", "chunk_side", "chunks", "registration", "run_chunks"]
+__all__ = ["CHUNK_BYTES", "HALO", "SAMPLE_PIXELS", "Registration", "SplitModel", "chunk_side", "chunks", "fit_splits",
+           "registration", "run_chunks"]
 
 #: a chunk of every used date (float32 reflectance, with its halo) is at most this large: 512 MiB, a core of
 #: 384 x 384 pixels (3.8 km at 10 m) for 100 dates in 6 bands, 640 x 640 for 30 dates
@@ -155,6 +160,52 @@ def _shift_clear(clear: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
     return np.nan_to_num(apply_shift(clear.astype(np.float32), shift), nan=0.0) > 0.99
 
 
+@dataclass(frozen=True)
+class SplitModel:
+    """A pairwise detector fitted at one split of the series on the composites of the lattice's pixels (its
+    ``fit_windowed`` model and the threshold of the lattice's scores): a chunk's composites scored with the
+    whole site's statistics, as :mod:`sitewatch.windowed` scores the windows of a pair."""
+
+    name: str
+    model: Any  # sitewatch.windowed.WindowedModel
+    threshold: float
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} fitted on the whole site at one split of the series"
+
+    def detect(self, before: np.ndarray, after: np.ndarray, bands: Sequence[str],
+               valid: np.ndarray | None = None) -> ChangeMap:
+        ok = np.isfinite(before).all(axis=0) & np.isfinite(after).all(axis=0)
+        if valid is not None:
+            ok &= valid
+        score = self.model.score(before.astype(np.float32), after.astype(np.float32))
+        return change_map(self.name, ok, score[ok], self.threshold, self.model.params)
+
+
+def fit_splits(detector: Any, reg: Registration, bands: Sequence[str],
+               params: SeriesParams) -> list[SplitModel | None] | None:
+    """For a detector with a ``fit_windowed`` model (``cva``, ``irmad``), its :class:`SplitModel` at each split
+    of the used dates, fitted on the composites of the lattice's pixels there (None for a split with fewer than
+    :data:`sitewatch.detectors.base.MIN_VALID_PIXELS` of them judged); None for the other detectors, which
+    learn their statistics from each chunk."""
+    if not callable(getattr(detector, "fit_windowed", None)):
+        return None
+    out: list[SplitModel | None] = []
+    n = len(reg.used)
+    for j in range(1, n):
+        pre, n_pre = median_looks(reg.sample, reg.sample_clear, list(range(max(0, j - params.depth), j)))
+        post, n_post = median_looks(reg.sample, reg.sample_clear, list(range(j, min(n, j + params.depth))))
+        ok = (n_pre >= params.min_looks) & (n_post > 0)
+        if int(ok.sum()) < MIN_VALID_PIXELS:
+            out.append(None)
+            continue
+        model = detector.fit_windowed(pre[:, ok], post[:, ok], list(bands))
+        scores = model.score(pre[:, None, ok], post[:, None, ok])
+        out.append(SplitModel(str(detector.name), model, float(model.threshold(scores.ravel()))))
+    return out
+
+
 def run_chunks(
     groups: Sequence[Sequence[Scene]], grid: Grid, bands: Sequence[str], site: Site, detector: Any,
     params: SeriesParams, reg: Registration, side: int | None = None, scheduler: str = THREADS,
@@ -168,11 +219,13 @@ def run_chunks(
     side = side or chunk_side(len(used), len(bands))
     cores = chunks(grid, side)
     # the series' statistics: a chunk that is the whole site learns them from all its pixels (the run in memory)
-    stats = None if len(cores) == 1 else series_stats(
+    whole = len(cores) == 1
+    stats = None if whole else series_stats(
         reg.sample, reg.sample_clear, np.arange(len(used)), params, max(1, SCATTER_SAMPLE // reg.step**2))
+    splits = None if whole else fit_splits(detector, reg, bands, params)
     shifts = reg.shifts or [None] * len(groups)
     todo = [[list(groups[t]) for t in used], [shifts[t] for t in used]]
-    args = [(todo[0], todo[1], grid, core, tuple(bands), site, detector, params, stats) for core in cores]
+    args = [(todo[0], todo[1], grid, core, tuple(bands), site, detector, params, stats, splits) for core in cores]
     best = Steps.empty(grid.height, grid.width)
     finished = 0
 
@@ -196,11 +249,12 @@ def run_chunks(
 def chunk_steps(
     groups: list[list[Scene]], shifts: list[Shift], grid: Grid, core: tuple[slice, slice], bands: tuple[str, ...],
     site: Site, detector: Any, params: SeriesParams, stats: SeriesStats | None,
+    splits: list[SplitModel | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """One task of :func:`run_chunks`: the engine's best step of every pixel of the chunk ``core`` of ``grid``
     (arrays of the core's shape; dates as positions in ``groups``, the used passes), from the passes read over
     the core and its :data:`HALO` and shifted by ``shifts``, judged with the series' ``stats`` (None: the
-    chunk's own)."""
+    chunk's own) and at each split by its fitted detector of ``splits`` (None: ``detector`` on the chunk)."""
     rows, cols = core
     r0, r1 = max(0, rows.start - HALO), min(grid.height, rows.stop + HALO)
     c0, c1 = max(0, cols.start - HALO), min(grid.width, cols.stop + HALO)
@@ -217,6 +271,6 @@ def chunk_steps(
     clear &= np.isfinite(refl).all(axis=1) & inside
     if stats is None:
         stats = series_stats(refl, clear, np.arange(len(groups)), params)
-    best = composite_steps(refl, clear, list(bands), inside, detector, params, stats, None)
+    best = composite_steps(refl, clear, list(bands), inside, detector, params, stats, None, splits)
     keep = (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
     return {name: getattr(best, name)[keep].copy() for name in _FIELDS}

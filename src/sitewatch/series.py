@@ -39,7 +39,7 @@ exactly as for the tracker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +52,8 @@ from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .tracking import PixelHistory
 
-__all__ = ["SeriesParams", "SeriesStats", "Steps", "composite_history", "composite_steps", "series_stats",
-           "SCATTER_SAMPLE", "SERIES_POLYGONS"]
+__all__ = ["SeriesParams", "SeriesStats", "Steps", "composite_history", "composite_steps", "median_looks",
+           "series_stats", "SCATTER_SAMPLE", "SERIES_POLYGONS"]
 
 #: the differences of consecutive looks :func:`series_stats` measures the scatter on (see :func:`_band_scatter`)
 SCATTER_SAMPLE = 200_000
@@ -81,7 +81,7 @@ class SeriesParams:
     alpha: float = 1e-4
 
 
-def _median(refl: np.ndarray, clear: np.ndarray, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def median_looks(refl: np.ndarray, clear: np.ndarray, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel median over the dates ``idx`` of the clear looks, and how many there were."""
     looks = refl[idx].copy()
     ok = clear[idx]
@@ -134,7 +134,7 @@ def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params
     # look's own per-band gain (the atmosphere's, not the change's): its median ratio to a composite of every
     # clear look, over its clear pixels
     scale = _band_scatter(refl, clear_u, ut, scatter_sample)
-    gain = _look_gains(refl, clear_u, ut, _median(refl, clear_u, [int(t) for t in ut])[0])
+    gain = _look_gains(refl, clear_u, ut, median_looks(refl, clear_u, [int(t) for t in ut])[0])
     from scipy.stats import chi2  # here: scipy.stats takes 0.4 s to import, most commands never need it
 
     return SeriesStats(ut, scale, gain, float(chi2.ppf(1.0 - params.alpha, nb)))
@@ -143,17 +143,21 @@ def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params
 def composite_steps(
     refl: np.ndarray, clear_u: np.ndarray, bands: list[str], site: np.ndarray, detector: Detector,
     params: SeriesParams, stats: SeriesStats, progress: Callable[[int, int], None] | None,
+    split_detectors: Sequence[Detector | None] | None = None,
 ) -> Steps:
-    """Steps 1-3 of the module at every split of the used dates: each pixel's most significant step."""
+    """Steps 1-3 of the module at every split of the used dates: each pixel's most significant step.
+    ``split_detectors``: the detector of each split (``[j - 1]`` for split ``j``; None: the split is not
+    judged) instead of ``detector`` at every split (a detector fitted on the whole site, judging a part)."""
     out = Steps.empty(*site.shape)
     used = [int(t) for t in stats.used]
     n_split = max(0, len(used) - 1)
     for j in range(1, len(used)):
-        pre, n_pre = _median(refl, clear_u, used[max(0, j - params.depth):j])
-        post, n_post = _median(refl, clear_u, used[j:j + params.depth])
+        pre, n_pre = median_looks(refl, clear_u, used[max(0, j - params.depth):j])
+        post, n_post = median_looks(refl, clear_u, used[j:j + params.depth])
         valid = (n_pre >= params.min_looks) & (n_post > 0) & site
-        if int(valid.sum()) >= MIN_VALID_PIXELS:
-            cmap = detector.detect(pre, post, bands, valid=valid)
+        judge = detector if split_detectors is None else split_detectors[j - 1]
+        if judge is not None and int(valid.sum()) >= MIN_VALID_PIXELS:
+            cmap = judge.detect(pre, post, bands, valid=valid)
             ys, xs = np.nonzero(cmap.mask & valid)
             if ys.size:
                 thr = cmap.threshold if cmap.threshold > 0 else 1.0
