@@ -108,22 +108,32 @@ def test_a_series_run_in_chunks_is_the_run_in_memory_and_finds_the_base(demo_run
     assert sum(v >= 0.3 for v in _events(urban, demo_run[0].truth).values()) >= 4
 
 
-@pytest.mark.parametrize("method", ["cva", "irmad"])  # urban: at the demo base (it finds no roof on this series)
-def test_pairwise_detectors_run_in_chunks_and_their_changes_are_whole(tmp_path, make_series, monkeypatch,
-                                                                           method):
+@pytest.mark.parametrize("method, coregister, lattice", [
+    ("cva", False, 1), ("irmad", False, 1),
+    ("cva", True, 3),  # dates registered across chunks; the series' statistics from every third row and column
+])  # urban: at the demo base (it finds no roof on this series)
+def test_pairwise_detectors_run_in_chunks_and_their_changes_are_whole(tmp_path, make_series, monkeypatch, method,
+                                                                      coregister, lattice):
     # a roof square of 12 x 12 pixels over a chunk edge (rows 20-31, columns 24-35 of the scenes; the site's
     # grid starts 2 pixels in): chunks of 24 pixels cut it in four
     paths, square, _ = make_series(n=8, change_at=4, size=64)
     st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
     st.add_site(_site())
     ingest(paths, st)
-    cfg = DetectConfig(method=method, engine="series", coregister=False, full=True)
+    cfg = DetectConfig(method=method, engine="series", coregister=coregister, full=True)
     mem = detect(st, "base", replace(cfg, stream=False))
     monkeypatch.setattr(chunked, "chunk_side", lambda *a, **k: 24)
+    monkeypatch.setattr(chunked, "SAMPLE_PIXELS", 60 * 60 // lattice**2)
+    sweeps: list[chunked.DateSweep] = []
+    real = chunked.registration
+    monkeypatch.setattr("sitewatch.detect.registration", lambda *a, **k: sweeps.append(real(*a, **k)) or sweeps[-1])
     told: list[tuple[str, int, int]] = []
     cut = prepare(st, "base", replace(cfg, stream=True, scheduler="sync"), lambda *a: told.append(a)).run
     assert ("detect", 9, 9) in told  # 60 x 60 pixels in 24-pixel chunks
     assert cut.streamed and cut.result.stack is None
+    assert sweeps[0].step == lattice and sweeps[0].sample.shape[2] == (60 // lattice) ** 2
+    assert cut.result.params["shifts_px"] == mem.result.params["shifts_px"]  # measured as in memory (or none)
+    assert cut.result.clear_fraction == mem.result.clear_fraction
     roofs = [c for c in cut.result.changes if c.area_m2 >= 100 * 100]
     assert len(roofs) == 1, ([c.area_m2 for c in cut.result.changes], [c.area_m2 for c in mem.result.changes])
     assert roofs[0].area_m2 == pytest.approx(144 * 100, rel=0.1)  # the whole roof, one polygon

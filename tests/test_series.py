@@ -219,3 +219,21 @@ def test_changes_first_seen_on_one_date_keep_unique_ids_when_their_short_digests
     assert len(set(ids)) == 3
     assert sorted(len(x) for x in suffixes) == [6, 12, 12]
     assert sum(x.startswith("abcdef") for x in suffixes) == 2
+
+
+def test_a_fresh_change_id_equal_to_a_carried_one_takes_a_longer_id():
+    from dataclasses import replace
+
+    from sitewatch.detect import carry_ids
+
+    from .test_report import make_change
+
+    old = make_change("yard-20240101-abcdef", (0, 4, 0, 4), 0, 1)
+    grown = make_change("yard-20240301-123456", (0, 5, 0, 5), 1, 2)  # the old change, grown: keeps its id
+    elsewhere = replace(make_change("x", (10, 14, 10, 14), 1, 2), change_id=old.change_id)  # a fresh digest clash
+    other = make_change("yard-20240301-654321", (20, 24, 20, 24), 1, 2)
+    out = carry_ids([grown, elsewhere, other], [old])
+    assert out[0].change_id == old.change_id and out[2].change_id == other.change_id
+    assert out[1].change_id.startswith(old.change_id) and len(out[1].change_id) == len(old.change_id) + 6
+    assert len({c.change_id for c in out}) == 3
+    assert carry_ids([grown, elsewhere, other], [old]) == out  # the same ids every time

@@ -33,11 +33,14 @@ as in memory).  The halo covers the co-registration shift (at most
 :data:`sitewatch.constants.MAX_SHIFT` pixels) and the detectors' neighbourhoods (``urban``'s smoothing and
 texture windows, its small-object rule), so a pixel near a chunk's edge is judged with its neighbours.
 
-Peak memory is about a chunk per worker thread (:data:`CHUNK_BYTES` each, and the engine's temporaries), the
-lattice's looks (:data:`SAMPLE_PIXELS` pixels of every used date) and the site-wide result (28 bytes a
-pixel), whatever the number of dates.  At the demo base cut into 16 chunks of 128 pixels (1.3 km, far smaller
-than the default) ``cva`` finds 64 changes where the run in memory finds 63, the same five construction
-events, their areas overlapping at IoU 0.986 (tests/test_chunked.py).
+Peak memory is a chunk per worker thread (:data:`CHUNK_BYTES` each; the smallest chunk is 64 pixels a side,
+whatever the number of dates) with the engine's temporaries on it (the looks of its flagged pixels: up to
+about twice the chunk), the lattice's looks (:data:`SAMPLE_PIXELS` pixels of every used date: 240 MB for 100
+dates of 6 bands), one date during the sweeps, and the site-wide result (28 bytes a pixel, held twice while
+the chunks' results are gathered): 3.9 GB for a 20 km x 20 km site of 54 used dates on 2 threads, where its
+stack would be 9.6 GB (``make bench-scale``).  At the demo base cut into 16
+chunks of 128 pixels (1.3 km, far smaller than the default) ``cva`` finds 64 changes where the run in memory
+finds 63, the same five construction events, their areas overlapping at IoU 0.986 (tests/test_chunked.py).
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ from .streaming import Scan, passes
 from .tracking import PixelHistory
 from .types import ChangeMap, Scene, Site
 
-__all__ = ["CHUNK_BYTES", "HALO", "SAMPLE_PIXELS", "Registration", "SplitModel", "chunk_side", "chunks", "fit_splits",
-           "registration", "run_chunks"]
+__all__ = ["CHUNK_BYTES", "HALO", "SAMPLE_PIXELS", "DateSweep", "SplitModel", "chunk_side", "chunks",
+           "fit_splits", "registration", "run_chunks"]
 
 #: a chunk of every used date (float32 reflectance, with its halo) is at most this large: 512 MiB, a core of
 #: 384 x 384 pixels (3.8 km at 10 m) for 100 dates in 6 bands, 640 x 640 for 30 dates
@@ -96,7 +99,7 @@ def chunks(grid: Grid, side: int) -> list[tuple[slice, slice]]:
 
 
 @dataclass(frozen=True)
-class Registration:
+class DateSweep:
     """What sweep 2 (:func:`registration`) learnt of each pass, oldest first."""
 
     shifts: list[Shift]  # onto the reference: (dy, dx) applied, or None (kept as it is); [] when not registering
@@ -108,7 +111,7 @@ class Registration:
 
 
 def registration(sc: Scan, grid: Grid, bands: Sequence[str], band: str, inside: np.ndarray, coregister: bool,
-                 min_clear_fraction: float, progress: Callable[[int, int], None] | None = None) -> Registration:
+                 min_clear_fraction: float, progress: Callable[[int, int], None] | None = None) -> DateSweep:
     """Sweep 2 of the module: each pass of ``sc`` read again, its shift onto the clearest pass measured on
     ``band`` by the rule of :func:`sitewatch.detect.coregister_stack`, the clear fraction of the site once
     registered, and the lattice's looks of the dates at least ``min_clear_fraction`` clear."""
@@ -128,14 +131,14 @@ def registration(sc: Scan, grid: Grid, bands: Sequence[str], band: str, inside: 
         if moved:
             clear = _shift_clear(clear, moved)
         cf[t] = clear_fraction(clear & inside, inside)
-        if cf[t] >= min_clear_fraction:
-            refl = apply_shift(refl, moved) if moved else refl
-            looks.append(refl[:, ::k, ::k][:, lattice])
-            looks_clear.append((clear & np.isfinite(refl).all(axis=0))[::k, ::k][lattice])
+        if cf[t] >= min_clear_fraction:  # the lattice's looks, registered band by band (one band's temporaries)
+            look = np.stack([(apply_shift(x, moved) if moved else x)[::k, ::k][lattice] for x in refl])
+            looks.append(look)
+            looks_clear.append(clear[::k, ::k][lattice] & np.isfinite(look).all(axis=0))
         if progress:
             progress(t + 1, len(sc.groups))
     n = int(lattice.sum())
-    return Registration(shifts, cf, np.flatnonzero(cf >= min_clear_fraction),
+    return DateSweep(shifts, cf, np.flatnonzero(cf >= min_clear_fraction),
                         np.array(looks, np.float32).reshape(len(looks), len(bands), n),
                         np.array(looks_clear, bool).reshape(len(looks), n), k)
 
@@ -183,7 +186,7 @@ class SplitModel:
         return change_map(self.name, ok, score[ok], self.threshold, self.model.params)
 
 
-def fit_splits(detector: Any, reg: Registration, bands: Sequence[str],
+def fit_splits(detector: Any, reg: DateSweep, bands: Sequence[str],
                params: SeriesParams) -> list[SplitModel | None] | None:
     """For a detector with a ``fit_windowed`` model (``cva``, ``irmad``), its :class:`SplitModel` at each split
     of the used dates, fitted on the composites of the lattice's pixels there (None for a split with fewer than
@@ -208,7 +211,7 @@ def fit_splits(detector: Any, reg: Registration, bands: Sequence[str],
 
 def run_chunks(
     groups: Sequence[Sequence[Scene]], grid: Grid, bands: Sequence[str], site: Site, detector: Any,
-    params: SeriesParams, reg: Registration, side: int | None = None, scheduler: str = THREADS,
+    params: SeriesParams, reg: DateSweep, side: int | None = None, scheduler: str = THREADS,
     progress: Callable[[int, int], None] | None = None,
 ) -> PixelHistory:
     """Sweep 3 of the module: the series engine on every chunk of ``grid`` (``side`` pixels; default

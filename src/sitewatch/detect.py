@@ -128,8 +128,11 @@ class DetectConfig:
     ``result.stack`` (for reports; a monitor pass over many sites does not keep them).  ``stream``: read the
     dates one at a time (``tracker`` engine: :mod:`sitewatch.streaming`) or the site a chunk at a time
     (``series`` engine: :mod:`sitewatch.chunked`) instead of holding the whole stack (which is then not kept);
-    None: when the stack would exceed :data:`sitewatch.streaming.STREAM_BYTES`.  ``scheduler``: where the
-    chunks of a ``series`` run that does not hold its stack are computed (:mod:`sitewatch.compute`).
+    None: when the stack would exceed :data:`sitewatch.streaming.STREAM_BYTES`.  A streamed tracker run is the
+    run in memory; a series run in several chunks is not exactly (see :mod:`sitewatch.chunked`: ``urban`` and
+    ``learned`` judge each chunk with its own statistics).  ``scheduler``: where the chunks of a ``series`` run
+    that does not hold its stack are computed (:mod:`sitewatch.compute`; :func:`prepare_sites` sets it to its
+    own ``scheduler``).
     """
 
     method: str = DEFAULT_METHOD
@@ -268,8 +271,14 @@ def carry_ids(
         taken_old.add(j)
         out[i] = replace(changes[i], change_id=previous[j].change_id)
     ids = [c.change_id for c in out]
-    if len(set(ids)) != len(ids):  # a fresh id equal to a carried one (cannot happen with hashed ids)
-        raise AssertionError(f"duplicate change ids after matching: {ids}")
+    carried = {out[i].change_id for i in taken_new}
+    for i, c in enumerate(out):  # a fresh id (6 digits of a digest) equal to a carried one: 12 digits
+        if i not in taken_new and c.change_id in carried:
+            out[i] = replace(c, change_id=c.change_id + hashlib.sha1(c.geometry.wkb).hexdigest()[:6])
+    ids = [c.change_id for c in out]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise AssertionError(f"duplicate change ids after matching: {dup[:10]}")
     return sorted(out, key=lambda c: (c.first_seen_before, c.change_id))
 
 
@@ -503,8 +512,9 @@ def prepare_sites(
     :mod:`sitewatch.compute`) every run is planned here first (the store is read here only), then computed as
     a task: a worker reads the site's imagery, computes the run and sends it back without its stack
     (``keep_stack`` is ignored there); the warnings a run gives (cloudy dates) are given again here.  A
-    ``series`` run too large to hold (:mod:`sitewatch.chunked`) is computed here instead, its chunks as the
-    tasks (on any scheduler).
+    ``series`` run too large to hold (:mod:`sitewatch.chunked`) is computed here instead, during the planning,
+    its chunks as the tasks (on any scheduler): this process then reads its imagery too (its two sweeps over the
+    dates), and the workers read their chunks.
     """
     config = replace(config, scheduler=check_scheduler(scheduler))
     if config.scheduler in SCHEDULERS:
@@ -664,7 +674,8 @@ class _Loaded:
 
 
 def _streams(su: _Setup, plan: _Plan, cfg: DetectConfig) -> bool:
-    """Whether the run reads its dates one at a time (see :class:`DetectConfig`)."""
+    """Whether the run holds no stack: its dates read one at a time (tracker) or its site in chunks (series);
+    see :class:`DetectConfig`."""
     if cfg.stream is None:
         # a poor stored reference may be rebased on a new date (Why.REBASE): that run reads every scene
         rebase = plan.meta is not None and plan.why is None and plan.meta.ref_clear_fraction < 0.5
@@ -774,6 +785,7 @@ def _track_chunked(su: _Setup, cfg: DetectConfig, plan: _Plan, sc: Scan, progres
     step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
     reg = registration(sc, plan.grid, su.bands, COREG_BAND, inside, cfg.coregister, su.sp.min_clear_fraction,
                        step("register"))
+    require_clear(su.site.name, reg.clear_fraction, su.sp.min_clear_fraction)  # before any chunk is read
     history = run_chunks(sc.groups, plan.grid, su.bands, su.site, su.detector, su.sp, reg,
                          scheduler=cfg.scheduler, progress=step("detect"))
     return _Tracked(sc.frame, history, list(reg.shifts), None)

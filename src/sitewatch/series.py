@@ -321,7 +321,7 @@ def _band_scatter(refl: np.ndarray, clear: np.ndarray, ut: np.ndarray, sample: i
         if both.sum() < MIN_VALID_PIXELS:
             continue
         d = refl[ut[u]][:, both] - refl[ut[u - 1]][:, both]
-        diffs.append(d[:, :: max(1, d.shape[1] // (sample // max(1, len(ut))))])
+        diffs.append(d[:, :: max(1, d.shape[1] // max(1, sample // max(1, len(ut))))])
     if not diffs:
         return np.ones(refl.shape[1], np.float32)
     d = np.concatenate(diffs, axis=1)

@@ -52,7 +52,8 @@ def stack_bytes(n_dates: int, n_bands: int, grid: Grid) -> int:
 
 def too_large(n_dates: int, n_bands: int, grid: Grid) -> bool:
     """Whether a stack of ``n_dates`` dates and ``n_bands`` bands on ``grid`` is over :data:`STREAM_BYTES`: read
-    it a date at a time (a tracker run) or on demand (a report), not whole."""
+    it a date at a time (a tracker run), a chunk at a time (a series run, :mod:`sitewatch.chunked`) or on
+    demand (a report), not whole."""
     return stack_bytes(n_dates, n_bands, grid) > STREAM_BYTES
 
 
