@@ -142,3 +142,28 @@ def test_pairwise_detectors_run_in_chunks_and_their_changes_are_whole(tmp_path, 
         >= 0.9
     assert (roofs[0].first_seen_after, roofs[0].first_seen_before) == (mem_roof.first_seen_after,
                                                                         mem_roof.first_seen_before)
+
+
+@pytest.mark.parametrize("coregister", [False, True])
+def test_a_full_tracker_run_in_chunks_is_the_streamed_run(tmp_path, make_series, monkeypatch, coregister):
+    # on a cluster a full tracker run without its stack tracks chunks of the site as tasks; here the same on the
+    # sync runner (a cluster's own test: tests/test_dask.py): the changes, dates and the stored state are those
+    # of the run that streams the whole site date by date
+    from sitewatch import detect as detect_module
+
+    paths, _, _ = make_series(n=8, change_at=4, size=64, cloudy=(2,))
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    cfg = DetectConfig(method="index", engine="tracker", coregister=coregister, full=True, stream=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        streamed = prepare(st, "base", cfg)
+        monkeypatch.setattr(detect_module, "SCHEDULERS", ("threads",))  # "sync" counts as a cluster here
+        monkeypatch.setattr(chunked, "TRACKER_SIDE", 24)
+        told: list[tuple[str, int, int]] = []
+        cut = prepare(st, "base", replace(cfg, scheduler="sync"), lambda *a: told.append(a))
+    assert ("detect", 9, 9) in told and ("register", 8, 8) in told
+    same_run(streamed.run, cut.run)
+    assert len(cut.run.result.changes) == 1
+    assert cut.record.data == streamed.record.data  # the tracker's state, packed: bit for bit

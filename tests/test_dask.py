@@ -268,21 +268,26 @@ def test_sites_run_on_the_cluster_as_they_run_here(cluster, make_series, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_large_series_site_runs_as_chunk_tasks_on_the_cluster(cluster, make_series, tmp_path, monkeypatch):
-    """One site too large to hold, with the series engine: its chunks are the cluster's tasks (the workers read
-    their windows of every date themselves), and the run stores what it stores run here chunk after chunk."""
+@pytest.mark.parametrize("method, engine", [("cva", "series"), ("index", "tracker")])
+def test_a_large_site_runs_as_chunk_tasks_on_the_cluster(cluster, make_series, tmp_path, monkeypatch, method,
+                                                        engine):
+    """One site too large to hold: its chunks are the cluster's tasks (the workers read their windows of every
+    date themselves), and the run stores what it stores run here (series: chunk after chunk; tracker: the whole
+    site streamed date by date)."""
     from sitewatch import chunked
     from sitewatch.pipeline import detect_sites
 
     paths, _, _ = make_series(n=7, change_at=3, size=64)
     monkeypatch.setattr(chunked, "chunk_side", lambda *a, **k: 24)  # the caller cuts the site: 9 chunks
+    monkeypatch.setattr(chunked, "TRACKER_SIDE", 24)
     got = {}
     for scheduler in ("sync", cluster.scheduler_address):
         store, _ = _two_site_home(tmp_path / scheduler.replace("/", "_").replace(":", "_"), paths, scheduler)
         told: list[tuple[str, int, int]] = []
-        results = detect_sites(store, ["roof"], "cva", engine="series", stream=True, scheduler=scheduler,
+        results = detect_sites(store, ["roof"], method, engine=engine, stream=True, scheduler=scheduler,
                                progress=lambda *a, told=told: told.append(a))
         assert [type(r).__name__ for r in results] == ["SiteResult"] and results[0].changes
-        assert ("detect", 9, 9) in told and not any(s == "sites" for s, _, _ in told)  # chunks, not a site task
+        chunk_tasks = ("detect", 9, 9) in told and not any(s == "sites" for s, _, _ in told)
+        assert chunk_tasks == (engine == "series" or scheduler != "sync")  # a sync tracker run streams dates
         got[scheduler] = _changes(store)
     assert got["sync"] == got[cluster.scheduler_address]

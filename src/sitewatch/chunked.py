@@ -33,6 +33,12 @@ as in memory).  The halo covers the co-registration shift (at most
 :data:`sitewatch.constants.MAX_SHIFT` pixels) and the detectors' neighbourhoods (``urban``'s smoothing and
 texture windows, its small-object rule), so a pixel near a chunk's edge is judged with its neighbours.
 
+On a Dask cluster a full ``tracker`` run without its stack goes the same way (:func:`run_tracker_chunks`):
+sweeps 1 and 2 (no lattice), then each chunk tracked date by date on a worker with the site's used dates and
+shifts, the chunks' tracker states put together into the site's: the result is the one of streaming the
+whole site's dates (:mod:`sitewatch.streaming`), bit for bit but for the hysteresis that grows a change over
+weak neighbours, which stops at a chunk's halo.
+
 Peak memory is a chunk per worker thread (:data:`CHUNK_BYTES` each; the smallest chunk is 64 pixels a side,
 whatever the number of dates) with the engine's temporaries on it (the looks of its flagged pixels: up to
 about twice the chunk), the lattice's looks (:data:`SAMPLE_PIXELS` pixels of every used date: 240 MB for 100
@@ -47,23 +53,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from .compute import THREADS, runner
 from .coreg import apply_shift, register
 from .detectors.base import MIN_VALID_PIXELS, change_map
 from .masks import clear_fraction
 from .series import SCATTER_SAMPLE, SeriesParams, SeriesStats, Steps, composite_steps, median_looks, series_stats
-from .stack import Grid, grid_mask, read_pass
+from .stack import Grid, grid_mask, read_pass, stack_frame
 from .streaming import Scan, passes
-from .tracking import PixelHistory
+from .tracking import PixelHistory, TrackerState, TrackParams, track_pixels
 from .types import ChangeMap, Scene, Site
 
 __all__ = ["CHUNK_BYTES", "HALO", "SAMPLE_PIXELS", "DateSweep", "SplitModel", "chunk_side", "chunks",
-           "fit_splits", "registration", "run_chunks"]
+           "fit_splits", "registration", "run_chunks", "run_tracker_chunks", "TRACKER_SIDE"]
 
 #: a chunk of every used date (float32 reflectance, with its halo) is at most this large: 512 MiB, a core of
 #: 384 x 384 pixels (3.8 km at 10 m) for 100 dates in 6 bands, 640 x 640 for 30 dates
@@ -111,10 +118,11 @@ class DateSweep:
 
 
 def registration(sc: Scan, grid: Grid, bands: Sequence[str], band: str, inside: np.ndarray, coregister: bool,
-                 min_clear_fraction: float, progress: Callable[[int, int], None] | None = None) -> DateSweep:
+                 min_clear_fraction: float, progress: Callable[[int, int], None] | None = None,
+                 sample: bool = True) -> DateSweep:
     """Sweep 2 of the module: each pass of ``sc`` read again, its shift onto the clearest pass measured on
     ``band`` by the rule of :func:`sitewatch.detect.coregister_stack`, the clear fraction of the site once
-    registered, and the lattice's looks of the dates at least ``min_clear_fraction`` clear."""
+    registered, and (``sample``) the lattice's looks of the dates at least ``min_clear_fraction`` clear."""
     b = list(bands).index(band)
     k = max(1, math.ceil(math.sqrt(int(inside.sum()) / SAMPLE_PIXELS)))
     lattice = inside[::k, ::k]
@@ -131,13 +139,13 @@ def registration(sc: Scan, grid: Grid, bands: Sequence[str], band: str, inside: 
         if moved:
             clear = _shift_clear(clear, moved)
         cf[t] = clear_fraction(clear & inside, inside)
-        if cf[t] >= min_clear_fraction:  # the lattice's looks, registered band by band (one band's temporaries)
+        if sample and cf[t] >= min_clear_fraction:  # the lattice's looks, registered band by band
             look = np.stack([(apply_shift(x, moved) if moved else x)[::k, ::k][lattice] for x in refl])
             looks.append(look)
             looks_clear.append(clear[::k, ::k][lattice] & np.isfinite(look).all(axis=0))
         if progress:
             progress(t + 1, len(sc.groups))
-    n = int(lattice.sum())
+    n = int(lattice.sum()) if sample else 0
     return DateSweep(shifts, cf, np.flatnonzero(cf >= min_clear_fraction),
                         np.array(looks, np.float32).reshape(len(looks), len(bands), n),
                         np.array(looks_clear, bool).reshape(len(looks), n), k)
@@ -277,3 +285,81 @@ def chunk_steps(
     best = composite_steps(refl, clear, list(bands), inside, detector, params, stats, None, splits)
     keep = (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
     return {name: getattr(best, name)[keep].copy() for name in _FIELDS}
+
+
+#: the side of a chunk of a tracker run (:func:`run_tracker_chunks`): its state is a few images of every band
+#: (``ref_depth`` looks), and it reads one date at a time
+TRACKER_SIDE = 1024
+
+
+def run_tracker_chunks(
+    groups: Sequence[Sequence[Scene]], grid: Grid, bands: Sequence[str], site: Site, detector: Any,
+    params: TrackParams, reg: DateSweep, origin: np.datetime64, side: int | None = None,
+    scheduler: str = THREADS, progress: Callable[[int, int], None] | None = None,
+) -> TrackerState:
+    """A full tracker run (:func:`sitewatch.tracking.track_pixels`) of every date of ``groups`` on chunks of
+    ``grid`` (``side`` pixels, default :data:`TRACKER_SIDE`, with a :data:`HALO`), as tasks of ``scheduler``:
+    each chunk tracks its window date by date, registered by the shifts of sweep 2 and with the dates used
+    decided by the whole site's clear fractions; their states are put together into the site's (the history is
+    :func:`sitewatch.tracking.history_of` it).  Each pixel is tracked as in a run over the whole site: the
+    tracker and its detectors judge pixels by their own looks; only the hysteresis that grows a change over
+    weak neighbours stops at a chunk's halo."""
+    cores = chunks(grid, side or TRACKER_SIDE)
+    shifts = reg.shifts or [None] * len(groups)
+    ts = TrackerState.empty(origin, params.ref_depth, len(bands), grid.height, grid.width)
+    args = [([list(g) for g in groups], list(shifts), grid, core, tuple(bands), site, detector, params,
+             reg.clear_fraction, origin) for core in cores]
+    finished = 0
+
+    def put(i: int, part: dict[str, np.ndarray]) -> None:
+        nonlocal finished
+        rows, cols = cores[i]
+        for name, values in part.items():
+            if name in _PER_DATE:
+                setattr(ts, name, values)
+            else:
+                getattr(ts, name)[..., rows, cols] = values
+        finished += 1
+        if progress:
+            progress(finished, len(cores))
+
+    with runner(scheduler) as run:
+        run.map(tracker_chunk, args, put)
+    return ts
+
+
+_PER_DATE = ("days", "used", "clear_fraction")
+
+
+def tracker_chunk(
+    groups: list[list[Scene]], shifts: list[Shift], grid: Grid, core: tuple[slice, slice], bands: tuple[str, ...],
+    site: Site, detector: Any, params: TrackParams, cf: np.ndarray, origin: np.datetime64,
+) -> dict[str, np.ndarray]:
+    """One task of :func:`run_tracker_chunks`: the tracker's state of the chunk ``core`` after every date (the
+    per-pixel arrays of the core, and the per-date ones)."""
+    rows, cols = core
+    r0, r1 = max(0, rows.start - HALO), min(grid.height, rows.stop + HALO)
+    c0, c1 = max(0, cols.start - HALO), min(grid.width, cols.stop + HALO)
+    sub = Grid.of_geobox(grid.geobox()[r0:r1, c0:c1], grid.crs)
+    inside = grid_mask(site, sub)
+    ts = TrackerState.empty(origin, params.ref_depth, len(bands), sub.height, sub.width)
+    used = cf >= params.min_clear_fraction
+    for t, (g, shift) in enumerate(zip(groups, shifts, strict=True)):
+        if used[t]:
+            one = read_pass(g, sub, bands)
+            if shift is not None and shift != (0.0, 0.0):
+                one["reflectance"].values[0] = apply_shift(one["reflectance"].values[0], shift)
+                one["clear"].values[0] = _shift_clear(one["clear"].values[0], shift)
+        else:  # a date too cloudy over the site is only counted: its pixels are not read
+            one = stack_frame([g], sub, bands).assign(
+                reflectance=(("time", "band", "y", "x"),
+                             np.full((1, len(bands), sub.height, sub.width), np.nan, np.float32)),
+                clear=(("time", "y", "x"), np.zeros((1, sub.height, sub.width), bool)))
+        one["clear"] = one["clear"] & xr.DataArray(inside, dims=("y", "x"))
+        track_pixels(one, detector, params, inside=inside, resume=ts, clear_fractions=cf[t:t + 1])
+    keep = (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
+    out: dict[str, np.ndarray] = {name: getattr(ts, name) for name in _PER_DATE}
+    for f in fields(TrackerState):
+        if f.name not in _PER_DATE and f.name != "origin":
+            out[f.name] = getattr(ts, f.name)[(..., *keep)].copy()
+    return out

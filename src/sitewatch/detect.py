@@ -30,7 +30,8 @@ co-registration reference, then again one at a time to track it (:mod:`sitewatch
 changes are those of the run in memory.  A ``series`` run reads every date twice (the reference, then each
 date's shift and clear fraction), then runs the engine on spatial chunks of every used date, as tasks of
 ``DetectConfig.scheduler`` (:mod:`sitewatch.chunked`; a Dask cluster's workers read their chunks themselves).
-Neither result keeps a stack.
+On a Dask cluster a full ``tracker`` run without its stack is cut into chunks too, each tracked date by date
+on a worker (the same result as streaming the whole site).  Neither result keeps a stack.
 
 The ``series`` engine (:mod:`sitewatch.series`, the default of the pairwise detectors) keeps no per-pixel
 state: a change point is found between composites of the looks either side of it, so every run with a new
@@ -61,7 +62,7 @@ import xarray as xr
 from . import __version__
 from ._time import naive_utc
 from .changes import PolygonParams, extract_changes, stack_dates
-from .chunked import registration, run_chunks
+from .chunked import registration, run_chunks, run_tracker_chunks
 from .compute import SCHEDULERS, SYNC, THREADS, check_scheduler, runner
 from .constants import DEFAULT_METHOD, MIN_CLEAR_FRACTION, RECENT_DAYS
 from .detectors import get_detector
@@ -80,7 +81,7 @@ from .series import SERIES_POLYGONS, SeriesParams, composite_history
 from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid, site_passes
 from .store import Store, Transaction
 from .streaming import Scan, passes, require_memory, scan, too_large
-from .tracking import PixelHistory, TrackerState, TrackParams, track_pixels
+from .tracking import PixelHistory, TrackerState, TrackParams, history_of, track_pixels
 from .types import Change, Scene, Site, SiteResult
 
 __all__ = [
@@ -562,8 +563,10 @@ def _counter(stage: str, total: int, progress: Progress | None) -> Callable[[int
 
 
 def _chunked(job: RunJob) -> bool:
-    """Whether ``job`` is a ``series`` run computed chunk by chunk (:mod:`sitewatch.chunked`)."""
-    return job.setup.series and _streams(job.setup, job.plan, job.config)
+    """Whether ``job`` is computed chunk by chunk on a cluster (:mod:`sitewatch.chunked`): a ``series`` run, or a
+    full ``tracker`` run, without its stack."""
+    full = job.plan.meta is None or job.plan.why is not None
+    return _streams(job.setup, job.plan, job.config) and (job.setup.series or full)
 
 
 def _without_stack(job: RunJob) -> RunJob:
@@ -760,6 +763,8 @@ def _track_streamed(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, sc:
     dates before it left."""
     grid = plan.grid
     inside = grid_mask(su.site, grid)
+    if ld.ts is None and cfg.scheduler not in SCHEDULERS:  # a full run on a cluster: chunks as its tasks
+        return _track_tracker_chunks(su, cfg, plan, sc, inside, progress)
     ts = ld.ts or TrackerState.empty(sc.frame["time"].values[0], su.tp.ref_depth, len(su.bands), grid.height,
                                      grid.width)
     shifts = list[tuple[float, float] | None]()
@@ -776,6 +781,18 @@ def _track_streamed(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, sc:
             progress("detect", t + 1, len(sc.groups))
     assert history is not None  # site_passes gives one pass at least
     return _Tracked(sc.frame, history, shifts, ts)
+
+
+def _track_tracker_chunks(su: _Setup, cfg: DetectConfig, plan: _Plan, sc: Scan, inside: np.ndarray,
+                          progress: Progress | None) -> _Tracked:
+    """A full tracker run without the stack on a cluster: each date's shift and clear fraction (a second sweep
+    here), then the dates tracked chunk by chunk on the workers (:func:`sitewatch.chunked.run_tracker_chunks`)."""
+    step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
+    reg = registration(sc, plan.grid, su.bands, COREG_BAND, inside, cfg.coregister, su.tp.min_clear_fraction,
+                       step("register"), sample=False)
+    ts = run_tracker_chunks(sc.groups, plan.grid, su.bands, su.site, su.detector, su.tp, reg,
+                            sc.frame["time"].values[0], scheduler=cfg.scheduler, progress=step("detect"))
+    return _Tracked(sc.frame, history_of(ts), list(reg.shifts), ts)
 
 
 def _track_chunked(su: _Setup, cfg: DetectConfig, plan: _Plan, sc: Scan, progress: Progress | None) -> _Tracked:

@@ -39,7 +39,7 @@ from .detectors.base import MIN_VALID_PIXELS, Detector
 from .masks import clear_fraction
 from .types import ChangeMap
 
-__all__ = ["TrackParams", "PixelHistory", "TrackerState", "track_pixels", "seasonal_reference"]
+__all__ = ["TrackParams", "PixelHistory", "TrackerState", "history_of", "track_pixels", "seasonal_reference"]
 
 
 @dataclass(frozen=True)
@@ -183,12 +183,15 @@ def track_pixels(
     inside: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     resume: TrackerState | None = None,
+    clear_fractions: np.ndarray | None = None,
 ) -> PixelHistory:
     """Run ``detector`` through ``stack`` in time order and return each pixel's change history.
 
     With ``resume`` (the state left by tracking the earlier dates), the stack holds only the dates that
     follow them: tracking goes on from that state, which is updated in place, and the history returned
-    covers every date tracked so far (time indices count from the first one).
+    covers every date tracked so far (time indices count from the first one).  ``clear_fractions``: each
+    date's clear fraction of the whole site, which decides the dates used, when ``stack`` is a part of it
+    (default: over ``inside``).
     """
     refl = stack["reflectance"].values
     clear_all = stack["clear"].values
@@ -198,7 +201,7 @@ def track_pixels(
     ts = resume if resume is not None else TrackerState.empty(stack["time"].values[0], params.ref_depth, nb, h, w)
     t0 = len(ts.days)  # time index of the stack's first date among every date tracked
     site = np.ones((h, w), bool) if inside is None else inside
-    used = _add_dates(ts, stack, site, params.min_clear_fraction)
+    used = _add_dates(ts, stack, site, params.min_clear_fraction, clear_fractions)
     doy0 = _origin_doy(ts.origin)
     for t in range(nt):
         if used[t]:
@@ -210,11 +213,13 @@ def track_pixels(
     return _history(ts)
 
 
-def _add_dates(ts: TrackerState, stack: xr.Dataset, site: np.ndarray, min_clear_fraction: float) -> np.ndarray:
-    """Append the stack's dates to ``ts`` (days since its origin, clear fraction over ``site``, whether clear
-    enough to use); returns whether each of them is used."""
+def _add_dates(ts: TrackerState, stack: xr.Dataset, site: np.ndarray, min_clear_fraction: float,
+               given: np.ndarray | None = None) -> np.ndarray:
+    """Append the stack's dates to ``ts`` (days since its origin, clear fraction over ``site`` unless
+    ``given``, whether clear enough to use); returns whether each of them is used."""
     origin = np.asarray(ts.origin).astype("datetime64[ns]")
-    cf = np.array([clear_fraction(c, site) for c in stack["clear"].values])
+    cf = (np.asarray(given, float) if given is not None
+          else np.array([clear_fraction(c, site) for c in stack["clear"].values]))
     used = cf >= min_clear_fraction
     ts.days = np.concatenate([ts.days, (stack["time"].values - origin) / np.timedelta64(1, "D")])
     ts.used = np.concatenate([ts.used, used])
@@ -367,8 +372,13 @@ def _learn(ts: TrackerState, img: np.ndarray, upd: np.ndarray, k: int) -> None:
     ts.nbuf[ys, xs] = np.minimum(ts.nbuf[ys, xs] + 1, k)
 
 
-def _history(ts: TrackerState) -> PixelHistory:
+def history_of(ts: TrackerState) -> PixelHistory:
     """The history of the changes open in ``ts`` (the arrays of the others reset)."""
+    return _history(ts)
+
+
+def _history(ts: TrackerState) -> PixelHistory:
+    """See :func:`history_of`."""
     state = ts.state
     return PixelHistory(
         changed=state, onset=np.where(state, ts.onset, -1), prev_clear=np.where(state, ts.prev_clear, -1),
