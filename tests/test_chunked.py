@@ -1,7 +1,8 @@
 """The series engine over a site too large to hold (issue #14 item 1, time series; :mod:`sitewatch.chunked`): a
 run in spatial chunks of every used date gives the run in memory when the site is one chunk, finds what it finds
 when the site is cut into many (polygons whole across chunk edges), in a fraction of its memory; every pairwise
-detector runs that way (``--stream`` from the command line: tests/test_streaming.py)."""
+detector runs that way (``--stream`` from the command line: tests/test_streaming.py); a full tracker run in
+chunks (a cluster's way) is the streamed run."""
 
 from __future__ import annotations
 
