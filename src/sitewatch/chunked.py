@@ -266,25 +266,38 @@ def chunk_steps(
     (arrays of the core's shape; dates as positions in ``groups``, the used passes), from the passes read over
     the core and its :data:`HALO` and shifted by ``shifts``, judged with the series' ``stats`` (None: the
     chunk's own) and at each split by its fitted detector of ``splits`` (None: ``detector`` on the chunk)."""
-    rows, cols = core
-    r0, r1 = max(0, rows.start - HALO), min(grid.height, rows.stop + HALO)
-    c0, c1 = max(0, cols.start - HALO), min(grid.width, cols.stop + HALO)
-    sub = Grid.of_geobox(grid.geobox()[r0:r1, c0:c1], grid.crs)
+    sub, keep = _window(grid, core)
     refl = np.empty((len(groups), len(bands), sub.height, sub.width), np.float32)
     clear = np.zeros((len(groups), sub.height, sub.width), bool)
     for t, (g, shift) in enumerate(zip(groups, shifts, strict=True)):
-        one = read_pass(g, sub, bands)
+        one = _registered_pass(g, sub, bands, shift)
         refl[t], clear[t] = one["reflectance"].values[0], one["clear"].values[0]
-        if shift is not None and shift != (0.0, 0.0):  # (0, 0): the reference, kept as it is
-            refl[t] = apply_shift(refl[t], shift)
-            clear[t] = _shift_clear(clear[t], shift)
     inside = grid_mask(site, sub)
     clear &= np.isfinite(refl).all(axis=1) & inside
     if stats is None:
         stats = series_stats(refl, clear, np.arange(len(groups)), params)
     best = composite_steps(refl, clear, list(bands), inside, detector, params, stats, None, splits)
-    keep = (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
     return {name: getattr(best, name)[keep].copy() for name in _FIELDS}
+
+
+def _window(grid: Grid, core: tuple[slice, slice]) -> tuple[Grid, tuple[slice, slice]]:
+    """The grid of the chunk ``core`` of ``grid`` with its :data:`HALO` (cut at the grid's edges), and where the
+    core lies in it."""
+    rows, cols = core
+    r0, r1 = max(0, rows.start - HALO), min(grid.height, rows.stop + HALO)
+    c0, c1 = max(0, cols.start - HALO), min(grid.width, cols.stop + HALO)
+    sub = Grid.of_geobox(grid.geobox()[r0:r1, c0:c1], grid.crs)
+    return sub, (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
+
+
+def _registered_pass(group: list[Scene], sub: Grid, bands: tuple[str, ...], shift: Shift) -> xr.Dataset:
+    """The pass ``group`` read over the window ``sub`` (:func:`sitewatch.stack.read_pass`) and moved by its
+    ``shift`` onto the reference (None or (0, 0): kept as it is)."""
+    one = read_pass(group, sub, bands)
+    if shift is not None and shift != (0.0, 0.0):
+        one["reflectance"].values[0] = apply_shift(one["reflectance"].values[0], shift)
+        one["clear"].values[0] = _shift_clear(one["clear"].values[0], shift)
+    return one
 
 
 #: the side of a chunk of a tracker run (:func:`run_tracker_chunks`): its state is a few images of every band
@@ -337,19 +350,13 @@ def tracker_chunk(
 ) -> dict[str, np.ndarray]:
     """One task of :func:`run_tracker_chunks`: the tracker's state of the chunk ``core`` after every date (the
     per-pixel arrays of the core, and the per-date ones)."""
-    rows, cols = core
-    r0, r1 = max(0, rows.start - HALO), min(grid.height, rows.stop + HALO)
-    c0, c1 = max(0, cols.start - HALO), min(grid.width, cols.stop + HALO)
-    sub = Grid.of_geobox(grid.geobox()[r0:r1, c0:c1], grid.crs)
+    sub, keep = _window(grid, core)
     inside = grid_mask(site, sub)
     ts = TrackerState.empty(origin, params.ref_depth, len(bands), sub.height, sub.width)
     used = cf >= params.min_clear_fraction
     for t, (g, shift) in enumerate(zip(groups, shifts, strict=True)):
         if used[t]:
-            one = read_pass(g, sub, bands)
-            if shift is not None and shift != (0.0, 0.0):
-                one["reflectance"].values[0] = apply_shift(one["reflectance"].values[0], shift)
-                one["clear"].values[0] = _shift_clear(one["clear"].values[0], shift)
+            one = _registered_pass(g, sub, bands, shift)
         else:  # a date too cloudy over the site is only counted: its pixels are not read
             one = stack_frame([g], sub, bands).assign(
                 reflectance=(("time", "band", "y", "x"),
@@ -357,7 +364,6 @@ def tracker_chunk(
                 clear=(("time", "y", "x"), np.zeros((1, sub.height, sub.width), bool)))
         one["clear"] = one["clear"] & xr.DataArray(inside, dims=("y", "x"))
         track_pixels(one, detector, params, inside=inside, resume=ts, clear_fractions=cf[t:t + 1])
-    keep = (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
     out: dict[str, np.ndarray] = {name: getattr(ts, name) for name in _PER_DATE}
     for f in fields(TrackerState):
         if f.name not in _PER_DATE and f.name != "origin":

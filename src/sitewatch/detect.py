@@ -692,7 +692,7 @@ def _load(su: _Setup, plan: _Plan, cfg: DetectConfig, progress: Progress | None)
     if _streams(su, plan, cfg):
         return _load_streamed(su, plan, progress)
     require_memory(su.site.name, len(plan.scenes), len(su.bands), plan.grid, su.engine)
-    step = (lambda d, t: progress("load", d, t)) if progress else None
+    step = _stages(progress)("load")
     stack = load_stack(plan.scenes, plan.grid, su.bands, progress=step)
     b = list(stack["band"].values).index(COREG_BAND)
     why, reason = plan.why, plan.reason
@@ -714,7 +714,7 @@ def _load(su: _Setup, plan: _Plan, cfg: DetectConfig, progress: Progress | None)
 def _load_streamed(su: _Setup, plan: _Plan, progress: Progress | None) -> _Loaded:
     """:func:`_load` without the pixels: the first sweep of :mod:`sitewatch.streaming` over the planned scenes
     (their clear fractions and the clearest date's reference), the same decisions."""
-    step = (lambda d, t: progress("scan", d, t)) if progress else None
+    step = _stages(progress)("scan")
     sc = scan(site_passes(plan.scenes, plan.grid), plan.grid, su.bands, COREG_BAND, step)
     why, reason = plan.why, plan.reason
     if plan.meta is not None and why is None:
@@ -746,7 +746,7 @@ def _track(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, progress: Pr
     grid = plan.grid
     inside = grid_mask(su.site, grid)
     stack["clear"] = stack["clear"] & xr.DataArray(inside, dims=("y", "x"))
-    step = (lambda d, t: progress("detect", d, t)) if progress else None
+    step = _stages(progress)("detect")
     if su.series:
         return _Tracked(stack, composite_history(stack, su.detector, su.sp, inside=inside, progress=step), shifts,
                         None)
@@ -783,11 +783,18 @@ def _track_streamed(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, sc:
     return _Tracked(sc.frame, history, shifts, ts)
 
 
+def _stages(progress: Progress | None) -> Callable[[str], Callable[[int, int], None] | None]:
+    """``stage -> (done, total) callback`` telling ``progress`` of that stage (None without ``progress``)."""
+    if progress is None:
+        return lambda stage: None
+    return lambda stage: (lambda d, t: progress(stage, d, t))
+
+
 def _track_tracker_chunks(su: _Setup, cfg: DetectConfig, plan: _Plan, sc: Scan, inside: np.ndarray,
                           progress: Progress | None) -> _Tracked:
     """A full tracker run without the stack on a cluster: each date's shift and clear fraction (a second sweep
     here), then the dates tracked chunk by chunk on the workers (:func:`sitewatch.chunked.run_tracker_chunks`)."""
-    step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
+    step = _stages(progress)
     reg = registration(sc, plan.grid, su.bands, COREG_BAND, inside, cfg.coregister, su.tp.min_clear_fraction,
                        step("register"), sample=False)
     ts = run_tracker_chunks(sc.groups, plan.grid, su.bands, su.site, su.detector, su.tp, reg,
@@ -799,7 +806,7 @@ def _track_chunked(su: _Setup, cfg: DetectConfig, plan: _Plan, sc: Scan, progres
     """:func:`_track` of the series engine without the stack: each date's shift and clear fraction (a second
     sweep), then the engine on spatial chunks of every used date (:mod:`sitewatch.chunked`)."""
     inside = grid_mask(su.site, plan.grid)
-    step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
+    step = _stages(progress)
     reg = registration(sc, plan.grid, su.bands, COREG_BAND, inside, cfg.coregister, su.sp.min_clear_fraction,
                        step("register"))
     require_clear(su.site.name, reg.clear_fraction, su.sp.min_clear_fraction)  # before any chunk is read
