@@ -177,48 +177,23 @@ def test_first_seen_after_is_the_date_by_which_the_share_was_seen():
     assert _seen_before(np.array([], int), 0.9) == -1
 
 
-def test_changes_first_seen_on_one_date_keep_unique_ids_when_their_short_digests_collide(monkeypatch):
+def test_changes_first_seen_on_one_date_keep_unique_ids_when_their_short_digests_collide():
     # a change id ends in 6 hex digits of a digest: thousands of changes first seen on one date (a large site)
     # share some; those take 12 digits, the others keep theirs
-    import hashlib
+    from sitewatch.detect import carry_ids
 
-    import xarray as xr
+    from .test_report import make_change
 
-    from sitewatch import changes
-    from sitewatch.tracking import PixelHistory
-
-    h, w, nt = 20, 30, 3
-    changed = np.zeros((h, w), bool)
-    for c0 in (2, 10, 20):  # three changes of 4 x 4 pixels, far apart
-        changed[5:9, c0:c0 + 4] = True
-    full = lambda v, dt=np.int32: np.where(changed, v, -1 if dt is np.int32 else 0).astype(dt)  # noqa: E731
-    history = PixelHistory(changed=changed, onset=full(1), prev_clear=full(0), last_hit=full(2),
-                           hits=np.where(changed, 2, 0).astype(np.int32), misses=np.zeros((h, w), np.int32),
-                           onset_score=np.where(changed, 2.0, 0.0).astype(np.float32), used=np.ones(nt, bool),
-                           clear_fraction=np.ones(nt))
-    frame = xr.Dataset(coords={"time": np.array(["2024-01-01", "2024-02-01", "2024-03-01"], "datetime64[ns]")},
-                       attrs={"crs": CRS, "transform": (10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1]),
-                              "scene_ids": ["a", "b", "c"]})
-    plain = changes.extract_changes(history, frame, "s", "cva")
-    assert len({c.change_id for c in plain}) == 3 and all(len(c.change_id.rsplit("-", 1)[1]) == 6 for c in plain)
-
-    real_sha1 = hashlib.sha1
-    calls: list[int] = []
-
-    class Colliding:  # the first two changes' digests share their first 6 digits, the third keeps its own
-        def __init__(self, data: bytes) -> None:
-            calls.append(1)
-            self.real, self.n = real_sha1(data).hexdigest(), len(calls)
-
-        def hexdigest(self) -> str:
-            return "abcdef" + self.real[6:] if self.n <= 2 else self.real
-
-    monkeypatch.setattr(changes.hashlib, "sha1", Colliding)
-    ids = [c.change_id for c in changes.extract_changes(history, frame, "s", "cva")]
+    a = make_change("yard-20240301-abcdef", (0, 4, 0, 4), 1, 2)
+    b = make_change("yard-20240301-abcdef", (10, 14, 10, 14), 1, 2)  # another change, the same 6 digits
+    c = make_change("yard-20240301-123456", (20, 24, 20, 24), 1, 2)
+    out = carry_ids([a, b, c], [])
+    ids = [x.change_id for x in out]
     suffixes = sorted(i.rsplit("-", 1)[1] for i in ids)
     assert len(set(ids)) == 3
     assert sorted(len(x) for x in suffixes) == [6, 12, 12]
-    assert sum(x.startswith("abcdef") for x in suffixes) == 2
+    assert sum(x.startswith("abcdef") for x in suffixes) == 2 and "123456" in suffixes
+    assert carry_ids([a, b, c], []) == out  # the same ids every time
 
 
 def test_a_fresh_change_id_equal_to_a_carried_one_takes_a_longer_id():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,30 +143,19 @@ def extract_changes(
     joined = history.changed | ndimage.binary_closing(history.changed, structure=np.ones((3, 3), bool))
     labels, n = ndimage.label(joined)
     min_px = max(1, int(np.ceil(params.min_area_m2 / abs(transform.a * transform.e))))
-    found: list[tuple[Change, str]] = []
+    out: list[Change] = []
     for lab in range(1, n + 1):
         region = labels == lab
         if int(region.sum()) >= min_px:
-            found.append(_change(ex, history, region, params, min_px))
-    out = _unique_ids(found)
+            out.append(_change(ex, history, region, params, min_px))
     out.sort(key=lambda c: (c.first_seen_before, c.change_id))
     return out
 
 
-def _unique_ids(found: list[tuple[Change, str]]) -> list[Change]:
-    """The changes with unique ids: a change id ends in 6 hex digits of its digest (24 bits), so thousands of
-    changes first seen on one date can share one; the changes of a shared id take 12 digits instead."""
-    count: dict[str, int] = {}
-    for c, _ in found:
-        count[c.change_id] = count.get(c.change_id, 0) + 1
-    return [c if count[c.change_id] == 1 else replace(c, change_id=c.change_id[:-6] + digest[:12])
-            for c, digest in found]
-
-
-def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: PolygonParams,
-            min_px: int) -> tuple[Change, str]:
-    """The change of one region of changed pixels (and the one-pixel gaps between them), and the digest its id
-    ends with (the first 6 hex digits of it)."""
+def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: PolygonParams, min_px: int) -> Change:
+    """The change of one region of changed pixels (and the one-pixel gaps between them).  Its id ends in 6 hex
+    digits of a digest, which thousands of changes of one date may share: :func:`sitewatch.detect.carry_ids`
+    lengthens the shared ones."""
     comp = region & history.changed
     t_first, t_after = _first_seen(history, comp, params, len(ex.dates))
     hits = history.hits[comp]
@@ -179,9 +168,8 @@ def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: 
     geom_native = unary_union(polys)
     t_last = int(history.last_hit[comp].max())
     key = f"{ex.site_name}|{ex.method}|{ex.dates[t_first]:%Y%m%d}|{geom_native.wkt}"
-    digest = hashlib.sha1(key.encode()).hexdigest()
-    cid = f"{_slug(ex.site_name)}-{ex.dates[t_first]:%Y%m%d}-{digest[:6]}"
-    change = Change(
+    cid = f"{_slug(ex.site_name)}-{ex.dates[t_first]:%Y%m%d}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
+    return Change(
         change_id=cid,
         site=ex.site_name,
         geometry=to_crs(geom_native, ex.crs, WGS84),
@@ -196,7 +184,6 @@ def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: 
         method=ex.method,
         provenance=_provenance(ex, history.onset[comp], t_first, t_after, t_last, int(region.sum())),
     )
-    return change, digest
 
 
 def _first_seen(history: PixelHistory, comp: np.ndarray, params: PolygonParams, n_dates: int) -> tuple[int, int]:

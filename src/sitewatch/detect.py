@@ -50,6 +50,7 @@ import sys
 import time
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
@@ -249,7 +250,9 @@ def carry_ids(
 ) -> list[Change]:
     """``changes`` with the ids of the ``previous`` changes they overlap (each id given once, best overlap first).
 
-    Overlap is the shared area over the smaller of the two polygons, so a change that grew keeps its id.
+    Overlap is the shared area over the smaller of the two polygons, so a change that grew keeps its id.  A new
+    id ends in 6 hex digits of a digest (24 bits): thousands of changes first seen on one date can share one,
+    or share one with a carried id; such a new id takes 6 more digits, of its geometry's digest.
     """
     pairs = []
     for i, c in enumerate(changes):
@@ -271,10 +274,9 @@ def carry_ids(
         taken_new.add(i)
         taken_old.add(j)
         out[i] = replace(changes[i], change_id=previous[j].change_id)
-    ids = [c.change_id for c in out]
-    carried = {out[i].change_id for i in taken_new}
-    for i, c in enumerate(out):  # a fresh id (6 digits of a digest) equal to a carried one: 12 digits
-        if i not in taken_new and c.change_id in carried:
+    shared = Counter(c.change_id for c in out)
+    for i, c in enumerate(out):
+        if i not in taken_new and shared[c.change_id] > 1:
             out[i] = replace(c, change_id=c.change_id + hashlib.sha1(c.geometry.wkb).hexdigest()[:6])
     ids = [c.change_id for c in out]
     if len(set(ids)) != len(ids):
