@@ -55,6 +55,16 @@ def test_full_cli_flow(tmp_path, home, make_series):
     rep = tmp_path / "report"
     run("report", "Base One", "-o", rep, home=home)
     assert "Base One" in (rep / "index.html").read_text()
+    # detector parameters: checked before anything is read, recorded with the run
+    p = run("detect", "--site", "B1", "--param", "bogus=1", home=home, ok=False)
+    assert p.returncode == 1 and "'index' has no parameter bogus; its parameters: threshold" in p.stderr
+    p = run("detect", "--site", "B1", "--param", "threshold", home=home, ok=False)
+    assert p.returncode == 1 and "--param wants KEY=VALUE" in p.stderr
+    run("detect", "--site", "B1", "--param", "threshold=0.55", home=home)
+    from sitewatch.settings import get_settings
+    from sitewatch.store import Store
+
+    assert Store(get_settings(home=home).database_url).latest_run("Base One").params["detector"]["threshold"] == 0.55
     run("site", "remove", "Base One", home=home)
     assert "Base One" not in run("site", "list", home=home).stdout
 

@@ -167,14 +167,17 @@ def detect_sites(
     progress: Progress | None = None,
     scheduler: str = THREADS,
     stream: bool | None = None,
+    detector_params: dict[str, Any] | None = None,
 ) -> list[SiteResult | SitewatchError]:
     """:func:`detect_site` for each site of ``names`` (a full run each), in that order: each site's result, or
     the :class:`SitewatchError` that stopped its run (the other sites go on).  Each run is saved in its own
     transaction, by this process; with a Dask cluster as ``scheduler`` the runs are computed by its workers
     (:func:`sitewatch.detect.prepare_sites`).  The results keep no stack.  ``stream``: read each site's dates
-    one at a time (see :class:`sitewatch.detect.DetectConfig`; None: when its stack would not fit)."""
+    one at a time (see :class:`sitewatch.detect.DetectConfig`; None: when its stack would not fit).
+    ``detector_params``: the detector's parameters (its dataclass fields; default: its defaults)."""
     config = DetectConfig(method=method, resolution=resolution, min_clear_fraction=min_clear_fraction,
-                          coregister=coregister, engine=engine, full=True, stream=stream)
+                          coregister=coregister, engine=engine, full=True, stream=stream,
+                          detector_params=detector_params)
     out: list[SiteResult | SitewatchError] = []
     for pending in prepare_sites(store, names, config, progress, scheduler):
         if isinstance(pending, SitewatchError):

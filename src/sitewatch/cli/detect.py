@@ -34,6 +34,9 @@ def detect(
         help="Work in bounded memory: read the dates one at a time (tracker engine) or run the site in spatial "
              "chunks (series engine); or hold the whole stack. Default: stream when the stack would exceed "
              "2 GiB.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help="Detector parameter KEY=VALUE (repeatable), e.g. --param threshold=0.7 (see `sitewatch methods`).")]
+    = None,
 ) -> None:
     """Detect, date and track changes at one site or every site."""
     from ..pipeline import detect_sites
@@ -48,6 +51,7 @@ def detect(
             st, names, method or DEFAULT_METHOD, resolution=cfg.resolution,
             min_clear_fraction=cfg.min_clear_fraction if min_clear is None else min_clear,
             coregister=not no_coregister, progress=cb, engine=engine, scheduler=cfg.scheduler, stream=stream,
+            detector_params=_params(param) or None,
         )
     failed = []
     for name, r in zip(names, results, strict=True):
@@ -69,6 +73,17 @@ def methods() -> None:
 
     for name, text in describe().items():
         console.print(f"[bold]{name}[/]: {text}")
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as detector keyword arguments."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SitewatchError(f"--param wants KEY=VALUE, not {item!r}")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
 
 
 def _parse_value(text: str) -> Any:
@@ -101,11 +116,7 @@ def detect_pair(
     kwargs: dict[str, Any] = {"score_path": score} if score else {}
     if bands:
         kwargs["bands"] = [b.strip() for b in bands.split(",") if b.strip()]
-    for item in param or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SitewatchError(f"--param wants KEY=VALUE, not {item!r}")
-        kwargs[key.strip()] = _parse_value(value.strip())
+    kwargs.update(_params(param))
     with progress() as cb:
         r = _detect_pair(before, after, out, method=method, coregister=coregister, windowed=windowed,
                          workers=workers, progress=lambda d, t: cb("detect", d, t), **kwargs)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._registry import Registry
-from ..errors import AllCloudError, DetectorNotFound, MissingBandError
+from ..errors import AllCloudError, DetectorNotFound, InvalidParameter, MissingBandError
 from ..types import ChangeMap
 
 
@@ -70,8 +70,22 @@ def describe() -> dict[str, str]:
 
 
 def get_detector(name: str, **params: Any) -> Detector:
-    """Build the detector registered under ``name`` with ``params``."""
-    return _REGISTRY[name](**params)
+    """Build the detector registered under ``name`` with ``params``; :class:`InvalidParameter` names a
+    parameter the detector does not have (with those it has) or a value it refuses."""
+    cls = _REGISTRY[name]
+    if dataclasses.is_dataclass(cls):
+        known = [f.name for f in dataclasses.fields(cls) if f.init]
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise InvalidParameter(
+                f"detector {name!r} has no parameter {', '.join(unknown)}; its parameters: {', '.join(known)}"
+            )
+    try:
+        return cls(**params)
+    except InvalidParameter:
+        raise
+    except ValueError as exc:
+        raise InvalidParameter(f"detector {name!r}: {exc}") from None
 
 
 def required_bands(detector: Detector) -> tuple[str, ...]:
