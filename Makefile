@@ -98,6 +98,7 @@ bench-series: $(STAMP)
 # of them (src/sitewatch/models); needs torch (the train extra, a CPU wheel)
 train: $(TRAIN_STAMP)
 	$(BIN)/python -m sitewatch.train
+	$(BIN)/python -m sitewatch.train --bands 6
 
 clean:
 	rm -rf $(VENV) sitewatch-demo .pytest_cache .mypy_cache .ruff_cache

@@ -48,6 +48,8 @@ CITIES = ("aguasclaras", "beihai", "bercy", "cupertino", "mumbai", "nantes", "pa
 DEV_CITIES = ("pisa", "rennes")
 #: The bands of every semi-real scene; a method must run on these alone.
 BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+#: the learned detector's leave-one-city-out models (see :func:`fold_params`)
+FOLDS = Path(__file__).resolve().parent / "models"
 #: ``mask``: the catalog as built, with exact cloud/shadow masks; ``nomask``: its items without ``mask`` assets.
 VARIANTS = ("mask", "nomask")
 #: The tool's baseline, one row per dating mode, always on the catalog with masks (it reads them).
@@ -321,12 +323,17 @@ def run_method(setup: Setup, series: Series, method: str, variant: str, site: Pa
     folder.mkdir(parents=True)
     out = folder / "detections.geojson"
     sw = [setup.sitewatch, "--home", folder / "home"]
+    try:
+        params = fold_params(method, series.city)
+    except FileNotFoundError as exc:
+        cell.error = f"detect: {exc}"
+        return cell
     steps = {
         "source": [*sw, "source", "add", SOURCE, "--stac", series.catalog(variant)],
         "site": [*sw, "site", "add", series.city, "--geojson", site],
         "fetch": [*sw, "fetch"],
         "detect": [*sw, "detect", "--site", series.city, "--method", method,
-                   *(["--engine", setup.engine] if setup.engine else [])],
+                   *(["--engine", setup.engine] if setup.engine else []), *params],
         "export": [*sw, "export", "--site", series.city, "--out", out],
     }
     for step, cmd in steps.items():
@@ -338,6 +345,19 @@ def run_method(setup: Setup, series: Series, method: str, variant: str, site: Pa
             return cell
     _score(setup, series, out, cell)
     return cell
+
+
+def fold_params(method: str, city: str) -> list[str]:
+    """``--param`` options that keep a trained method honest: ``learned`` runs the six-band model trained
+    without ``city`` (``make train`` writes ``benchmarks/models/loco6-<city>.onnx``), never the shipped model,
+    which saw every city; the series have :data:`BANDS` only."""
+    if method != "learned":
+        return []
+    fold = FOLDS / f"loco6-{city}.onnx"
+    if not fold.is_file():
+        raise FileNotFoundError(f"no six-band learned model trained without {city} ({fold}): run "
+                                "`python -m sitewatch.train --bands 6` first")
+    return ["--param", f"model={fold}"]
 
 
 def run_baseline(setup: Setup, series: Series, name: str) -> Cell:

@@ -18,6 +18,7 @@ from sitewatch.detectors import get_detector
 from sitewatch.detectors.learned import (
     MODEL_BANDS,
     PAIR_CHANNELS,
+    SIX_BANDS,
     default_model,
     load_metadata,
     normalise,
@@ -57,35 +58,84 @@ def _scene(seed: int = 0, shape: tuple[int, int] = (96, 120)) -> tuple[np.ndarra
 # ---------------------------------------------------------------------------------------------- model
 
 
-def test_shipped_model_metadata() -> None:
-    meta = load_metadata(default_model())
-    assert tuple(meta["bands"]) == MODEL_BANDS
+MODELS = pytest.mark.parametrize("bands", [MODEL_BANDS, SIX_BANDS], ids=["ten-band", "six-band"])
+
+
+@MODELS
+def test_shipped_model_metadata(bands: tuple[str, ...]) -> None:
+    model = default_model(bands)
+    meta = load_metadata(model)
+    # (the ten-band model was trained before Config had bands: its config does not name them)
+    assert tuple(meta["bands"]) == bands and tuple(meta["config"].get("bands", MODEL_BANDS)) == bands
     assert 0.3 <= meta["threshold"] <= 0.95  # chosen on the training cities
     assert len(meta["train_cities"]) == 10 and meta["held_out"] is None
     loco = meta["loco"]
     assert sorted(loco["per_city"]) == meta["train_cities"]  # every city scored by the model without it
-    assert default_model().stat().st_size < 5_000_000  # small enough to commit
+    assert model.stat().st_size < 5_000_000  # small enough to commit
+
+
+def test_the_ten_band_model_runs_when_the_red_edge_is_there_else_the_six_band_one() -> None:
+    assert default_model(MODEL_BANDS).name == "oscd_siamdiff.onnx"
+    assert default_model(("B01", *MODEL_BANDS, "B09")) == default_model(MODEL_BANDS)
+    assert default_model(SIX_BANDS).name == "oscd_siamdiff6.onnx"
+    assert default_model(MODEL_BANDS[:-1]) == default_model(SIX_BANDS)  # B12 missing: the six-band one says so
+    before, after = _scene(7, (64, 64))
+    six = [MODEL_BANDS.index(b) for b in SIX_BANDS]
+    ten = get_detector("learned").detect(before, after, MODEL_BANDS)
+    only_six = get_detector("learned").detect(before[six], after[six], SIX_BANDS)
+    assert ten.params["model_bands"] == list(MODEL_BANDS) and ten.params["model"].endswith("oscd_siamdiff.onnx")
+    assert only_six.params["model_bands"] == list(SIX_BANDS)
+    assert only_six.params["model"].endswith("oscd_siamdiff6.onnx")
+    assert only_six.threshold == load_metadata(default_model(SIX_BANDS))["threshold"]
+    # an explicit model reads its own bands, whatever else the images have
+    forced = get_detector("learned", model=str(default_model(SIX_BANDS))).detect(before, after, MODEL_BANDS)
+    np.testing.assert_array_equal(forced.score, only_six.score)
+
+
+def test_a_site_run_loads_the_red_edge_only_when_every_scene_has_it() -> None:
+    from datetime import UTC, datetime
+
+    from sitewatch.detect import detector_bands
+    from sitewatch.types import Scene
+
+    def scene(i: int, bands: tuple[str, ...]) -> Scene:
+        return Scene(f"s{i}", f"/x/s{i}.tif", datetime(2024, 1, i + 1, tzinfo=UTC), "EPSG:32631",
+                     (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), 8, 8, (0.0, -80.0, 80.0, 0.0), bands)
+
+    det = get_detector("learned")
+    full = ("B01", *MODEL_BANDS)
+    assert set(detector_bands("s", "learned", det, [scene(0, full), scene(1, full)])[0]) >= set(MODEL_BANDS)
+    mixed = [scene(0, full), scene(1, SIX_BANDS)]
+    bands, usable = detector_bands("s", "learned", det, mixed)
+    assert set(bands) == set(SIX_BANDS) and len(usable) == 2  # no scene left out for an optional band
+    with pytest.raises(MissingBandError, match=r"B11, B12 missing .* method 'learned' needs them"):
+        detector_bands("s", "learned", det, [scene(0, ("B02", "B03", "B04", "B08"))])
 
 
 @pytest.mark.slow
-def test_onnx_matches_torch() -> None:
-    """The shipped ONNX model and its torch weights give the same probabilities (tiled inference included)."""
+@MODELS
+def test_onnx_matches_torch(bands: tuple[str, ...]) -> None:
+    """The shipped ONNX models and their torch weights give the same probabilities (tiled inference
+    included)."""
     torch = _need_torch()
     from sitewatch.detectors.learned import _session
     from sitewatch.train.net import SiamDiff
 
-    meta = load_metadata(default_model())
+    model = default_model(bands)
+    meta = load_metadata(model)
     assert meta["inputs"] == ["before", "after", "pair"]
-    net = SiamDiff(len(MODEL_BANDS), tuple(meta["config"]["widths"]), PAIR_CHANNELS)
-    net.load_state_dict(torch.load(default_model().with_suffix(".pt"), weights_only=True))
+    net = SiamDiff(len(bands), tuple(meta["config"]["widths"]), len(bands) + 2)
+    net.load_state_dict(torch.load(model.with_suffix(".pt"), weights_only=True))
     net.eval()
     before, after = _scene(1, (160, 192))
+    pick = [MODEL_BANDS.index(b) for b in bands]
+    before, after = before[pick], after[pick]
     ok = np.ones(before.shape[1:], bool)
     x1, x2 = normalise(before, ok), normalise(after, ok)
     pair = pair_features(x1, x2)
     with torch.no_grad():
         want = torch.sigmoid(net(*(torch.from_numpy(v)[None] for v in (x1, x2, pair))))[0, 0].numpy()
-    session = _session(str(default_model()), 1)
+    session = _session(str(model), 1)
     (got,) = session.run(None, {"before": x1[None], "after": x2[None], "pair": pair[None]})
     np.testing.assert_allclose(got[0, 0], want, atol=1e-4)
     # one tile covering the whole image: only the border handling differs (mirror padding instead of the
@@ -183,8 +233,10 @@ def test_band_order_and_extra_bands() -> None:
 
 def test_bad_input() -> None:
     before, after = _scene(5, (64, 64))
-    with pytest.raises(MissingBandError, match="B05"):
+    with pytest.raises(MissingBandError, match="B08"):  # the six-band model's first band missing
         get_detector("learned").detect(before[:4], after[:4], MODEL_BANDS[:4])
+    with pytest.raises(MissingBandError, match="B05"):  # a ten-band model asked for
+        get_detector("learned", model=str(default_model())).detect(before[:4], after[:4], MODEL_BANDS[:4])
     with pytest.raises(ValueError, match="threshold"):
         get_detector("learned", threshold=1.5)
     with pytest.raises(ValueError, match="tile"):
@@ -195,16 +247,19 @@ def test_bad_input() -> None:
 
 def test_fit_picks_the_fold_model_without_the_held_out_city(tmp_path: Path) -> None:
     class P:
-        def __init__(self, name: str) -> None:
-            self.name = name
+        def __init__(self, name: str, bands: tuple[str, ...] = ("B01", *MODEL_BANDS)) -> None:
+            self.name, self.bands = name, bands
 
     for held in ("a", "b"):
-        (tmp_path / f"loco-{held}.onnx").write_bytes(b"")
-        (tmp_path / f"loco-{held}.json").write_text(
-            json.dumps({"held_out": held, "train_cities": sorted({"a", "b", "c"} - {held})})
-        )
+        for prefix, bands in (("loco", MODEL_BANDS), ("loco6", SIX_BANDS)):
+            (tmp_path / f"{prefix}-{held}.onnx").write_bytes(b"")
+            (tmp_path / f"{prefix}-{held}.json").write_text(json.dumps(
+                {"held_out": held, "train_cities": sorted({"a", "b", "c"} - {held}), "bands": list(bands)}
+            ))
     det = get_detector("learned", folds=str(tmp_path))
     assert det.fit([P("b"), P("c")], held_out=P("a")) == {"model": str(tmp_path / "loco-a.onnx")}
+    # a pair without the red edge is scored by the six-band fold, as detect() would run the six-band model
+    assert det.fit([P("b")], held_out=P("a", SIX_BANDS)) == {"model": str(tmp_path / "loco6-a.onnx")}
     assert det.fit([P("a"), P("b")], held_out=P("c")) == {}  # the shipped model never saw "c"
     seen = load_metadata(default_model())["train_cities"][0]
     with pytest.raises(FileNotFoundError, match=f"without {seen}"):

@@ -13,9 +13,14 @@ import os
 import stat
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+
+from sitewatch.detectors import base as detector_base
+from sitewatch.detectors.base import band_index
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ is a package at the repo root, not installed
@@ -150,13 +155,13 @@ import json, sys
 json.dump({"type": "FeatureCollection", "features": [{}] * 4}, open(sys.argv[2], "w"))
 """
 
-# methods good, bad and learned (which the real registry says needs B05); the catalog with masks gives 3
+# methods good, bad and rededge (which the registry, given a stand-in, says needs B05); the catalog with masks gives 3
 # detections, the one without gives 1; `detect --method bad` fails like an all-cloud pair
 FAKE_SITEWATCH = """
 import json, pathlib, sys
 args = sys.argv[1:]
 if args[0] == "methods":
-    print("good: a detector that works\\n  over two lines\\nbad: one that fails\\nlearned: needs B05")
+    print("good: a detector that works\\n  over two lines\\nbad: one that fails\\nrededge: needs B05")
     sys.exit(0)
 home, cmd, rest = pathlib.Path(args[1]), args[2], args[3:]
 home.mkdir(parents=True, exist_ok=True)
@@ -183,8 +188,21 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _RedEdge:
+    """A detector that needs a band the semi-real series lack (none of the real ones does any more)."""
+
+    required_bands: ClassVar[tuple[str, ...]] = ("B05",)
+
+    def detect(self, before, after, bands, valid=None):  # noqa: ANN001, ANN201
+        band_index(bands, "B05")
+
+
 @pytest.mark.slow
-def test_run_with_stand_ins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_with_stand_ins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(detector_base._REGISTRY._items, "rededge", _RedEdge)
     tools = tmp_path / "tools"
     tools.mkdir()
     for name, body in (("build_series.py", FAKE_BUILD), ("score_series.py", FAKE_SCORE),
@@ -195,7 +213,7 @@ def test_run_with_stand_ins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (data / "oscd").mkdir(parents=True)
     (data / "eolearn_testeopatch").mkdir()
     out = tmp_path / "series.json"
-    argv = ["--cities", "bercy,pisa", "--methods", "good,bad,learned", "--jobs", "2", "--data-root", str(data),
+    argv = ["--cities", "bercy,pisa", "--methods", "good,bad,rededge", "--jobs", "2", "--data-root", str(data),
             "--tools", str(tools), "--sitewatch", str(sitewatch), "--out", str(out)]
 
     assert sb.main(argv) == 1  # the failing method is recorded, not raised
@@ -203,7 +221,7 @@ def test_run_with_stand_ins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "AllCloudError" in text and "band B05 is missing" in text
     doc = json.loads(out.read_text())
     assert doc["dev_cities"] == ["pisa", "rennes"] and doc["held_out_cities"] == ["bercy"]
-    assert [(m["name"], m["run"]) for m in doc["methods"]] == [("good", True), ("bad", True), ("learned", False)]
+    assert [(m["name"], m["run"]) for m in doc["methods"]] == [("good", True), ("bad", True), ("rededge", False)]
     assert doc["git"] and doc["machine"]["cpu_count"] == os.cpu_count()
     cells = {(r["city"], r["method"], r["variant"]): r for r in doc["results"]}
     assert len(cells) == 2 * (2 * 2 + 2)  # 2 cities x (2 methods x 2 variants + 2 baselines)
@@ -278,3 +296,15 @@ def test_real_series_smallest_city(tmp_path: Path) -> None:
     assert all(r["error"] or r["truth_px"] > 0 for r in doc["results"])
     (city,) = doc["cities"]
     assert city["shape"] == [395, 360] and city["wall_seconds"] > 0
+
+
+def test_learned_runs_each_city_with_the_six_band_fold_that_never_saw_it() -> None:
+    assert sb.fold_params("urban", "bercy") == []
+    (flag, value) = sb.fold_params("learned", "bercy")
+    fold = Path(value.removeprefix("model="))
+    assert flag == "--param" and fold == sb.FOLDS / "loco6-bercy.onnx" and fold.is_file()
+    meta = json.loads(fold.with_suffix(".json").read_text())
+    assert meta["held_out"] == "bercy" and "bercy" not in meta["train_cities"]
+    assert tuple(meta["bands"]) == sb.BANDS
+    with pytest.raises(FileNotFoundError, match="--bands 6"):
+        sb.fold_params("learned", "atlantis")

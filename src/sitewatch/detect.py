@@ -348,10 +348,12 @@ def grid_for_scenes(site: Any, scenes: Iterable[Any], resolution: float) -> Any:
 
 
 def detection_params(method: str, detector: Any, tp: Any, pp: PolygonParams, resolution: float,
-               coregister: bool, grid: Any) -> dict[str, Any]:
-    """The parameters a detection run records (its provenance)."""
+               coregister: bool, grid: Any, bands: Sequence[str] = ()) -> dict[str, Any]:
+    """The parameters a detection run records (its provenance), with what the detector says it will run on
+    ``bands`` (its ``provenance(bands)``, when it has one: the learned detector's model file and digest)."""
+    told = getattr(detector, "provenance", None)
     return {
-        "detector": {"name": method, **params_of(detector)},
+        "detector": {"name": method, **params_of(detector), **(told(tuple(bands)) if told else {})},
         "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
         "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
     }
@@ -359,14 +361,17 @@ def detection_params(method: str, detector: Any, tp: Any, pp: PolygonParams, res
 
 def detector_bands(site_name: str, method: str, detector: Any, scenes: list[Scene]) -> tuple[tuple[str, ...],
                                                                                             list[Scene]]:
-    """The bands a detection run loads (the default six and whatever else ``detector`` needs) and the scenes
-    that have them.
+    """The bands a detection run loads (the default six, whatever else ``detector`` needs, and the bands it can
+    use when every scene has them: its ``optional_bands``) and the scenes that have them.
 
     Scenes without a band the detector needs are left out with a :class:`MissingBandWarning`; when none has
     them, :class:`MissingBandError` names the bands missing and the method.
     """
     need = required_bands(detector)
     bands = tuple(DEFAULT_BANDS) + tuple(b for b in need if missing_bands([b], DEFAULT_BANDS))
+    extra = tuple(b for b in getattr(detector, "optional_bands", ()) if missing_bands([b], bands))
+    if extra and scenes and all(s.bands and not missing_bands(bands + extra, s.bands) for s in scenes):
+        bands += extra
     lacking = {s.scene_id: missing_bands(bands, s.bands) for s in scenes if s.bands}
     lacking = {k: v for k, v in lacking.items() if v}
     usable = [s for s in scenes if s.scene_id not in lacking]
@@ -643,7 +648,7 @@ def _plan(store: Store, su: _Setup, cfg: DetectConfig) -> _Plan:
     # stored state's (another resolution, a redrawn site) is a full run on the new one
     grid = grid_for_scenes(su.site, su.scenes, cfg.resolution)
     params = detection_params(cfg.method, su.detector, su.sp if su.series else su.tp, su.pp, cfg.resolution,
-                              cfg.coregister, grid)
+                              cfg.coregister, grid, su.bands)
     params["engine"] = su.engine
     key = _params_key(params)
     if meta is None or stored is None:

@@ -26,8 +26,10 @@ Steps, each the same for every scene:
 4. **Decision**: change where the probability exceeds ``threshold``: by default the model's own, recorded in
    its metadata, the one with the best pooled F1 on its training cities (never on a city it is scored on).
 
-Needs the ten 10 m and 20 m bands B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 (in L1C and L2A products
-alike; B01, B09, B10 are not used).
+Two models ship: one over the ten 10 m and 20 m bands B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12 (in L1C
+and L2A products alike; B01, B09, B10 are not used), and one over the six B02, B03, B04, B08, B11, B12 that
+every detection run loads (and Landsat has), trained the same way on the same cities, run when the red-edge
+bands are missing.
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ from .. import coreg
 from ..constants import MAX_SHIFT
 from ..errors import ImageryError
 from ..types import ChangeMap
-from .base import MIN_VALID_PIXELS, band_index, check_inputs, register
+from .base import MIN_VALID_PIXELS, band_index, check_inputs, missing_bands, register
 
 __all__ = [
     "MODEL_BANDS",
     "PAIR_CHANNELS",
+    "SIX_BANDS",
     "LearnedDetector",
     "default_model",
     "load_metadata",
@@ -60,23 +63,30 @@ __all__ = [
     "prepare",
 ]
 
-#: The bands the network reads, in this order.
+#: The bands the ten-band network reads, in this order.
 MODEL_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+#: The bands the six-band network reads, in this order: the six every detection run loads (blue, green, red,
+#: NIR and the two SWIR bands), which Landsat and the demo world have too, without Sentinel-2's red edge.
+SIX_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 #: Reflectance floor before the log (deep shadow and water are noise below it).
 FLOOR = 1e-3
-#: Name of the shipped model in ``sitewatch/models``.
+#: Name of the shipped ten-band model in ``sitewatch/models``.
 MODEL_FILE = "oscd_siamdiff.onnx"
+#: Name of the shipped six-band model (:data:`SIX_BANDS`), used when the red-edge bands are missing.
+SIX_MODEL_FILE = "oscd_siamdiff6.onnx"
 #: Input size multiple required by the network (three 2x poolings).
 _MULTIPLE = 8
 #: Bands of the first chi-square map of :func:`pair_features` (the visible ones, as in the ``urban`` detector).
 _VISIBLE = ("B02", "B03", "B04")
-#: Channels of :func:`pair_features`: one z-score per model band and two chi-square maps.
+#: Channels of :func:`pair_features` for the ten-band model: one z-score per model band and two chi-square maps.
 PAIR_CHANNELS = len(MODEL_BANDS) + 2
 
 
-def default_model() -> Path:
-    """Path of the model shipped with the package."""
-    return Path(str(resources.files("sitewatch") / "models" / MODEL_FILE))
+def default_model(bands: Sequence[str] = MODEL_BANDS) -> Path:
+    """Path of the model shipped with the package for ``bands``: the ten-band model when they include
+    :data:`MODEL_BANDS`, else the six-band one (:data:`SIX_BANDS`)."""
+    name = MODEL_FILE if not missing_bands(MODEL_BANDS, bands) else SIX_MODEL_FILE
+    return Path(str(resources.files("sitewatch") / "models" / name))
 
 
 def load_metadata(model: str | Path) -> dict[str, Any]:
@@ -110,8 +120,9 @@ def normalise(img: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 def pair_features(x1: np.ndarray, x2: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
     """Scene-normalised differences of the normalised dates ``x1``/``x2`` ``(band, y, x)``: float32
-    ``(PAIR_CHANNELS, y, x)``, 0 outside ``ok`` (default: where any input is non-zero, as :func:`prepare`
-    leaves the invalid pixels 0).
+    ``(band + 2, y, x)``, 0 outside ``ok`` (default: where any input is non-zero, as :func:`prepare`
+    leaves the invalid pixels 0).  The bands are a model's (:data:`MODEL_BANDS` or :data:`SIX_BANDS`),
+    which both begin with the visible B02, B03, B04.
 
     Channels: per band, ``x2 - x1`` centred on its median and divided by 1.4826 x its MAD over ``ok``
     (clipped to +-10); then ``log1p`` of the mean squared z-score of the visible bands and of all bands,
@@ -132,9 +143,9 @@ def pair_features(x1: np.ndarray, x2: np.ndarray, ok: np.ndarray | None = None) 
             sigma = float(np.std(v)) if v.size else 1.0
             sigma = sigma if sigma > 1e-6 else 1.0
         z[k] = np.where(ok, np.clip((d - med) / sigma, -10.0, 10.0), 0.0)
-    vis = [MODEL_BANDS.index(b) for b in _VISIBLE]
+    vis = [MODEL_BANDS.index(b) for b in _VISIBLE]  # the same first three in SIX_BANDS
     chi = []
-    for sel in (vis, list(range(len(MODEL_BANDS)))):
+    for sel in (vis, list(range(x1.shape[0]))):
         c = ndimage.uniform_filter((z[sel] ** 2).mean(axis=0), 3, mode="nearest")
         chi.append(np.where(ok, np.log1p(c), 0.0).astype(np.float32))
     return np.concatenate([z, np.stack(chi)]).astype(np.float32)
@@ -147,15 +158,16 @@ def prepare(
     valid: np.ndarray | None,
     coregister: bool = True,
     max_shift: float = MAX_SHIFT,
+    model_bands: Sequence[str] = MODEL_BANDS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
     """The network's inputs: ``(x1, x2, ok, shift)``.
 
-    Selects :data:`MODEL_BANDS` (raises :class:`~sitewatch.errors.MissingBandError` when one is missing),
+    Selects ``model_bands`` (raises :class:`~sitewatch.errors.MissingBandError` when one is missing),
     co-registers AFTER onto BEFORE (when ``coregister``; shifts over ``max_shift`` pixels are not applied) and
     normalises both dates (:func:`normalise`).  ``ok`` marks the pixels valid in both.  Training
     (:mod:`sitewatch.train`) uses this same function.
     """
-    idx = [band_index(bands, b) for b in MODEL_BANDS]
+    idx = [band_index(bands, b) for b in model_bands]
     ok = check_inputs(before, after, bands, valid)
     b = before[idx].astype(np.float32)
     a = after[idx].astype(np.float32)
@@ -222,8 +234,9 @@ class LearnedDetector:
     Parameters
     ----------
     model:
-        Path of an ONNX model with its JSON metadata beside it; ``None`` (default): the model shipped with
-        sitewatch, trained on the ten OSCD cities of the shared data.
+        Path of an ONNX model with its JSON metadata beside it (which names the bands it reads); ``None``
+        (default): a model shipped with sitewatch, trained on the ten OSCD cities of the shared data: the
+        ten-band one when the images have :data:`MODEL_BANDS`, else the six-band one (:data:`SIX_BANDS`).
     threshold:
         Probability above which a pixel is change; ``None`` (default): the model's own, chosen on its
         training cities (see its metadata).
@@ -240,12 +253,15 @@ class LearnedDetector:
 
     name: ClassVar[str] = "learned"
     description: ClassVar[str] = (
-        "Learned: small Siamese U-Net (FC-Siam-diff style, onnxruntime) over 10 Sentinel-2 bands and their "
-        "scene-normalised differences, trained on OSCD; per-pixel change probability, threshold chosen on the "
-        "training cities. Needs B02-B08, B8A, B11, B12."
+        "Learned: small Siamese U-Net (FC-Siam-diff style, onnxruntime) over 10 Sentinel-2 bands (or 6 without "
+        "the red edge) and their scene-normalised differences, trained on OSCD; per-pixel change probability, "
+        "threshold chosen on the training cities. Needs B02, B03, B04, B08, B11, B12; uses B05, B06, B07, B8A "
+        "when present."
     )
 
-    required_bands: ClassVar[tuple[str, ...]] = MODEL_BANDS
+    required_bands: ClassVar[tuple[str, ...]] = SIX_BANDS
+    #: loaded when every scene has them: the ten-band model reads them (see :func:`default_model`)
+    optional_bands: ClassVar[tuple[str, ...]] = tuple(b for b in MODEL_BANDS if b not in SIX_BANDS)
     model: str | None = None
     threshold: float | None = None
     tile: int = 256
@@ -266,7 +282,12 @@ class LearnedDetector:
 
     @property
     def model_path(self) -> Path:
-        return Path(self.model) if self.model else default_model()
+        """The model of images with every band of :data:`MODEL_BANDS` (see :meth:`model_for`)."""
+        return self.model_for(MODEL_BANDS)
+
+    def model_for(self, bands: Sequence[str]) -> Path:
+        """The model run on images of ``bands``: :attr:`model`, else the shipped one for them."""
+        return Path(self.model) if self.model else default_model(bands)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -276,6 +297,16 @@ class LearnedDetector:
     def trained_on(self) -> list[str]:
         """Names of the cities the model was trained on (from its metadata)."""
         return list(self.metadata.get("train_cities", []))
+
+    def provenance(self, bands: Sequence[str]) -> dict[str, Any]:
+        """What a run on images of ``bands`` records of the model: its file, digest and bands (a site's
+        detection run keeps it with its parameters)."""
+        path = self.model_for(bands)
+        try:
+            meta = load_metadata(path)
+        except FileNotFoundError as exc:
+            raise ImageryError(str(exc)) from None
+        return {"model_file": path.name, "model_sha256": meta.get("onnx_sha256"), "model_bands": meta.get("bands")}
 
     def fit(self, pairs: Sequence[Any], held_out: Any = None) -> dict[str, Any]:
         """The model to score ``held_out`` (a :class:`benchmarks.datasets.Pair`) with in the benchmark, as
@@ -288,12 +319,18 @@ class LearnedDetector:
         name = getattr(held_out, "name", None)
         if name is None:
             raise ValueError("the learned detector's fit needs the held-out pair (held_out=...)")
+        # the fold of the model that detect() would run on the pair's bands (its ``band_names`` or ``bands``
+        # when it names them; else all of Sentinel-2's)
+        have = getattr(held_out, "band_names", None) or getattr(held_out, "bands", None) or MODEL_BANDS
+        own = load_metadata(self.model_for(have))
+        bands = list(own["bands"])
         if self.folds:
             for meta_path in sorted(Path(self.folds).glob("*.json")):
                 meta = json.loads(meta_path.read_text())
-                if meta.get("held_out") == name and name not in meta.get("train_cities", []):
+                if (meta.get("held_out") == name and name not in meta.get("train_cities", [])
+                        and list(meta.get("bands", MODEL_BANDS)) == bands):
                     return {"model": str(meta_path.with_suffix(".onnx"))}
-        if name not in self.trained_on:
+        if name not in own.get("train_cities", []):
             return {}
         raise FileNotFoundError(
             f"no model was trained without {name}: run `make train` (it writes the leave-one-city-out models to "
@@ -310,18 +347,19 @@ class LearnedDetector:
         """Change probability of every pixel (the score) and the mask where it exceeds the threshold.
 
         ``before`` and ``after`` are float ``(band, y, x)`` reflectance on one grid (NaN = no data).  Pixels
-        outside ``valid`` or without data get score 0 and mask False.  Raises
-        :class:`~sitewatch.errors.MissingBandError` when a band of :data:`MODEL_BANDS` is missing and
+        outside ``valid`` or without data get score 0 and mask False.  The model is :meth:`model_for` ``bands``.
+        Raises :class:`~sitewatch.errors.MissingBandError` when a band the model reads is missing and
         :class:`~sitewatch.errors.ImageryError` when the model file is missing or unreadable.
         """
-        path = self.model_path
+        path = self.model_for(bands)
         try:
             meta = load_metadata(path)
         except FileNotFoundError as exc:
             raise ImageryError(str(exc)) from None
-        if tuple(meta.get("bands", ())) != MODEL_BANDS:
-            raise ImageryError(f"{path}: model bands {meta.get('bands')} differ from {list(MODEL_BANDS)}")
-        x1, x2, ok, shift = prepare(before, after, bands, valid, self.coregister, self.max_shift)
+        model_bands = tuple(meta.get("bands", ()))
+        if model_bands[:3] != _VISIBLE:
+            raise ImageryError(f"{path}: model bands {meta.get('bands')} do not begin with {', '.join(_VISIBLE)}")
+        x1, x2, ok, shift = prepare(before, after, bands, valid, self.coregister, self.max_shift, model_bands)
         try:
             session = _session(str(path.resolve()), self.threads)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
@@ -332,7 +370,7 @@ class LearnedDetector:
         mask = ok & (score > thr)
         params = asdict(self) | {
             "bands": list(bands),
-            "model_bands": list(MODEL_BANDS),
+            "model_bands": list(model_bands),
             "model": str(path),
             "model_sha256": meta.get("onnx_sha256"),
             "trained_on": meta.get("train_cities"),

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..detectors.learned import MODEL_FILE
+from ..detectors.learned import MODEL_BANDS, MODEL_FILE, SIX_BANDS, SIX_MODEL_FILE
 from ..settings import get_settings
 from .fit import THRESHOLD_RULE, Config, choose_threshold, evaluate, scores, train_and_export
 from .oscd import City, cities, load_city
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=Config.threads, help="torch threads per training")
     ap.add_argument("--jobs", type=int, default=2, help="trainings run at once (processes)")
     ap.add_argument("--only", help="comma-separated held-out cities to run (then no final model)")
+    ap.add_argument("--bands", type=int, choices=(10, 6), default=10,
+                    help="the ten-band model (B02-B08, B8A, B11, B12) or the six-band one (B02-B04, B08, B11, B12; "
+                    f"written to {SIX_MODEL_FILE}, its folds to loco6-<city>.onnx)")
     ap.add_argument("--rescore", action="store_true", help="do not train: choose the thresholds of the existing "
                     "models again and score them")
     args = ap.parse_args(argv)
@@ -73,26 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data_root or Path(get_settings().data)
     if not root.is_absolute() and not root.exists():
         root = REPO / root
-    cfg = Config(steps=args.steps, seed=args.seed, threads=args.threads)
+    bands = MODEL_BANDS if args.bands == 10 else SIX_BANDS
+    cfg = Config(steps=args.steps, seed=args.seed, threads=args.threads, bands=bands)
+    model_file, fold_prefix = (MODEL_FILE, "loco") if args.bands == 10 else (SIX_MODEL_FILE, "loco6")
     names = cities(root)
     _log(f"loading {len(names)} OSCD cities from {root}")
     t0 = time.perf_counter()
-    _DATA.update((n, load_city(root, n)) for n in names)
+    _DATA.update((n, load_city(root, n, bands)) for n in names)
     _log(f"  loaded in {time.perf_counter() - t0:.0f} s")
 
     folds = [c.strip() for c in args.only.split(",")] if args.only else names
     tasks: list[tuple[str | None, Config, Path, bool]] = [
-        (h, cfg, args.folds / f"loco-{h}.onnx", args.rescore) for h in folds
+        (h, cfg, args.folds / f"{fold_prefix}-{h}.onnx", args.rescore) for h in folds
     ]
     if not args.only:
-        tasks.append((None, cfg, args.out / MODEL_FILE, args.rescore))
+        tasks.append((None, cfg, args.out / model_file, args.rescore))
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             done = dict(pool.imap_unordered(_job, tasks))
     else:
         done = dict(map(_job, tasks))
 
-    per_city = {h: {**done[h]["held_out_scores"], "model": f"loco-{h}.onnx"} for h in folds}
+    per_city = {h: {**done[h]["held_out_scores"], "model": f"{fold_prefix}-{h}.onnx"} for h in folds}
     totals = {k: sum(v[k] for v in per_city.values()) for k in ("tp", "fp", "fn", "tn")}
     pooled = {**totals, **scores(totals)}
     _log(f"leave-one-city-out, pooled over {len(per_city)} cities: F1 {pooled['f1']:.3f}  "
@@ -104,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             "per_city": per_city,
             "pooled": pooled,
         }
-        (args.out / MODEL_FILE).with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-        _log(f"wrote {args.out / MODEL_FILE} ({time.perf_counter() - t0:.0f} s in all)")
+        (args.out / model_file).with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        _log(f"wrote {args.out / model_file} ({time.perf_counter() - t0:.0f} s in all)")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Protocol (fixed before looking at any held-out score; nothing here is tuned per city):
 
-* inputs: the ten 10/20 m bands, per-image robust log standardisation (:func:`~sitewatch.detectors.learned.prepare`),
-  and the scene-normalised pair features (:func:`~sitewatch.detectors.learned.pair_features`) of the whole city;
+* inputs: the ten 10/20 m bands (or the six of :data:`~sitewatch.detectors.learned.SIX_BANDS`, ``Config.bands``),
+  per-image robust log standardisation (:func:`~sitewatch.detectors.learned.prepare`), and the scene-normalised
+  pair features (:func:`~sitewatch.detectors.learned.pair_features`) of the whole city;
 * samples: random ``crop`` x ``crop`` windows; a city is drawn with probability proportional to the square root
   of its labelled pixels (small cities are not drowned by large ones), and ``change_fraction`` of the windows
   are centred near a changed pixel (change is 0.3-5 % of the pixels);
@@ -35,7 +36,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from .. import __version__
-from ..detectors.learned import FLOOR, MODEL_BANDS, PAIR_CHANNELS, _session, pair_features, predict
+from ..detectors.learned import FLOOR, MODEL_BANDS, _session, pair_features, predict
 from .net import SiamDiff, export_onnx
 from .oscd import City
 
@@ -60,6 +61,7 @@ class Config:
     pair: bool = True
     seed: int = 0
     threads: int = 1
+    bands: tuple[str, ...] = MODEL_BANDS
 
 
 def _seed_all(seed: int, threads: int) -> np.random.Generator:
@@ -80,10 +82,10 @@ def _sample(
     ``w`` (loss weight) ``(B, 1, crop, crop)``."""
     sizes = np.array([math.sqrt(float((c.label >= 0).sum())) for c in cities])
     probs = sizes / sizes.sum()
-    n, c = cfg.crop, len(MODEL_BANDS)
+    n, c = cfg.crop, len(cfg.bands)
     x1 = np.zeros((cfg.batch, c, n, n), np.float32)
     x2 = np.zeros_like(x1)
-    xp = np.zeros((cfg.batch, PAIR_CHANNELS, n, n), np.float32)
+    xp = np.zeros((cfg.batch, c + 2, n, n), np.float32)
     y = np.zeros((cfg.batch, 1, n, n), np.float32)
     w = np.zeros_like(y)
     for b in range(cfg.batch):
@@ -121,7 +123,7 @@ def _sample(
 def train(cities: Sequence[City], cfg: Config, log: Log | None = None) -> SiamDiff:
     """Train a :class:`SiamDiff` on ``cities`` for ``cfg.steps`` steps (seeded, deterministic)."""
     rng = _seed_all(cfg.seed, cfg.threads)
-    net = SiamDiff(len(MODEL_BANDS), cfg.widths, PAIR_CHANNELS if cfg.pair else 0)
+    net = SiamDiff(len(cfg.bands), cfg.widths, len(cfg.bands) + 2 if cfg.pair else 0)
     pairs = [_pair(c) for c in cities]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -224,7 +226,7 @@ def train_and_export(
     net = train(cities, cfg, log)
     seconds = time.perf_counter() - t0
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(net, onnx_path, len(MODEL_BANDS))
+    export_onnx(net, onnx_path, len(cfg.bands))
     if extra.get("held_out") is None:  # the shipped model's torch weights, for the test of its export
         torch.save(net.state_dict(), onnx_path.with_suffix(".pt"))
     threshold, f1_by_threshold = choose_threshold(onnx_path, cities, cfg.threads)
@@ -233,7 +235,7 @@ def train_and_export(
         "architecture": "FC-Siam-diff (Siamese U-Net, shared encoder, |feature difference| skips)"
         + (", pair features into every decoder stage" if cfg.pair else ""),
         "parameters": int(sum(p.numel() for p in net.parameters())),
-        "bands": list(MODEL_BANDS),
+        "bands": list(cfg.bands),
         "normalisation": f"per image and band: log(max(reflectance, {FLOOR})), minus median, divided by "
         "1.4826 x MAD over the valid pixels, clipped to +-10; 0 outside valid pixels",
         "coregistration": "AFTER onto BEFORE by phase correlation on the gradient magnitude, up to 3 px",

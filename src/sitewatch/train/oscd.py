@@ -57,17 +57,17 @@ def _label_path(root: Path, city: str) -> Path:
     return root / "oscd" / LABELS / city / "cm" / f"{city}-cm.tif"
 
 
-def load_city(root: Path, city: str) -> City:
-    """Read, align, co-register and normalise one city, with its label."""
+def load_city(root: Path, city: str, bands: tuple[str, ...] = MODEL_BANDS) -> City:
+    """Read, align, co-register and normalise one city's ``bands``, with its label."""
     folder = root / "oscd" / IMAGES / city
     img_b = read_image(folder / "imgs_1")
     img_a = read_image(folder / "imgs_2")
-    ib = [img_b.bands.index(b) for b in MODEL_BANDS]
-    ia = [img_a.bands.index(b) for b in MODEL_BANDS]
+    ib = [img_b.bands.index(b) for b in bands]
+    ia = [img_a.bands.index(b) for b in bands]
     before = img_b.data[ib]
     after = _warp(img_a.data[ia], img_a, img_b)
     valid = np.isfinite(before).all(axis=0) & np.isfinite(after).all(axis=0)
-    x1, x2, ok, _shift = prepare(before, after, MODEL_BANDS, valid)
+    x1, x2, ok, _shift = prepare(before, after, bands, valid, model_bands=bands)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(_label_path(root, city)) as src:
