@@ -110,6 +110,11 @@ def test_a_site_run_loads_the_red_edge_only_when_every_scene_has_it() -> None:
     assert set(bands) == set(SIX_BANDS) and len(usable) == 2  # no scene left out for an optional band
     with pytest.raises(MissingBandError, match=r"B11, B12 missing .* method 'learned' needs them"):
         detector_bands("s", "learned", det, [scene(0, ("B02", "B03", "B04", "B08"))])
+    # a model given by path: its own bands are needed, no more is optional
+    ten = get_detector("learned", model=str(default_model(MODEL_BANDS)))
+    assert ten.required_bands == MODEL_BANDS and ten.optional_bands == ()
+    with pytest.raises(MissingBandError, match=r"B05, B06, B07, B8A missing"):
+        detector_bands("s", "learned", ten, [scene(0, SIX_BANDS)])
 
 
 @pytest.mark.slow

@@ -259,9 +259,6 @@ class LearnedDetector:
         "when present."
     )
 
-    required_bands: ClassVar[tuple[str, ...]] = SIX_BANDS
-    #: loaded when every scene has them: the ten-band model reads them (see :func:`default_model`)
-    optional_bands: ClassVar[tuple[str, ...]] = tuple(b for b in MODEL_BANDS if b not in SIX_BANDS)
     model: str | None = None
     threshold: float | None = None
     tile: int = 256
@@ -279,6 +276,23 @@ class LearnedDetector:
             raise ValueError(f"learned tile must be a multiple of {_MULTIPLE}, at least 64, not {self.tile!r}")
         if not (isinstance(self.threads, int) and self.threads >= 0):
             raise ValueError(f"learned threads must be a non-negative integer, not {self.threads!r}")
+
+    @property
+    def required_bands(self) -> tuple[str, ...]:
+        """The bands a run must have: those of :attr:`model` when one is given (as its metadata names them),
+        else the six-band model's."""
+        if self.model:
+            try:
+                return tuple(load_metadata(self.model).get("bands", MODEL_BANDS))
+            except FileNotFoundError:  # said when detecting (ImageryError)
+                return SIX_BANDS
+        return SIX_BANDS
+
+    @property
+    def optional_bands(self) -> tuple[str, ...]:
+        """The bands a run loads when every scene has them: the ten-band model's red edge (see
+        :func:`default_model`); none when :attr:`model` is given."""
+        return () if self.model else tuple(b for b in MODEL_BANDS if b not in SIX_BANDS)
 
     @property
     def model_path(self) -> Path:
