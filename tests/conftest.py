@@ -37,9 +37,9 @@ SLOW_FIXTURES = ("demo_run", "semireal_rennes")
 #: demo acceptance comes first of all: it builds the demo world that the other demo tests wait for.
 HEAVY_FIRST = (
     "tests/test_demo_acceptance.py", "semireal", "demo-monitor", "tests/test_demo_methods.py",
-    "tests/test_series_bench.py", "tests/test_demo_world.py", "tests/test_search.py", "tests/test_cloudmask.py",
-    "tests/test_similar.py", "tests/test_web.py", "tests/test_stac_api.py", "tests/test_coreg_real.py",
-    "tests/test_dask.py",
+    "tests/test_demo_wide.py", "tests/test_series_bench.py", "tests/test_demo_world.py", "tests/test_search.py",
+    "tests/test_cloudmask.py", "tests/test_similar.py", "tests/test_web.py", "tests/test_stac_api.py",
+    "tests/test_coreg_real.py", "tests/test_dask.py",
 )
 
 

@@ -43,6 +43,13 @@ class PolygonParams:
     #: it came later; a few pixels that a cloud mask hid on that date (a false cloud on a bright roof) do not
     #: push the whole region's interval back by months.  1.0: every first-seen pixel must have been seen.
     after_share: float = 0.9
+    #: a region whose pixels' mean onset score is below this is not a change (0: every region is).  The
+    #: tracker's hysteresis grows a change into its weak edge pixels so that a road or a roof is drawn whole;
+    #: a region made mostly of such weak pixels (a patch of ground a little brighter under a low sun or a
+    #: snow fringe) is not a change on their account.  The tracker sets it to its detector's own fixed
+    #: threshold (``index``: 0.5, half a pixel turned to mineral ground), so that the region as a whole passes
+    #: the test each of its core pixels passed.
+    min_mean_score: float = 0.0
 
 
 def stack_dates(stack: xr.Dataset) -> list[datetime]:
@@ -146,10 +153,17 @@ def extract_changes(
     out: list[Change] = []
     for lab in range(1, n + 1):
         region = labels == lab
-        if int(region.sum()) >= min_px:
+        if int(region.sum()) >= min_px and _strong(history, region, params.min_mean_score):
             out.append(_change(ex, history, region, params, min_px))
     out.sort(key=lambda c: (c.first_seen_before, c.change_id))
     return out
+
+
+def _strong(history: PixelHistory, region: np.ndarray, min_mean_score: float) -> bool:
+    """Whether the changed pixels of ``region`` score ``min_mean_score`` or more at their onsets, on average."""
+    if min_mean_score <= 0:
+        return True
+    return float(history.onset_score[region & history.changed].mean()) >= min_mean_score
 
 
 def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: PolygonParams, min_px: int) -> Change:

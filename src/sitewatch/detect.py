@@ -347,6 +347,14 @@ def grid_for_scenes(site: Any, scenes: Iterable[Any], resolution: float) -> Any:
     return site_grid(site, resolution, crs=max(crs_counts, key=crs_counts.__getitem__))
 
 
+def tracker_polygons(detector: Any) -> PolygonParams:
+    """The tracker's polygon rules for ``detector``: a change's pixels must pass, on average, the detector's
+    fixed score threshold when it has one (its ``score_threshold``: ``index``'s 0.5; see
+    :attr:`PolygonParams.min_mean_score`); with a threshold chosen per image (``cva``'s Otsu) every region is
+    kept."""
+    return PolygonParams(min_mean_score=float(getattr(detector, "score_threshold", 0.0) or 0.0))
+
+
 def detection_params(method: str, detector: Any, tp: Any, pp: PolygonParams, resolution: float,
                coregister: bool, grid: Any, bands: Sequence[str] = ()) -> dict[str, Any]:
     """The parameters a detection run records (its provenance), with what the detector says it will run on
@@ -621,7 +629,7 @@ def _setup(store: Store, site_name: str, cfg: DetectConfig) -> _Setup:
         raise InvalidParameter(f"unknown detection engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     tp = cfg.track_params or TrackParams(min_clear_fraction=cfg.min_clear_fraction)
     sp = cfg.series_params or SeriesParams(min_clear_fraction=cfg.min_clear_fraction)
-    pp = cfg.polygon_params or (SERIES_POLYGONS if engine == "series" else PolygonParams())
+    pp = cfg.polygon_params or (SERIES_POLYGONS if engine == "series" else tracker_polygons(detector))
     if cfg.coregister:  # the stack is registered onto one reference below: the detector need not do it again
         detector = for_registered_stack(detector)
     bands, scenes = detector_bands(site.name, cfg.method, detector, scenes)

@@ -6,7 +6,7 @@ sun elevation (multiplicative) leave unchanged:
 * bare or built: NDVI = (B08 - B04)/(B08 + B04) low (roofs, concrete, gravel, soil, rock);
 * painted or camouflaged: NDVI vegetation-like (> ``camo_ndvi``) but NDMI = (B08 - B11)/(B08 + B11) far
   below it (NDVI - NDMI > ``camo_gap``), which live vegetation never shows (leaf water absorbs SWIR): a
-  roof painted green is dry in SWIR;
+  roof painted green is dry in SWIR, and flat across it (the plant-matter gate below applies to it too);
 * never water or snow: (B03 - B11)/(B03 + B11) > 0 (MNDWI/NDSI) means water, snow or cloud, not ground;
 * never dry plant matter: NDTI = (B11 - B12)/(B11 + B12) above ``residue_ndti`` is the cellulose and lignin
   absorption near 2.1 um of dormant grass, stubble and litter; soil, rock, gravel, concrete and metal lie
@@ -60,6 +60,12 @@ class IndexDetector:
     dark: float = 0.08
     softness: float = 0.04
 
+    @property
+    def score_threshold(self) -> float:
+        """The fixed score above which a pixel is change (the tracker holds a change's region to it too:
+        :func:`sitewatch.detect.tracker_polygons`)."""
+        return self.threshold
+
     def _indices(self, image: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
         g = image[band_index(bands, "B03")]
         r = image[band_index(bands, "B04")]
@@ -84,7 +90,10 @@ class IndexDetector:
         k = self.softness
         bare = _sigmoid((self.bare_ndvi - ix["ndvi"]) / k) * ix["mineral"]
         dryness = ix["ndvi"] - ix["ndmi"]  # dry for its greenness: live leaves hold water, paint does not
-        camo = _sigmoid((ix["ndvi"] - self.camo_ndvi) / k) * _sigmoid((dryness - self.camo_gap) / (k * 0.75))
+        # paint is dry in both SWIR bands (mineral, as for bare ground): vegetation, even dark winter conifers
+        # whose NIR sags below their SWIR under a low sun, keeps the water and cellulose dip at 2.2 um
+        camo = (_sigmoid((ix["ndvi"] - self.camo_ndvi) / k) * _sigmoid((dryness - self.camo_gap) / (k * 0.75))
+                * ix["mineral"])
         return np.maximum(bare, camo) * ix["gate"]
 
     def detect(
