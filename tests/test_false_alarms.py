@@ -27,7 +27,7 @@ def _history(scores: list[tuple[tuple[slice, slice], float]], shape=(40, 40)) ->
     n = 4
     h = PixelHistory(
         changed=changed, onset=np.where(changed, 2, -1), prev_clear=np.where(changed, 1, -1),
-        last_hit=np.where(changed, 3, -1), hits=np.where(changed, 2, 0), misses=np.zeros(shape, np.int32),
+        last_hit=np.where(changed, 2, -1), hits=np.where(changed, 1, 0), misses=np.zeros(shape, np.int32),
         onset_score=onset_score, used=np.ones(n, bool), clear_fraction=np.ones(n),
     )
     times = np.array([np.datetime64("2024-01-01") + np.timedelta64(30 * t, "D") for t in range(n)],
@@ -38,7 +38,7 @@ def _history(scores: list[tuple[tuple[slice, slice], float]], shape=(40, 40)) ->
     return h, st
 
 
-def test_a_tracked_region_must_pass_the_detectors_threshold_on_average():
+def test_a_region_seen_once_must_pass_the_detectors_threshold_on_average():
     strong = (slice(2, 12), slice(2, 12))  # a roof: its pixels well over the threshold
     weak = (slice(20, 30), slice(20, 30))  # ground grown by hysteresis from a few pixels just over it
     h, st = _history([(strong, 0.9), (weak, 0.42)])
@@ -46,6 +46,12 @@ def test_a_tracked_region_must_pass_the_detectors_threshold_on_average():
     assert len(extract_changes(h, st, "s", "index")) == 2  # no rule: both
     (kept,) = extract_changes(h, st, "s", "index", PolygonParams(min_mean_score=0.5))
     assert kept.score == pytest.approx(0.9) and kept.area_m2 == pytest.approx(10_000)
+    assert kept.status == "probable"
+    # seen again on a later clear look, the weak region is a change: two looks are evidence enough
+    h.hits[weak] = 2
+    weak_again = [c for c in extract_changes(h, st, "s", "index", PolygonParams(min_mean_score=0.5))
+                  if c.status == "confirmed"]
+    assert len(weak_again) == 1 and weak_again[0].score < 0.5
     assert tracker_polygons(get_detector("index")).min_mean_score == 0.5
     assert tracker_polygons(get_detector("index", threshold=0.7)).min_mean_score == 0.7
     assert tracker_polygons(get_detector("cva")).min_mean_score == 0.0  # Otsu per date: no fixed threshold

@@ -43,12 +43,12 @@ class PolygonParams:
     #: it came later; a few pixels that a cloud mask hid on that date (a false cloud on a bright roof) do not
     #: push the whole region's interval back by months.  1.0: every first-seen pixel must have been seen.
     after_share: float = 0.9
-    #: a region whose pixels' mean onset score is below this is not a change (0: every region is).  The
-    #: tracker's hysteresis grows a change into its weak edge pixels so that a road or a roof is drawn whole;
-    #: a region made mostly of such weak pixels (a patch of ground a little brighter under a low sun or a
-    #: snow fringe) is not a change on their account.  The tracker sets it to its detector's own fixed
-    #: threshold (``index``: 0.5, half a pixel turned to mineral ground), so that the region as a whole passes
-    #: the test each of its core pixels passed.
+    #: a region seen on one look (probable) whose pixels' mean onset score is below this is not a change (0:
+    #: every region is).  The tracker's hysteresis grows a change into its weak edge pixels so that a road or
+    #: a roof is drawn whole; a region made mostly of such weak pixels, seen once (a patch of ground a little
+    #: brighter under a low sun or a snow fringe), is not a change on their account; seen again, it is.  The
+    #: tracker sets it to its detector's own fixed threshold (``index``: 0.5, half a pixel turned to mineral
+    #: ground), so that a region seen once passes, as a whole, the test each of its core pixels passed.
     min_mean_score: float = 0.0
 
 
@@ -160,10 +160,17 @@ def extract_changes(
 
 
 def _strong(history: PixelHistory, region: np.ndarray, min_mean_score: float) -> bool:
-    """Whether the changed pixels of ``region`` score ``min_mean_score`` or more at their onsets, on average."""
+    """Whether the changed pixels of ``region`` score ``min_mean_score`` or more at their onsets, on average,
+    or were seen again (confirmed: a second clear look is evidence enough)."""
     if min_mean_score <= 0:
         return True
-    return float(history.onset_score[region & history.changed].mean()) >= min_mean_score
+    comp = region & history.changed
+    return float(history.onset_score[comp].mean()) >= min_mean_score or _confirmed(history.hits[comp])
+
+
+def _confirmed(hits: np.ndarray) -> bool:
+    """Whether most of a change's pixels were flagged on a second clear look."""
+    return float((hits >= 2).mean()) >= 0.5
 
 
 def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: PolygonParams, min_px: int) -> Change:
@@ -174,7 +181,7 @@ def _change(ex: _Extraction, history: PixelHistory, region: np.ndarray, params: 
     t_first, t_after = _first_seen(history, comp, params, len(ex.dates))
     hits = history.hits[comp]
     misses = history.misses[comp]
-    confirmed = float((hits >= 2).mean()) >= 0.5
+    confirmed = _confirmed(hits)
     persistence = float((hits / np.maximum(hits + misses, 1)).mean())
     score = float(history.onset_score[comp].mean())
     filled = _fill_small_holes(region, min_px)

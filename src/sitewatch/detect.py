@@ -348,8 +348,8 @@ def grid_for_scenes(site: Any, scenes: Iterable[Any], resolution: float) -> Any:
 
 
 def tracker_polygons(detector: Any) -> PolygonParams:
-    """The tracker's polygon rules for ``detector``: a change's pixels must pass, on average, the detector's
-    fixed score threshold when it has one (its ``score_threshold``: ``index``'s 0.5; see
+    """The tracker's polygon rules for ``detector``: the pixels of a change seen once must pass, on average,
+    the detector's fixed score threshold when it has one (its ``score_threshold``: ``index``'s 0.5; see
     :attr:`PolygonParams.min_mean_score`); with a threshold chosen per image (``cva``'s Otsu) every region is
     kept."""
     return PolygonParams(min_mean_score=float(getattr(detector, "score_threshold", 0.0) or 0.0))
