@@ -63,7 +63,7 @@ from .compute import THREADS, runner
 from .coreg import apply_shift, register
 from .detectors.base import MIN_VALID_PIXELS, change_map
 from .masks import clear_fraction
-from .series import SCATTER_SAMPLE, SeriesParams, SeriesStats, Steps, composite_steps, median_looks, series_stats
+from .series import SCATTER_SAMPLE, SeriesParams, SeriesStats, Steps, composite_steps, series_stats, split_composites
 from .stack import Grid, grid_mask, read_pass, stack_frame
 from .streaming import Scan, passes
 from .tracking import PixelHistory, TrackerState, TrackParams, track_pixels
@@ -203,11 +203,9 @@ def fit_splits(detector: Any, reg: DateSweep, bands: Sequence[str],
     if not callable(getattr(detector, "fit_windowed", None)):
         return None
     out: list[SplitModel | None] = []
-    n = len(reg.used)
-    for j in range(1, n):
-        pre, n_pre = median_looks(reg.sample, reg.sample_clear, list(range(max(0, j - params.depth), j)))
-        post, n_post = median_looks(reg.sample, reg.sample_clear, list(range(j, min(n, j + params.depth))))
-        ok = (n_pre >= params.min_looks) & (n_post > 0)
+    used = list(range(len(reg.used)))  # the lattice's looks are of the used dates only
+    for j in range(1, len(used)):
+        pre, post, ok = split_composites(reg.sample, reg.sample_clear, used, j, params)
         if int(ok.sum()) < MIN_VALID_PIXELS:
             out.append(None)
             continue

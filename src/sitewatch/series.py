@@ -53,7 +53,7 @@ from .masks import clear_fraction
 from .tracking import PixelHistory
 
 __all__ = ["SeriesParams", "SeriesStats", "Steps", "composite_history", "composite_steps", "median_looks",
-           "series_stats", "SCATTER_SAMPLE", "SERIES_POLYGONS"]
+           "series_stats", "split_composites", "SCATTER_SAMPLE", "SERIES_POLYGONS"]
 
 #: the differences of consecutive looks :func:`series_stats` measures the scatter on (see :func:`_band_scatter`)
 SCATTER_SAMPLE = 200_000
@@ -120,6 +120,15 @@ class SeriesStats:
     limit: float  # the chi-square no-change limit at ``alpha``
 
 
+def split_composites(refl: np.ndarray, clear_u: np.ndarray, used: list[int], j: int,
+                     params: SeriesParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1 of the module at split ``j`` of the dates ``used``: the composites of up to ``params.depth`` clear
+    looks before and from it, and the pixels they judge (``params.min_looks`` looks before, one after)."""
+    pre, n_pre = median_looks(refl, clear_u, used[max(0, j - params.depth):j])
+    post, n_post = median_looks(refl, clear_u, used[j:j + params.depth])
+    return pre, post, (n_pre >= params.min_looks) & (n_post > 0)
+
+
 def series_stats(refl: np.ndarray, clear_u: np.ndarray, used: np.ndarray, params: SeriesParams,
                  scatter_sample: int = SCATTER_SAMPLE) -> SeriesStats:
     """The :class:`SeriesStats` of the looks ``refl`` (time, band, ...) clear where ``clear_u`` (time, ...) on
@@ -152,9 +161,8 @@ def composite_steps(
     used = [int(t) for t in stats.used]
     n_split = max(0, len(used) - 1)
     for j in range(1, len(used)):
-        pre, n_pre = median_looks(refl, clear_u, used[max(0, j - params.depth):j])
-        post, n_post = median_looks(refl, clear_u, used[j:j + params.depth])
-        valid = (n_pre >= params.min_looks) & (n_post > 0) & site
+        pre, post, judged = split_composites(refl, clear_u, used, j, params)
+        valid = judged & site
         judge = detector if split_detectors is None else split_detectors[j - 1]
         if judge is not None and int(valid.sum()) >= MIN_VALID_PIXELS:
             cmap = judge.detect(pre, post, bands, valid=valid)
