@@ -72,3 +72,26 @@ def test_a_camouflage_roof_is_dry_paint_not_dark_winter_conifers():
     winter = _pixel([0.02, 0.04, 0.02, 0.13, 0.14, 0.08])
     assert index.membership(winter, BANDS).max() < 0.1
     assert not index.detect(autumn, winter, BANDS).mask.any()
+
+
+def test_the_alert_floor_is_the_detectors_fixed_score_threshold_as_its_run_recorded_it():
+    from types import SimpleNamespace
+
+    from sitewatch.detect import detection_params
+    from sitewatch.store.records import AlertRule
+    from sitewatch.tracking import TrackParams
+
+    grid = SimpleNamespace(crs="EPSG:32652", transform=(10.0, 0.0, 0.0, 0.0, -10.0, 0.0), width=4, height=4)
+
+    def change(method: str, score: float, **det: object) -> SimpleNamespace:
+        params = detection_params(method, get_detector(method, **det), TrackParams(), PolygonParams(), 10.0, True,
+                                  grid)
+        return SimpleNamespace(area_m2=1000.0, score=score, provenance={"params": params})
+
+    assert change("index", 0.4).provenance["params"]["detector"]["score_threshold"] == 0.5
+    assert not AlertRule("s").admits(change("index", 0.4)) and AlertRule("s").admits(change("index", 0.6))
+    assert not AlertRule("s").admits(change("index", 0.6, threshold=0.7))
+    assert AlertRule("s", min_score=0.3).admits(change("index", 0.4))
+    # a threshold chosen per scene ("otsu") or a false-alarm rate (urban's alpha) is no score floor
+    assert "score_threshold" not in change("cva", 0.1).provenance["params"]["detector"]
+    assert AlertRule("s").admits(change("cva", 0.1)) and AlertRule("s").admits(change("urban", 1e-9))

@@ -18,8 +18,9 @@ raises none twice.  Each site may have a rule: a minimum area (m²), the classes
 when a change carries a class, in ``provenance["class"]``), and quiet hours (UTC), during which alerts are
 stored and shown in the feed but their deliveries are held until the quiet hours end.  A change raises
 alerts only when its score (the detector's score at onset, averaged over the change's pixels, edge pixels
-grown by hysteresis included) reaches the rule's minimum score, by default the detector's own per-pixel
-threshold (``index``: 0.5, half a pixel turned to mineral ground): a change made mostly of weak edge pixels
+grown by hysteresis included) reaches the rule's minimum score, by default the detector's own fixed score
+threshold when it has one (``index``: 0.5, half a pixel turned to mineral ground; none for a threshold chosen
+per scene, as ``cva``'s Otsu): a change made mostly of weak edge pixels
 around a few flagged ones (a meadow browning on a sunny slope after a long gap) is tracked but not announced.
 
 This module holds the alerting policy; its queries are :class:`sitewatch.store.repos.AlertRepo`'s.

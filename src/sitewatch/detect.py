@@ -357,11 +357,15 @@ def tracker_polygons(detector: Any) -> PolygonParams:
 
 def detection_params(method: str, detector: Any, tp: Any, pp: PolygonParams, resolution: float,
                coregister: bool, grid: Any, bands: Sequence[str] = ()) -> dict[str, Any]:
-    """The parameters a detection run records (its provenance), with what the detector says it will run on
-    ``bands`` (its ``provenance(bands)``, when it has one: the learned detector's model file and digest)."""
+    """The parameters a detection run records (its provenance), with the detector's fixed score threshold when
+    it has one (``score_threshold``: the floor of its changes' alerts, :meth:`AlertRule.admits
+    <sitewatch.store.records.AlertRule.admits>`) and what it says it will run on ``bands`` (its
+    ``provenance(bands)``, when it has one: the learned detector's model file and digest)."""
     told = getattr(detector, "provenance", None)
+    floor = getattr(detector, "score_threshold", None)
     return {
-        "detector": {"name": method, **params_of(detector), **(told(tuple(bands)) if told else {})},
+        "detector": {"name": method, **params_of(detector), **({"score_threshold": float(floor)} if floor else {}),
+                     **(told(tuple(bands)) if told else {})},
         "tracking": asdict(tp), "polygons": asdict(pp), "resolution": resolution, "coregister": coregister,
         "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
     }

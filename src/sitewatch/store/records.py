@@ -49,8 +49,8 @@ class AlertRule:
         if change.area_m2 < self.min_area_m2:
             return False
         floor = self.min_score
-        if floor is None:
-            floor = (change.provenance.get("params") or {}).get("detector", {}).get("threshold")
+        if floor is None:  # the detector's fixed score threshold, as its run recorded it (none: no floor)
+            floor = (change.provenance.get("params") or {}).get("detector", {}).get("score_threshold")
         if floor is not None and change.score < float(floor):
             return False
         cls = change.provenance.get("class")
