@@ -101,6 +101,14 @@ def load_metadata(model: str | Path) -> dict[str, Any]:
     return data
 
 
+def _run_metadata(model: Path) -> dict[str, Any]:
+    """:func:`load_metadata` for a run: a missing model is an :class:`~sitewatch.errors.ImageryError`."""
+    try:
+        return load_metadata(model)
+    except FileNotFoundError as exc:
+        raise ImageryError(str(exc)) from None
+
+
 def normalise(img: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Per-band robust standardisation of ``log(max(img, FLOOR))`` over the pixels ``ok``; 0 outside them.
 
@@ -316,10 +324,7 @@ class LearnedDetector:
         """What a run on images of ``bands`` records of the model: its file, digest and bands (a site's
         detection run keeps it with its parameters)."""
         path = self.model_for(bands)
-        try:
-            meta = load_metadata(path)
-        except FileNotFoundError as exc:
-            raise ImageryError(str(exc)) from None
+        meta = _run_metadata(path)
         return {"model_file": path.name, "model_sha256": meta.get("onnx_sha256"), "model_bands": meta.get("bands")}
 
     def fit(self, pairs: Sequence[Any], held_out: Any = None) -> dict[str, Any]:
@@ -366,10 +371,7 @@ class LearnedDetector:
         :class:`~sitewatch.errors.ImageryError` when the model file is missing or unreadable.
         """
         path = self.model_for(bands)
-        try:
-            meta = load_metadata(path)
-        except FileNotFoundError as exc:
-            raise ImageryError(str(exc)) from None
+        meta = _run_metadata(path)
         model_bands = tuple(meta.get("bands", ()))
         if model_bands[:3] != _VISIBLE:
             raise ImageryError(f"{path}: model bands {meta.get('bands')} do not begin with {', '.join(_VISIBLE)}")
