@@ -239,14 +239,20 @@ def test_serve_listens_on_loopback_and_refuses_a_public_address_without_a_secret
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         doc = None
-        for _ in range(100):
+        # the server is up when it answers; a loaded machine (the suite on every core) can take a while to
+        # import it, so wait while the process lives, up to two minutes
+        deadline = time.monotonic() + 120
+        while doc is None and proc.poll() is None and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=2) as resp:
                     doc = json.load(resp)
-                break
             except OSError:
                 time.sleep(0.2)
-        assert doc is not None and doc["info"]["title"] == "sitewatch", proc.stderr
+        if doc is None:
+            proc.terminate()
+            code, err = proc.wait(10), proc.stderr.read().decode()[-2000:]
+            pytest.fail(f"sitewatch serve did not answer (exit code {code}): {err}")
+        assert doc["info"]["title"] == "sitewatch"
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/sites")
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(req, timeout=5)
