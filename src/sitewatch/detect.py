@@ -233,8 +233,16 @@ def _pack(ts: TrackerState, ref_band: np.ndarray, ref_clear: np.ndarray) -> byte
 
 
 def _unpack(data: bytes) -> tuple[TrackerState, np.ndarray, np.ndarray]:
+    """The arrays :func:`_pack` wrote; those an older sitewatch did not keep (the pending onsets of stale
+    references, added after 0.1.0) as a new state has them (none)."""
     with np.load(io.BytesIO(data)) as z:
-        ts = TrackerState(origin=z["origin"][0], **{name: z[name].copy() for name in _ARRAYS})
+        arrays = {name: z[name].copy() for name in _ARRAYS if name in z.files}
+        missing = [name for name in _ARRAYS if name not in arrays]
+        if missing:
+            buf = arrays["buf"]
+            fresh = TrackerState.empty(z["origin"][0], buf.shape[0], buf.shape[1], *buf.shape[2:])
+            arrays.update({name: getattr(fresh, name) for name in missing})
+        ts = TrackerState(origin=z["origin"][0], **arrays)
         return ts, z["ref_band"].copy(), z["ref_clear"].copy()
 
 

@@ -17,6 +17,15 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
   that went from a bare look to a green one within the last ``cycle_days`` is in a land-use cycle (a field
   ploughed in spring, green in summer, harvested in autumn): its next bare look is not an onset.
 
+* *Stale references*: a pixel seen clear again after ``stale_days`` or more without a clear look (a winter
+  under snow, a monsoon under cloud) cannot open a change on a weak flag of that look alone (a score under
+  ``stale_margin`` x the detector's threshold, on average over the connected pixels flagged): its reference
+  is a season old, and the first ground after snow (wet, with patches of snow the mask misses) or after
+  months of rain is unlike anything it shows again, but only just.  Such an onset *pends*: if the pixel's
+  next clear look is flagged too, the change opens, dated from the pending look (first seen between the
+  last clear look before it and that look, two hits); if not, the pending look is forgotten.  A strong
+  flag (a roof built over the winter) opens at once.
+
 Flags are grown by hysteresis: pixels scoring over ``hysteresis`` x the detector's threshold join a flagged
 neighbour, so the mixed pixels along a road or a roof's edge come with it.
 
@@ -51,6 +60,8 @@ class TrackParams:
     seasonal: bool = True
     cycle_days: int = 400
     hysteresis: float = 0.6
+    stale_days: float = 90.0
+    stale_margin: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,9 @@ class TrackerState:
     last_art: np.ndarray
     regrown: np.ndarray
     season: np.ndarray
+    pend: np.ndarray  # int (y, x): time index of a pending onset on a stale reference (-1 = none)
+    pend_prev: np.ndarray  # int (y, x): the pixel's last clear look before its pending onset
+    pend_score: np.ndarray  # float32 (y, x): the detector's score of the pending onset
 
     @classmethod
     def empty(cls, origin: np.datetime64, k: int, nb: int, h: int, w: int) -> TrackerState:
@@ -108,6 +122,8 @@ class TrackerState:
             misses=np.zeros((h, w), np.int32), consec=np.zeros((h, w), np.int32),
             onset_score=np.zeros((h, w), np.float32), last_art=np.full((h, w), np.nan),
             regrown=np.full((h, w), np.nan), season=np.full((h, w), np.nan),
+            pend=np.full((h, w), -1, np.int32), pend_prev=np.full((h, w), -1, np.int32),
+            pend_score=np.zeros((h, w), np.float32),
         )
 
 
@@ -242,12 +258,14 @@ def _track_date(
     references.  ``ts`` is updated in place."""
     look = _compare(ts, detector, params, bands, img, clear, tg)
     new, held = _onsets(ts, detector, params, bands, img, clear, look.flag, ts.days[tg], doy, doy0)
-    _start(ts, new, tg, look.score)
+    confirmed, pending = _pend(ts, look, new, tg, params.stale_days, params.stale_margin)
+    _start(ts, new & ~pending & ~confirmed, tg, look.score)
+    _start_pended(ts, confirmed, tg)
     _persist(ts, look, new, tg)
     _revert(ts, params.max_misses)
-    # a look flagged but held back (a season, a cycle) stays out of the reference: were it let in, a
-    # lasting change on such land would become its own reference and never be seen
-    _learn(ts, img, clear & ~ts.state & ~held, params.ref_depth)
+    # a look flagged but held back (a season, a cycle) or pending stays out of the reference: were it let
+    # in, a lasting change on such land would become its own reference and never be seen
+    _learn(ts, img, clear & ~ts.state & ~held & ~pending, params.ref_depth)
     ts.last_clear[clear] = tg
 
 
@@ -259,6 +277,7 @@ class _Look:
     still: np.ndarray  # bool: unlike the (frozen, pre-change) reference: a hit for a changed pixel
     score: np.ndarray  # float32: the detector's score of an onset
     valid: np.ndarray  # bool: the pixels the date judges (clear, with a reference)
+    threshold: float = 0.0  # the detector's threshold of this date's score
 
 
 def _compare(
@@ -289,7 +308,7 @@ def _compare(
             )
     flag = _grow(onset_map, valid, params.hysteresis)
     still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
-    return _Look(flag=flag, still=still, score=onset_map.score, valid=valid)
+    return _Look(flag=flag, still=still, score=onset_map.score, valid=valid, threshold=float(onset_map.threshold))
 
 
 def _onsets(
@@ -318,6 +337,54 @@ def _onsets(
         ts.regrown[regrow] = days
         ts.last_art[clear & (m_now > 0.08)] = days
     return new, candidates & ~new
+
+
+def _pend(
+    ts: TrackerState, look: _Look, new: np.ndarray, tg: int, stale_days: float, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets on a stale reference (see the module's docstring): returns the pending onsets this look
+    confirms (flagged again: they open now, dated from the pending look) and the onsets that pend from this
+    look on.  A pending pixel that this look judges and does not flag forgets its pending onset."""
+    waiting = ts.pend >= 0
+    judged = waiting & look.valid
+    confirmed = judged & new
+    ts.pend[judged & ~new] = -1  # not flagged again (or held back as its season or cycle): forgotten
+    if stale_days <= 0:
+        return confirmed, np.zeros_like(new)
+    seen = ts.last_clear >= 0
+    gap = np.zeros(new.shape)
+    gap[seen] = ts.days[tg] - ts.days[ts.last_clear[seen]]
+    stale = new & ~confirmed & seen & (gap >= stale_days)
+    pending = stale & _weak(stale, look.score, margin * look.threshold)
+    ts.pend[pending] = tg
+    ts.pend_prev[pending] = ts.last_clear[pending]
+    ts.pend_score[pending] = look.score[pending]
+    return confirmed, pending
+
+
+def _weak(mask: np.ndarray, score: np.ndarray, bar: float) -> np.ndarray:
+    """The pixels of ``mask``'s connected regions (8-connected) whose mean ``score`` is under ``bar``."""
+    if not mask.any():
+        return mask
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    mean = ndimage.mean(score, labels, index=np.arange(1, n + 1))
+    weak = np.concatenate([[False], np.asarray(mean) < bar])
+    return weak[labels]
+
+
+def _start_pended(ts: TrackerState, confirmed: np.ndarray, tg: int) -> None:
+    """Open the pending changes that the look ``tg`` confirms: onset at the pending look, two hits."""
+    if not confirmed.any():
+        return
+    ts.state |= confirmed
+    ts.onset[confirmed] = ts.pend[confirmed]
+    ts.prev_clear[confirmed] = ts.pend_prev[confirmed]
+    ts.last_hit[confirmed] = tg
+    ts.hits[confirmed] = 2
+    ts.misses[confirmed] = 0
+    ts.consec[confirmed] = 0
+    ts.onset_score[confirmed] = ts.pend_score[confirmed]
+    ts.pend[confirmed] = -1
 
 
 def _start(ts: TrackerState, new: np.ndarray, tg: int, score: np.ndarray) -> None:

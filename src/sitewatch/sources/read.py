@@ -388,6 +388,17 @@ def read_scl_window(
     return out
 
 
+def _pixel_size_m(grid: GridLike) -> float:
+    """The grid's pixel width in metres (degrees of a geographic grid converted at its latitude)."""
+    from rasterio.crs import CRS
+
+    width = abs(float(grid.transform[0]))
+    if CRS.from_user_input(grid.crs).is_geographic:
+        lat = float(grid.transform[5]) + float(grid.transform[4]) * 0.5
+        width *= 111_320.0 * max(float(np.cos(np.radians(lat))), 0.01)
+    return width
+
+
 def read_scene_window(
     scene: Scene,
     bands: Sequence[str],
@@ -402,4 +413,4 @@ def read_scene_window(
     scl = read_scl_window(scene, grid, options=options)
     if scl is None:
         return img, spectral_clear(img, bands)
-    return img, clear_from_scl(scl) & np.isfinite(img).all(axis=0)
+    return img, clear_from_scl(scl, _pixel_size_m(grid)) & np.isfinite(img).all(axis=0)
