@@ -120,7 +120,10 @@ class Store:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine = create_engine(url, future=True)
+            # SQLite: a writer waits up to a minute for another process's write to end (pysqlite's 5 s is short
+            # beside a large site's tracker state being written)
+            args = {"connect_args": {"timeout": 60.0}} if url.startswith("sqlite") else {}
+            self.engine = create_engine(url, future=True, **args)
             upgrade(self.engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the store at {shown_url(url)}: {exc}") from None

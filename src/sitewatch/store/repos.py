@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 from shapely import wkt
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Select, cast, func, or_, select
+from sqlalchemy import Select, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import (
@@ -304,12 +304,14 @@ class RunRepo(_Repo):
         """Replace the site's run and changes of ``method`` by these; returns the new run's id.
 
         The site's row is locked first where the database can (PostgreSQL): two runs of one site saved at once
-        go one after the other, the second replacing the first, never both kept."""
+        go one after the other, the second replacing the first, never both kept.  On SQLite the deletes are
+        the transaction's first writes, which wait for the database's write lock: the rows they remove are
+        those there once it is theirs (rows loaded before it, then deleted one by one, missed a run that
+        another process saved in between, and its change ids clashed with this run's)."""
         site_id = SiteRepo(self.s).row(site).id
         self.s.execute(select(SiteRow.id).where(SiteRow.id == site_id).with_for_update())
         for model in (ChangeRow, RunRow):  # a re-run replaces the last run of this method
-            for old in self.s.scalars(select(model).where(model.site_id == site_id, model.method == method)):
-                self.s.delete(old)
+            self.s.execute(delete(model).where(model.site_id == site_id, model.method == method))
         self.s.flush()
         run = RunRow(
             site_id=site_id, method=method, params=plain_json(params), scene_ids=list(scene_ids),
