@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sitewatch.masks import SNOW_MARGIN_M, clear_from_scl, near_snow, spectral_clear
 
@@ -55,7 +56,7 @@ def test_the_spectral_snow_test_gets_no_margin():
 
 
 def test_the_patchy_fringe_of_a_snowpack_gets_the_margin():
-    # a snowpack's fringe: 2-px snow patches every 8 px (each 400 m2, far under a field's 1 ha), bare between
+    # a snowpack's fringe: 2-px snow patches every 8 px (each 200 m2, far under a field's 1 ha), bare between
     snow = np.zeros((120, 120), bool)
     snow[:20] = True
     for r in range(24, 60, 8):
@@ -67,3 +68,59 @@ def test_the_patchy_fringe_of_a_snowpack_gets_the_margin():
     alone = np.zeros((120, 120), bool)
     alone[10:12, 10] = alone[100:102, 100] = True
     np.testing.assert_array_equal(near_snow(alone, 10.0), alone)
+
+
+def test_fields_less_than_the_margin_apart_are_one_field():
+    # two 0.6 ha fields: alone each is under 1 ha and gets no margin; 190 m apart they are one field of 1.2 ha
+    for gap_px, one in ((19, True), (21, False)):
+        snow = np.zeros((100, 200), bool)
+        snow[45:51, 20:30] = True  # 6 x 10 px at 10 m: 0.6 ha
+        snow[45:51, 30 + gap_px:40 + gap_px] = True
+        out = near_snow(snow, 10.0)
+        if one:
+            assert out.sum() > 10 * snow.sum() and out[45, 30 + gap_px // 2]
+        else:
+            np.testing.assert_array_equal(out, snow)
+
+
+def test_a_geographic_grid_gets_the_margin_in_metres_both_ways():
+    # a pixel of 0.0002 deg at 60 N is 22.3 m high and 11.1 m wide: 200 m is 9 rows and 18 columns
+    from sitewatch.sources.read import _pixel_size_m
+
+    class Grid:
+        crs, width, height = "EPSG:4326", 200, 200
+        transform = (0.0002, 0.0, 10.0, 0.0, -0.0002, 60.02)
+
+    dy, dx = _pixel_size_m(Grid())
+    assert dy == pytest.approx(22.26, abs=0.05) and dx == pytest.approx(11.13, abs=0.05)
+    snow = np.zeros((200, 200), bool)
+    snow[:60, :] = True  # 60 rows x 200 columns: far over 1 ha
+    out = near_snow(snow, (dy, dx))
+    assert out[:60 + 8].all() and not out[60 + 10:].any()  # 200 m south of the field: 9 rows of 22 m
+    snow_w = np.zeros((200, 200), bool)
+    snow_w[:, :60] = True
+    out_w = near_snow(snow_w, (dy, dx))
+    assert out_w[:, :60 + 17].all() and not out_w[:, 60 + 19:].any()  # 200 m east: 18 columns of 11 m
+
+
+def test_the_margin_does_not_depend_on_where_a_window_ends(tmp_path):
+    # a 2 ha snowfield just beyond a tile's edge: the tile's ground within 200 m of it is not clear, as it is
+    # not when the whole scene is read at once (search tiles and chunks are windows of a site)
+    from datetime import UTC, datetime
+
+    from sitewatch.catalog import read_scene
+    from sitewatch.sources.read import read_scene_window
+    from sitewatch.stack import Grid
+
+    from .conftest import CRS, ORIGIN, VEG, write_scene
+
+    img = np.broadcast_to(VEG[:, None, None], (6, 120, 120)).copy()
+    scl = np.full((120, 120), LAND, np.uint8)
+    scl[:, :20] = SNOW  # columns 0-19: 120 x 20 px = 2.4 ha
+    scene = read_scene(write_scene(tmp_path, datetime(2024, 3, 1, tzinfo=UTC), img, scl=scl))
+    whole = Grid(CRS, (10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1]), 120, 120)
+    tile = Grid(CRS, (10.0, 0.0, ORIGIN[0] + 250.0, 0.0, -10.0, ORIGIN[1] - 300.0), 60, 40)  # from column 25
+    clear_whole = read_scene_window(scene, ["B04"], whole)[1]
+    clear_tile = read_scene_window(scene, ["B04"], tile)[1]
+    np.testing.assert_array_equal(clear_tile, clear_whole[30:70, 25:85])
+    assert not clear_tile[:, :15].any() and clear_tile[:, 16:].all()  # 200 m from the field: column 39

@@ -85,3 +85,41 @@ def test_a_strong_flag_or_a_recent_reference_opens_at_once(patch, hidden):
     inside = hist.changed[PATCH]
     assert inside.mean() > 0.9
     assert np.median(hist.onset[PATCH][inside]) == first
+
+
+def test_a_cloudy_next_look_keeps_the_onset_pending_until_a_clear_one():
+    # the look after the first one back is under cloud over the patch: the onset still waits, and the next
+    # clear look confirms it, dated from the first look back
+    series = _series([VEG] * 7 + [WEAK] * 4, range(3, 7))
+    series["clear"].values[8][PATCH] = False
+    hist = track_pixels(series, get_detector("index"), TrackParams())
+    inside = hist.changed[PATCH]
+    assert inside.mean() > 0.9
+    dated = hist.onset[PATCH][inside] == 7
+    assert dated.mean() > 0.99 and set(np.unique(hist.prev_clear[PATCH][inside][dated])) == {2}
+
+
+def test_a_second_first_look_back_does_not_confirm_the_first():
+    # seen once after a winter (weak), then unseen for three months more, then weak again: that look is a first
+    # look back of its own, and pends in turn (dated from it once confirmed)
+    hidden = [3, 4, 5, 6, 8, 9, 10]
+    patch = [VEG] * 7 + [WEAK] * 7
+    assert not _track(patch[:12], hidden).changed.any()  # date 11 pends: nothing open yet
+    hist = _track(patch, hidden)
+    inside = hist.changed[PATCH]
+    assert inside.mean() > 0.9 and (hist.onset[PATCH][inside] == 11).mean() > 0.99
+    assert set(np.unique(hist.prev_clear[PATCH][inside][hist.onset[PATCH][inside] == 11])) == {7}
+
+
+def test_a_resumed_run_goes_on_with_the_pending_onsets():
+    from sitewatch.tracking import TrackerState
+
+    series = _series([VEG] * 7 + [WEAK] * 4, range(3, 7))
+    whole = track_pixels(series, get_detector("index"), TrackParams())
+    first = series.isel(time=slice(0, 8))  # up to the first look back: pending when the run stops
+    ts = TrackerState.empty(first["time"].values[0], 3, 6, 40, 40)
+    assert not track_pixels(first, get_detector("index"), TrackParams(), resume=ts).changed.any()
+    assert (ts.pend[PATCH] == 7).mean() > 0.99
+    resumed = track_pixels(series.isel(time=slice(8, None)), get_detector("index"), TrackParams(), resume=ts)
+    np.testing.assert_array_equal(resumed.changed, whole.changed)
+    np.testing.assert_array_equal(resumed.onset, whole.onset)

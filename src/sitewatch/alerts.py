@@ -181,9 +181,13 @@ def write_alerts(
         todo = []
         if f"{base}|new" not in keys:
             # news: first seen on the latest clear date or the one before (too small on its first date to be a
-            # change, it is one from the next look on, dated back),
-            # and not the growth of a change announced already (a road extended, a pile grown)
-            if c.first_seen_before not in recent or is_growth(c.geometry, announced):
+            # change, it is one from the next look on, dated back), or confirmed on the latest one by its second
+            # look (a weak flag on the first look after months unseen waits for the next, which may come a few
+            # dates later: see sitewatch.tracking, stale references), and not the growth of a change
+            # announced already (a road extended, a pile grown)
+            just_confirmed = (c.status == "confirmed" and c.n_observations <= 2 and bool(run.used_dates)
+                              and c.last_seen == run.used_dates[-1])
+            if (c.first_seen_before not in recent and not just_confirmed) or is_growth(c.geometry, announced):
                 continue
             todo.append(("new", c.first_seen_before))
             announced.append(c.geometry)

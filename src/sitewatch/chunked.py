@@ -37,7 +37,8 @@ On a Dask cluster a full ``tracker`` run without its stack goes the same way (:f
 sweeps 1 and 2 (no lattice), then each chunk tracked date by date on a worker with the site's used dates and
 shifts, the chunks' tracker states put together into the site's: the result is the one of streaming the
 whole site's dates (:mod:`sitewatch.streaming`), bit for bit but for the hysteresis that grows a change over
-weak neighbours, which stops at a chunk's halo.
+weak neighbours and the mean score of a stale-reference onset's region (:mod:`sitewatch.tracking`), which
+stop at a chunk's halo.
 
 Peak memory is a chunk per worker thread (:data:`CHUNK_BYTES` each; the smallest chunk is 64 pixels a side,
 whatever the number of dates) with the engine's temporaries on it (the looks of its flagged pixels: up to
@@ -314,7 +315,7 @@ def run_tracker_chunks(
     decided by the whole site's clear fractions; their states are put together into the site's (the history is
     :func:`sitewatch.tracking.history_of` it).  Each pixel is tracked as in a run over the whole site: the
     tracker and its detectors judge pixels by their own looks; only the hysteresis that grows a change over
-    weak neighbours stops at a chunk's halo."""
+    weak neighbours and a stale-reference onset's region mean stop at a chunk's halo."""
     cores = chunks(grid, side or TRACKER_SIDE)
     shifts = reg.shifts or [None] * len(groups)
     ts = TrackerState.empty(origin, params.ref_depth, len(bands), grid.height, grid.width)

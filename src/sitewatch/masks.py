@@ -43,46 +43,53 @@ SCL_SNOW = (11,)
 #: 327 false detections, 90 % of their pixels within 120 m of the snow class; the margin is the only remedy
 #: that needs no history of the pixel.  No real series here has snow: this is measured on the demo only.
 SNOW_MARGIN_M = 200.0
-#: Only snow fields of at least this area (m²) get the margin (fields within half the margin of each other
+#: Only snow fields of at least this area (m²) get the margin (fields within the margin of each other
 #: counted together): a snowpack and its patchy fringe are large, while the few bright pixels a spectral snow
 #: test finds on a city's white roofs are not snow and must not blank 200 m around them.
 SNOW_MARGIN_MIN_AREA_M2 = 10_000.0
 
 
-def near_snow(snow: np.ndarray, pixel_size: float, margin_m: float = SNOW_MARGIN_M,
+def near_snow(snow: np.ndarray, pixel_size: float | tuple[float, float], margin_m: float = SNOW_MARGIN_M,
               min_area_m2: float = SNOW_MARGIN_MIN_AREA_M2) -> np.ndarray:
-    """``snow`` and the ground within ``margin_m`` metres of its fields of ``min_area_m2`` or more
-    (Euclidean distance on a grid of ``pixel_size`` m; fields less than ``margin_m / 2`` apart are one field)."""
+    """``snow`` and the ground within ``margin_m`` metres of its fields of ``min_area_m2`` or more (Euclidean
+    distance on a grid of ``pixel_size`` m, or ``(height, width)`` of a pixel in m; fields less than
+    ``margin_m`` apart are one field).  Computed on the array given: a field cut by its edge is judged by
+    the part inside."""
     out = snow.astype(bool, copy=True)
     if margin_m <= 0 or not out.any():
         return out
+    if isinstance(pixel_size, tuple):
+        sampling = (float(pixel_size[0]), float(pixel_size[1]))
+    else:
+        sampling = (float(pixel_size), float(pixel_size))
     # snow fields closer than the margin to each other count as one: the fringe of a snowpack is patchy, many
-    # small fields with bare ground between them, each too small alone
-    near = ndimage.distance_transform_edt(~out, sampling=pixel_size) <= margin_m / 2
+    # small fields with bare ground between them, each too small alone (each grown by half the margin)
+    near = ndimage.distance_transform_edt(~out, sampling=sampling) <= margin_m / 2
     labels, n = ndimage.label(near, structure=np.ones((3, 3), bool))
-    sizes = np.bincount(labels[out], minlength=n + 1) * pixel_size**2
+    sizes = np.bincount(labels[out], minlength=n + 1) * sampling[0] * sampling[1]
     keep = sizes >= min_area_m2
     keep[0] = False
     large = out & keep[labels]
     if not large.any():
         return out
-    r = int(np.ceil(margin_m / pixel_size))
+    ry, rx = int(np.ceil(margin_m / sampling[0])), int(np.ceil(margin_m / sampling[1]))
     rows, cols = np.nonzero(np.any(large, axis=1))[0], np.nonzero(np.any(large, axis=0))[0]
     # the distance transform of the snow's bounding box widened by the margin: the rest is too far anyway
-    y0, y1 = max(rows[0] - r, 0), min(rows[-1] + r + 1, out.shape[0])
-    x0, x1 = max(cols[0] - r, 0), min(cols[-1] + r + 1, out.shape[1])
+    y0, y1 = max(rows[0] - ry, 0), min(rows[-1] + ry + 1, out.shape[0])
+    x0, x1 = max(cols[0] - rx, 0), min(cols[-1] + rx + 1, out.shape[1])
     box = large[y0:y1, x0:x1]
-    out[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~box, sampling=pixel_size) <= margin_m
+    out[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~box, sampling=sampling) <= margin_m
     return out
 
 
 def clear_from_scl(
-    scl: np.ndarray, pixel_size: float | None = None, snow_margin_m: float = SNOW_MARGIN_M
+    scl: np.ndarray, pixel_size: float | tuple[float, float] | None = None, snow_margin_m: float = SNOW_MARGIN_M
 ) -> np.ndarray:
     """True where the SCL class is a clear observation of the ground.
 
-    With ``pixel_size`` (metres), clear ground within ``snow_margin_m`` of snow is not clear either
-    (:data:`SNOW_MARGIN_M`); without it, the classes alone decide.
+    With ``pixel_size`` (metres, or a pixel's ``(height, width)`` in metres), clear ground within
+    ``snow_margin_m`` of a snowfield is not clear either (:data:`SNOW_MARGIN_M`, :func:`near_snow`); without
+    it, the classes alone decide.
     """
     clear = np.isin(scl, SCL_CLEAR)
     if pixel_size and snow_margin_m > 0:

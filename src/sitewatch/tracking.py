@@ -18,13 +18,16 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
   ploughed in spring, green in summer, harvested in autumn): its next bare look is not an onset.
 
 * *Stale references*: a pixel seen clear again after ``stale_days`` or more without a clear look (a winter
-  under snow, a monsoon under cloud) cannot open a change on a weak flag of that look alone (a score under
-  ``stale_margin`` x the detector's threshold, on average over the connected pixels flagged): its reference
+  under snow, a monsoon under cloud) cannot open a change on a weak flag of that look alone: its reference
   is a season old, and the first ground after snow (wet, with patches of snow the mask misses) or after
-  months of rain is unlike anything it shows again, but only just.  Such an onset *pends*: if the pixel's
-  next clear look is flagged too, the change opens, dated from the pending look (first seen between the
-  last clear look before it and that look, two hits); if not, the pending look is forgotten.  A strong
-  flag (a roof built over the winter) opens at once.
+  months of rain is unlike anything it shows again, but only just.  Weak: the onset pixels of such looks,
+  connected (the hysteresis fringe included), score under ``stale_margin`` x the detector's threshold on
+  average (for a probability with a high threshold, ``learned``'s 0.65, that bar is near 1: almost every
+  such onset waits).  Such an onset *pends*: if the pixel's next judged clear look flags it again, the
+  change opens, dated from the pending look (first seen between the last clear look before it and that
+  look, two hits); if that look does not flag it (or holds it back as its season or cycle), it is
+  forgotten; if that look is itself a first look after months unseen, it is judged as one.  A strong flag
+  (a roof built over the winter) opens at once.
 
 Flags are grown by hysteresis: pixels scoring over ``hysteresis`` x the detector's threshold join a flagged
 neighbour, so the mixed pixels along a road or a roof's edge come with it.
@@ -265,7 +268,8 @@ def _track_date(
     _revert(ts, params.max_misses)
     # a look flagged but held back (a season, a cycle) or pending stays out of the reference: were it let
     # in, a lasting change on such land would become its own reference and never be seen
-    _learn(ts, img, clear & ~ts.state & ~held & ~pending, params.ref_depth)
+    # (a pixel still waiting, on a date that judged no pixel, neither)
+    _learn(ts, img, clear & ~ts.state & ~held & (ts.pend < 0), params.ref_depth)
     ts.last_clear[clear] = tg
 
 
@@ -345,16 +349,15 @@ def _pend(
     """Onsets on a stale reference (see the module's docstring): returns the pending onsets this look
     confirms (flagged again: they open now, dated from the pending look) and the onsets that pend from this
     look on.  A pending pixel that this look judges and does not flag forgets its pending onset."""
-    waiting = ts.pend >= 0
-    judged = waiting & look.valid
-    confirmed = judged & new
-    ts.pend[judged & ~new] = -1  # not flagged again (or held back as its season or cycle): forgotten
-    if stale_days <= 0:
-        return confirmed, np.zeros_like(new)
     seen = ts.last_clear >= 0
     gap = np.zeros(new.shape)
     gap[seen] = ts.days[tg] - ts.days[ts.last_clear[seen]]
-    stale = new & ~confirmed & seen & (gap >= stale_days)
+    stale = new & seen & (gap >= stale_days) if stale_days > 0 else np.zeros_like(new)
+    judged = (ts.pend >= 0) & look.valid
+    # a next look that is itself the first after months unseen (a thaw in January, then April) confirms
+    # nothing: it is judged as a first look back of its own
+    confirmed = judged & new & ~stale
+    ts.pend[judged & ~confirmed] = -1  # not flagged again (or held back as its season or cycle): forgotten
     pending = stale & _weak(stale, look.score, margin * look.threshold)
     ts.pend[pending] = tg
     ts.pend_prev[pending] = ts.last_clear[pending]

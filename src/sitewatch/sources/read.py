@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -39,7 +39,7 @@ from rasterio.windows import Window
 
 from ..detectors.base import band_index
 from ..errors import ImageryError
-from ..masks import clear_from_scl, spectral_clear
+from ..masks import SNOW_MARGIN_M, clear_from_scl, spectral_clear
 from ..types import Scene
 from ._http import gdal_env, gdal_path, is_remote, redact, redact_text, sign_href
 from ._retry import RetryPolicy
@@ -388,15 +388,41 @@ def read_scl_window(
     return out
 
 
-def _pixel_size_m(grid: GridLike) -> float:
-    """The grid's pixel width in metres (degrees of a geographic grid converted at its latitude)."""
-    from rasterio.crs import CRS
-
-    width = abs(float(grid.transform[0]))
+def _pixel_size_m(grid: GridLike) -> tuple[float, float]:
+    """A pixel's (height, width) in metres on the grid (a geographic grid's degrees at its middle latitude)."""
+    height, width = abs(float(grid.transform[4])), abs(float(grid.transform[0]))
     if CRS.from_user_input(grid.crs).is_geographic:
-        lat = float(grid.transform[5]) + float(grid.transform[4]) * 0.5
+        lat = float(grid.transform[5]) + float(grid.transform[4]) * grid.height / 2
+        height *= 111_320.0
         width *= 111_320.0 * max(float(np.cos(np.radians(lat))), 0.01)
-    return width
+    return height, width
+
+
+class _Padded(NamedTuple):
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+
+
+def _clear_from_mask(
+    scene: Scene, grid: GridLike, *, options: Mapping[str, str] | None = None
+) -> np.ndarray | None:
+    """Clear ground on ``grid`` from the scene's mask (None without one), snow margin included.
+
+    The mask is read on the grid widened by 1.5 snow margins on every side and the clear pixels cut from it:
+    snow just beyond the window's edge widens into it, and a snowfield is judged whole, so the verdict on a
+    pixel does not depend on where a window (a search tile, a chunk) ends.
+    """
+    size = _pixel_size_m(grid)
+    pad = int(np.ceil(1.5 * SNOW_MARGIN_M / min(size)))
+    a, b, c, d, e, f = (float(v) for v in grid.transform[:6])
+    wide = _Padded(grid.crs, (a, b, c - pad * a - pad * b, d, e, f - pad * d - pad * e),
+                   grid.width + 2 * pad, grid.height + 2 * pad)
+    scl = read_scl_window(scene, wide, options=options)
+    if scl is None:
+        return None
+    return clear_from_scl(scl, size)[pad:pad + grid.height, pad:pad + grid.width]
 
 
 def read_scene_window(
@@ -410,7 +436,7 @@ def read_scene_window(
     """What a stack needs of one scene: reflectance ``(band, y, x)`` float32 (NaN = no data) and ``clear``
     ``(y, x)`` bool, from the scene's SCL or QA_PIXEL mask when it has one, else from the spectral test."""
     img = read_reflectance_window(scene, bands, grid, default_scale=default_scale, options=options)
-    scl = read_scl_window(scene, grid, options=options)
-    if scl is None:
+    clear = _clear_from_mask(scene, grid, options=options)
+    if clear is None:
         return img, spectral_clear(img, bands)
-    return img, clear_from_scl(scl, _pixel_size_m(grid)) & np.isfinite(img).all(axis=0)
+    return img, clear & np.isfinite(img).all(axis=0)
