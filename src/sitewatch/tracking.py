@@ -262,8 +262,12 @@ def _track_date(
     look = _compare(ts, detector, params, bands, img, clear, tg)
     new, held = _onsets(ts, detector, params, bands, img, clear, look.flag, ts.days[tg], doy, doy0)
     confirmed, pending = _pend(ts, look, new, tg, params.stale_days, params.stale_margin)
-    _start(ts, new & ~pending & ~confirmed, tg, look.score)
-    _start_pended(ts, confirmed, tg)
+    fresh = new & ~pending & ~confirmed
+    _start(ts, fresh, tg, onset=tg, prev_clear=ts.last_clear[fresh], hits=1, score=look.score[fresh])
+    # a pending onset confirmed: dated from the pending look, which was its first hit
+    _start(ts, confirmed, tg, onset=ts.pend[confirmed], prev_clear=ts.pend_prev[confirmed], hits=2,
+           score=ts.pend_score[confirmed])
+    ts.pend[confirmed] = -1
     _persist(ts, look, new, tg)
     _revert(ts, params.max_misses)
     # a look flagged but held back (a season, a cycle) or pending stays out of the reference: were it let
@@ -375,31 +379,19 @@ def _weak(mask: np.ndarray, score: np.ndarray, bar: float) -> np.ndarray:
     return weak[labels]
 
 
-def _start_pended(ts: TrackerState, confirmed: np.ndarray, tg: int) -> None:
-    """Open the pending changes that the look ``tg`` confirms: onset at the pending look, two hits."""
-    if not confirmed.any():
-        return
-    ts.state |= confirmed
-    ts.onset[confirmed] = ts.pend[confirmed]
-    ts.prev_clear[confirmed] = ts.pend_prev[confirmed]
-    ts.last_hit[confirmed] = tg
-    ts.hits[confirmed] = 2
-    ts.misses[confirmed] = 0
-    ts.consec[confirmed] = 0
-    ts.onset_score[confirmed] = ts.pend_score[confirmed]
-    ts.pend[confirmed] = -1
-
-
-def _start(ts: TrackerState, new: np.ndarray, tg: int, score: np.ndarray) -> None:
-    """Open a change at date ``tg`` on the pixels ``new``: their reference is frozen from now on."""
+def _start(ts: TrackerState, new: np.ndarray, tg: int, *, onset: int | np.ndarray, prev_clear: np.ndarray,
+           hits: int, score: np.ndarray) -> None:
+    """Open a change on the pixels ``new``, last flagged on date ``tg``, first on ``onset`` after the clear look
+    ``prev_clear`` (the values of the pixels ``new``, in their order), with ``hits`` flagged looks and the
+    detector's ``score`` at the onset: their reference is frozen from now on."""
     ts.state |= new
-    ts.onset[new] = tg
-    ts.prev_clear[new] = ts.last_clear[new]
+    ts.onset[new] = onset
+    ts.prev_clear[new] = prev_clear
     ts.last_hit[new] = tg
-    ts.hits[new] = 1
+    ts.hits[new] = hits
     ts.misses[new] = 0
     ts.consec[new] = 0
-    ts.onset_score[new] = score[new]
+    ts.onset_score[new] = score
 
 
 def _persist(ts: TrackerState, look: _Look, new: np.ndarray, tg: int) -> None:

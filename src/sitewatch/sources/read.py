@@ -416,9 +416,8 @@ def _clear_from_mask(
     """
     size = _pixel_size_m(grid)
     pad = int(np.ceil(1.5 * SNOW_MARGIN_M / min(size)))
-    a, b, c, d, e, f = (float(v) for v in grid.transform[:6])
-    wide = _Padded(grid.crs, (a, b, c - pad * a - pad * b, d, e, f - pad * d - pad * e),
-                   grid.width + 2 * pad, grid.height + 2 * pad)
+    moved = Affine(*grid.transform[:6]) * Affine.translation(-pad, -pad)  # the corner, pad pixels up and left
+    wide = _Padded(grid.crs, tuple(moved)[:6], grid.width + 2 * pad, grid.height + 2 * pad)
     scl = read_scl_window(scene, wide, options=options)
     if scl is None:
         return None
