@@ -416,7 +416,7 @@ def _clear_from_mask(
     """
     size = _pixel_size_m(grid)
     pad = int(np.ceil(1.5 * SNOW_MARGIN_M / min(size)))
-    moved = Affine(*grid.transform[:6]) * Affine.translation(-pad, -pad)  # the corner, pad pixels up and left
+    moved = Affine(*grid.transform[:6]) @ Affine.translation(-pad, -pad)  # the corner, pad pixels up and left
     wide = _Padded(grid.crs, tuple(moved)[:6], grid.width + 2 * pad, grid.height + 2 * pad)
     scl = read_scl_window(scene, wide, options=options)
     if scl is None:
