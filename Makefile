@@ -9,6 +9,11 @@ TRAIN_STAMP := $(VENV)/.train-stamp
 # the web app's map libraries, built from npm packages (scripts/build-web.sh); the package serves them
 WEB_STAMP := src/sitewatch/web/static/vendor/.built
 
+# Python writes the bytecode of what it imports (an environment may switch that off with
+# PYTHONDONTWRITEBYTECODE=1): otherwise every process the suite starts (~70 CLI runs, the servers, the
+# benchmarks' commands) compiles sitewatch, xarray, pandas and the rest again, 1-3 s each
+export PYTHONDONTWRITEBYTECODE :=
+
 .PHONY: demo test test-fast test-postgres lint typecheck bench bench-series bench-api bench-scale screenshots clean venv docs train system-deps web
 
 venv: $(STAMP)

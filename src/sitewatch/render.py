@@ -235,7 +235,8 @@ def _read(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Three bands (3, h, w) float32 and the usable (clear and finite) mask (h, w) at one time step."""
     sel = {"time": index, "y": slice(win[0], win[1]), "x": slice(win[2], win[3])}
-    refl = grid.stack["reflectance"].sel(band=list(bands)).isel(sel).transpose("band", "y", "x")
+    # the window first, then the bands: a label selection of the bands first copies them over the whole stack
+    refl = grid.stack["reflectance"].isel(sel).sel(band=list(bands)).transpose("band", "y", "x")
     rgb = np.asarray(refl.values, dtype=np.float32)
     ok: np.ndarray = np.asarray(np.isfinite(rgb).all(axis=0))
     if "clear" in grid.stack:
@@ -254,7 +255,7 @@ def _fractions(grid: StackGrid, win: Window) -> list[float]:
     """
     union, counts = np.zeros((win[1] - win[0], win[3] - win[2]), dtype=bool), []
     space = {"y": slice(win[0], win[1]), "x": slice(win[2], win[3])}
-    refl = grid.stack["reflectance"].sel(band=list(RGB_BANDS)).isel(space)
+    refl = grid.stack["reflectance"].isel(space).sel(band=list(RGB_BANDS))  # the window first (see _read)
     clear = grid.stack["clear"].isel(space) if "clear" in grid.stack else None
     # time steps in blocks of about FRACTION_BLOCK_PX pixels: one selection per block, not per step (the label
     # lookups cost more than the reads on small windows), and bounded memory on long series and large windows
