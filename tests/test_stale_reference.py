@@ -22,15 +22,15 @@ PATCH = (slice(10, 30), slice(10, 30))
 D0 = datetime(2023, 8, 1, tzinfo=UTC)
 
 
-def _series(patch: list[np.ndarray], hidden: range, seed: int = 0) -> xr.Dataset:
+def _series(patch: list[np.ndarray], hidden: range, seed: int = 0, noise: float = 0.003, size: int = 40) -> xr.Dataset:
     """A meadow seen monthly; ``patch[t]`` in its middle on date t; no pixel is clear on the dates ``hidden``."""
     rng = np.random.default_rng(seed)
-    n, size = len(patch), 40
+    n = len(patch)
     arr = np.empty((n, 6, size, size), np.float32)
     for t, center in enumerate(patch):
         img = np.broadcast_to(VEG[:, None, None], (6, size, size)).copy()
         img[(slice(None), *PATCH)] = center[:, None, None]
-        arr[t] = img + rng.normal(0, 0.003, img.shape)
+        arr[t] = img + rng.normal(0, noise, img.shape)
     clear = np.ones((n, size, size), bool)
     clear[list(hidden)] = False
     dates = [D0 + timedelta(days=30 * t) for t in range(n)]

@@ -7,6 +7,11 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
   reference as the whole site's unchanged pixels say it should look on this date, see
   :func:`seasonal_reference`), so autumn browning or spring snowmelt, which every meadow shares, is not a
   change, while a meadow turned to gravel is.
+* *Envelope*: an onset must also be flagged against each clear look the reference is the median of (the
+  score is the least of the scores against the median, the seasonal reference and each look): a meadow seen
+  brown once and green twice has a green median, and its next brown look is one it has shown before, not
+  new ground.  A look flagged against the median but like one of those looks is no onset, and it stays out of
+  the reference (``TrackParams.envelope``; a detector with scene statistics is asked once per buffered look).
 * *Persistence*: from the onset on, the pixel's reference is frozen, and each later clear observation is a
   *hit* (still unlike the pre-change reference) or a *miss*.  After ``max_misses`` misses in a row the pixel
   is *reverted*: the change was transient (a flood, a harvested field greening again), its reference
@@ -65,6 +70,7 @@ class TrackParams:
     hysteresis: float = 0.6
     stale_days: float = 90.0
     stale_margin: float = 1.5
+    envelope: bool = True
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,8 @@ def _track_date(
     # a look flagged but held back (a season, a cycle) or pending stays out of the reference: were it let
     # in, a lasting change on such land would become its own reference and never be seen
     # (a pixel still waiting, on a date that judged no pixel, neither)
+    if look.within is not None:
+        held = held | look.within
     _learn(ts, img, clear & ~ts.state & ~held & (ts.pend < 0), params.ref_depth)
     ts.last_clear[clear] = tg
 
@@ -286,6 +294,8 @@ class _Look:
     score: np.ndarray  # float32: the detector's score of an onset
     valid: np.ndarray  # bool: the pixels the date judges (clear, with a reference)
     threshold: float = 0.0  # the detector's threshold of this date's score
+    #: bool: unlike the reference but like one of the looks it is the median of (not an onset, not learned)
+    within: np.ndarray | None = None
 
 
 def _compare(
@@ -314,9 +324,32 @@ def _compare(
             onset_map = replace(
                 raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
             )
+    within = np.zeros((h, w), bool)
+    if params.envelope and ts.buf.shape[0] > 1:
+        held_to = _unlike_each_look(ts, detector, bands, img, valid, onset_map)
+        within = _grow(onset_map, valid, params.hysteresis) & ~_grow(held_to, valid, params.hysteresis)
+        onset_map = held_to
     flag = _grow(onset_map, valid, params.hysteresis)
     still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
-    return _Look(flag=flag, still=still, score=onset_map.score, valid=valid, threshold=float(onset_map.threshold))
+    return _Look(flag=flag, still=still, score=onset_map.score, valid=valid, threshold=float(onset_map.threshold),
+                 within=within)
+
+
+def _unlike_each_look(ts: TrackerState, detector: Detector, bands: list[str], img: np.ndarray, valid: np.ndarray,
+                      onset_map: ChangeMap) -> ChangeMap:
+    """``onset_map`` held to each of the pixel's buffered looks too (see the module's docstring, *envelope*):
+    a pixel stays flagged only if the detector flags it against every clear look its reference is the median
+    of, and its score is the least of those scores (so hysteresis grows a change only into pixels unlike each
+    look too, and the weakest comparison is the onset's evidence)."""
+    score, mask = onset_map.score, onset_map.mask
+    for look in ts.buf:
+        have = valid & np.isfinite(look).all(axis=0)
+        if not have.any():
+            continue
+        m = detector.detect(np.where(have, look, np.nan), img, bands, valid=have)
+        score = np.where(have, np.minimum(score, m.score), score)
+        mask = mask & (m.mask | ~have)
+    return replace(onset_map, score=score, mask=mask)
 
 
 def _onsets(
