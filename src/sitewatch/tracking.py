@@ -71,6 +71,7 @@ class TrackParams:
     stale_days: float = 90.0
     stale_margin: float = 1.5
     envelope: bool = True
+    envelope_days: float = 45.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class TrackerState:
     pend: np.ndarray  # int (y, x): time index of a pending onset on a stale reference (-1 = none)
     pend_prev: np.ndarray  # int (y, x): the pixel's last clear look before its pending onset
     pend_score: np.ndarray  # float32 (y, x): the detector's score of the pending onset
+    buf_day: np.ndarray  # float32 (ref_depth, y, x): days since origin of each buffered look (NaN = none)
 
     @classmethod
     def empty(cls, origin: np.datetime64, k: int, nb: int, h: int, w: int) -> TrackerState:
@@ -132,7 +134,7 @@ class TrackerState:
             onset_score=np.zeros((h, w), np.float32), last_art=np.full((h, w), np.nan),
             regrown=np.full((h, w), np.nan), season=np.full((h, w), np.nan),
             pend=np.full((h, w), -1, np.int32), pend_prev=np.full((h, w), -1, np.int32),
-            pend_score=np.zeros((h, w), np.float32),
+            pend_score=np.zeros((h, w), np.float32), buf_day=np.full((k, h, w), np.nan, np.float32),
         )
 
 
@@ -281,7 +283,7 @@ def _track_date(
     # (a pixel still waiting, on a date that judged no pixel, neither)
     if look.within is not None:
         held = held | look.within
-    _learn(ts, img, clear & ~ts.state & ~held & (ts.pend < 0), params.ref_depth)
+    _learn(ts, img, clear & ~ts.state & ~held & (ts.pend < 0), params.ref_depth, ts.days[tg])
     ts.last_clear[clear] = tg
 
 
@@ -340,20 +342,28 @@ def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams,
     """``onset_map`` held to each of the pixel's buffered looks too (see the module's docstring, *envelope*):
     a pixel stays flagged only if the detector flags it against every clear look its reference is the median
     of, each as the season would have it on this date (:func:`seasonal_reference` fitted from that look to
-    this date), and its score is the least of those scores (so hysteresis grows a change only into pixels
-    unlike each look too, and the weakest comparison is the onset's evidence)."""
+    this date) and, when the look is at most ``params.envelope_days`` old, as it was too.  Its score is the
+    least of those scores, so hysteresis grows a change only into pixels unlike each look too, and the
+    weakest comparison is the onset's evidence."""
     score, mask = onset_map.score, onset_map.mask
-    for look in ts.buf:
+    for look, day in zip(ts.buf, ts.buf_day, strict=True):
         have = valid & np.isfinite(look).all(axis=0)
         if not (have & mask).any():
             continue
         adj = seasonal_reference(look, img, have & ~ts.state, seed=tg) if params.seasonal else None
-        if adj is not None:
+        if adj is None:
+            judge, recent = look, np.zeros_like(have)
+        else:
             have &= np.isfinite(adj).all(axis=0)
-            look = adj
-        m = detector.detect(np.where(have, look, np.nan), img, bands, valid=have)
-        score = np.where(have, np.minimum(score, m.score), score)
-        mask = mask & (m.mask | ~have)
+            judge, recent = adj, have & (ts.days[tg] - day <= params.envelope_days)  # NaN day: not recent
+        m = detector.detect(np.where(have, judge, np.nan), img, bands, valid=have)
+        s, flag = m.score, m.mask
+        if (recent & mask).any():  # a look a few weeks old is the pixel's present: as it was, too
+            r = detector.detect(np.where(have, look, np.nan), img, bands, valid=have)
+            s = np.where(recent, np.minimum(s, r.score), s)
+            flag = np.where(recent, flag & r.mask, flag)
+        score = np.where(have, np.minimum(score, s), score)
+        mask = mask & (flag | ~have)
     return replace(onset_map, score=score, mask=mask)
 
 
@@ -461,13 +471,16 @@ def _revert(ts: TrackerState, max_misses: int) -> None:
     ts.nbuf[revert] = 0
     ts.pos[revert] = 0
     ts.buf[:, :, revert] = np.nan  # slots not written since stay NaN: nanmedian ignores them
+    ts.buf_day[:, revert] = np.nan
 
 
-def _learn(ts: TrackerState, img: np.ndarray, upd: np.ndarray, k: int) -> None:
-    """Add the look ``img`` to the reference buffer (``k`` looks, a ring) of the pixels ``upd``."""
+def _learn(ts: TrackerState, img: np.ndarray, upd: np.ndarray, k: int, day: float) -> None:
+    """Add the look ``img``, taken ``day`` days after the origin, to the reference buffer (``k`` looks, a ring)
+    of the pixels ``upd``."""
     ys, xs = np.nonzero(upd)
     p = ts.pos[ys, xs]
     ts.buf[p, :, ys, xs] = img[:, ys, xs].T
+    ts.buf_day[p, ys, xs] = day
     ts.pos[ys, xs] = (p + 1) % k
     ts.nbuf[ys, xs] = np.minimum(ts.nbuf[ys, xs] + 1, k)
 
