@@ -7,11 +7,13 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
   reference as the whole site's unchanged pixels say it should look on this date, see
   :func:`seasonal_reference`), so autumn browning or spring snowmelt, which every meadow shares, is not a
   change, while a meadow turned to gravel is.
-* *Envelope*: an onset must also be flagged against each clear look the reference is the median of (the
-  score is the least of the scores against the median, the seasonal reference and each look): a meadow seen
-  brown once and green twice has a green median, and its next brown look is one it has shown before, not
-  new ground.  A look flagged against the median but like one of those looks is no onset, and it stays out of
-  the reference (``TrackParams.envelope``; a detector with scene statistics is asked once per buffered look).
+* *Envelope*: an onset must also be flagged against each clear look the reference is the median of, each
+  as the season would have it on this date (a seasonal fit from that look) and, when at most
+  ``envelope_days`` old, as it was too; the score is the least of those scores.  A meadow seen brown once
+  and green twice has a green median, and its next brown look is one it has shown before, not new ground;
+  a meadow still brown in May does not hide a road built in June (May's look, as June would have it, is
+  green).  A look flagged against the median but like one of those looks is no onset, and it stays out of
+  the reference (``TrackParams.envelope``).
 * *Persistence*: from the onset on, the pixel's reference is frozen, and each later clear observation is a
   *hit* (still unlike the pre-change reference) or a *miss*.  After ``max_misses`` misses in a row the pixel
   is *reverted*: the change was transient (a flood, a harvested field greening again), its reference
