@@ -96,8 +96,8 @@ class TrackerState:
     """What :func:`track_pixels` needs to go on with later dates (see :mod:`sitewatch.incremental`).
 
     Time indices (``onset``, ``prev_clear``, ``last_clear``, ``last_hit``) count every date tracked so far;
-    days (``days``, ``last_art``, ``regrown``, ``season``) count from ``origin``, the first date tracked.
-    The arrays are updated in place as dates are tracked.
+    days (``days``, ``last_art``, ``regrown``, ``season``, ``buf_day``) count from ``origin``, the first date
+    tracked.  The arrays are updated in place as dates are tracked.
     """
 
     origin: np.datetime64
