@@ -79,3 +79,7 @@ def test_each_look_is_taken_as_the_season_would_have_it_now():
     # patch that browns again with the meadow beside (above)
     hist, _ = _track([BROWN, VEG, VEG, BROWN], [BROWN, VEG, VEG, VEG])
     assert hist.changed[PATCH].mean() > 0.9 and set(np.unique(hist.onset[hist.changed])) == {3}
+    # a look young enough (``envelope_days``; here the brown look, 90 days old, counts as young) is also taken
+    # as it was: the patch is still what it was then, whatever the meadow beside did since
+    hist, _ = _track([BROWN, VEG, VEG, BROWN], [BROWN, VEG, VEG, VEG], envelope_days=100)
+    assert not hist.changed.any()
