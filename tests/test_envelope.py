@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sitewatch.detectors import get_detector
-from sitewatch.tracking import TrackerState, TrackParams, track_pixels
+from sitewatch.tracking import TrackerState, TrackParams, _unlike_each_look, track_pixels
 
 from .conftest import ROOF, VEG
 from .test_stale_reference import BANDS, PATCH, SOIL, _series
@@ -83,3 +83,25 @@ def test_each_look_is_taken_as_the_season_would_have_it_now():
     # as it was: the patch is still what it was then, whatever the meadow beside did since
     hist, _ = _track([BROWN, VEG, VEG, BROWN], [BROWN, VEG, VEG, VEG], envelope_days=100)
     assert not hist.changed.any()
+
+
+def test_a_look_held_by_a_handful_of_pixels_is_not_asked_of_a_pairwise_detector():
+    # the buffer's third slot holds the looks of 9 pixels only (the others were seen twice so far): cva
+    # estimates its statistics from the pixels it is given and refuses under MIN_VALID_PIXELS (AllCloudError),
+    # so that slot is not asked; the two full slots still judge the roof
+    rng = np.random.default_rng(0)
+    size, cva = 100, get_detector("cva")  # the patch a small part: the seasonal fits are over the whole site
+    ts = TrackerState.empty(np.datetime64("2023-08-01"), 3, 6, size, size)
+    ts.days = np.array([0.0, 30.0, 60.0, 90.0])
+    for k in range(3):
+        ts.buf[k] = VEG[:, None, None] + rng.normal(0, 0.003, (6, size, size))
+        ts.buf_day[k] = 30.0 * k
+    ts.buf[2][:, np.ones((size, size), bool)] = np.nan
+    ts.buf[2][:, 12:15, 12:15] = VEG[:, None, None]
+    img = (VEG[:, None, None] + rng.normal(0, 0.003, (6, size, size))).astype(np.float32)
+    img[(slice(None), *PATCH)] = ROOF[:, None, None]
+    valid = np.ones((size, size), bool)
+    onset_map = cva.detect(ts.buf[0], img, BANDS, valid=valid)
+    assert onset_map.mask[12:15, 12:15].all()
+    held = _unlike_each_look(ts, cva, TrackParams(), BANDS, img, valid, onset_map, 3)
+    assert held.mask[PATCH].mean() > 0.9

@@ -350,8 +350,8 @@ def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams,
     score, mask = onset_map.score, onset_map.mask
     for look, day in zip(ts.buf, ts.buf_day, strict=True):
         have = valid & np.isfinite(look).all(axis=0)
-        if not (have & mask).any():
-            continue
+        if not (have & mask).any() or int(have.sum()) < MIN_VALID_PIXELS:
+            continue  # (a pairwise detector cannot estimate its statistics from a handful of pixels, see _compare)
         adj = seasonal_reference(look, img, have & ~ts.state, seed=tg) if params.seasonal else None
         if adj is None:
             judge, recent = look, np.zeros_like(have)
