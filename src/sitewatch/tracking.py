@@ -283,9 +283,7 @@ def _track_date(
     # a look flagged but held back (a season, a cycle) or pending stays out of the reference: were it let
     # in, a lasting change on such land would become its own reference and never be seen
     # (a pixel still waiting, on a date that judged no pixel, neither)
-    if look.within is not None:
-        held = held | look.within
-    _learn(ts, img, clear & ~ts.state & ~held & (ts.pend < 0), params.ref_depth, ts.days[tg])
+    _learn(ts, img, clear & ~ts.state & ~held & ~look.within & (ts.pend < 0), params.ref_depth, ts.days[tg])
     ts.last_clear[clear] = tg
 
 
@@ -297,9 +295,9 @@ class _Look:
     still: np.ndarray  # bool: unlike the (frozen, pre-change) reference: a hit for a changed pixel
     score: np.ndarray  # float32: the detector's score of an onset
     valid: np.ndarray  # bool: the pixels the date judges (clear, with a reference)
-    threshold: float = 0.0  # the detector's threshold of this date's score
     #: bool: unlike the reference but like one of the looks it is the median of (not an onset, not learned)
-    within: np.ndarray | None = None
+    within: np.ndarray
+    threshold: float = 0.0  # the detector's threshold of this date's score
 
 
 def _compare(
@@ -316,7 +314,7 @@ def _compare(
         # scene statistics from a handful of pixels, so it is not asked: the date judges no pixel (no
         # onset, no hit, no miss) and only feeds the references.
         nothing = np.zeros((h, w), bool)
-        return _Look(flag=nothing, still=nothing, score=np.zeros((h, w), np.float32), valid=np.zeros((h, w), bool))
+        return _Look(flag=nothing, still=nothing, score=np.zeros((h, w), np.float32), valid=nothing, within=nothing)
     raw = detector.detect(ref, img, bands, valid=valid)
     onset_map = raw
     if params.seasonal:
@@ -328,12 +326,12 @@ def _compare(
             onset_map = replace(
                 raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
             )
-    within = np.zeros((h, w), bool)
-    if params.envelope and ts.buf.shape[0] > 1:
-        held_to = _unlike_each_look(ts, detector, params, bands, img, valid, onset_map, tg)
-        within = _grow(onset_map, valid, params.hysteresis) & ~_grow(held_to, valid, params.hysteresis)
-        onset_map = held_to
     flag = _grow(onset_map, valid, params.hysteresis)
+    within = np.zeros((h, w), bool)
+    if params.envelope and ts.buf.shape[0] > 1 and flag.any():
+        onset_map = _unlike_each_look(ts, detector, params, bands, img, valid, onset_map, tg)
+        against_median, flag = flag, _grow(onset_map, valid, params.hysteresis)
+        within = against_median & ~flag
     still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
     return _Look(flag=flag, still=still, score=onset_map.score, valid=valid, threshold=float(onset_map.threshold),
                  within=within)
