@@ -19,7 +19,7 @@ from shapely import wkt
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Select, cast, delete, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ..errors import (
     AccountError,
@@ -356,11 +356,12 @@ class RunRepo(_Repo):
         rows = [(r, name) for r, name in self.s.execute(self._intersecting(q, ChangeRow, geom))]
         return [_change(r, name) for r, name in self._exact(rows, [r.geometry_wkt for r, _ in rows], geom)]
 
-    def _state_row(self, site: str, method: str) -> tuple[int, TrackerStateRow | None]:
+    def _state_row(self, site: str, method: str, *, data: bool = True) -> tuple[int, TrackerStateRow | None]:
+        """(site id, the site's state row for ``method`` or None); ``data=False`` leaves the packed arrays
+        (hundreds of MB for a large site) unread until asked for."""
         site_id = SiteRepo(self.s).row(site).id
-        row = self.s.scalar(select(TrackerStateRow).where(TrackerStateRow.site_id == site_id,
-                                                          TrackerStateRow.method == method))
-        return site_id, row
+        q = select(TrackerStateRow).where(TrackerStateRow.site_id == site_id, TrackerStateRow.method == method)
+        return site_id, self.s.scalar(q if data else q.options(defer(TrackerStateRow.data)))
 
     def state(self, site: str, method: str) -> tuple[dict[str, Any], bytes] | None:
         """(meta as stored, packed arrays) of the site's tracker state for ``method``, or None."""
@@ -368,7 +369,7 @@ class RunRepo(_Repo):
         return (dict(row.meta), bytes(row.data)) if row is not None else None
 
     def put_state(self, site: str, method: str, meta: dict[str, Any], data: bytes) -> None:
-        site_id, row = self._state_row(site, method)
+        site_id, row = self._state_row(site, method, data=False)  # replaced, not read
         if row is None:
             row = TrackerStateRow(site_id=site_id, method=method)
             self.s.add(row)
