@@ -78,6 +78,20 @@ def test_screen_keeps_lasting_clearing_and_drops_cycles_floods_and_flicker():
     assert (v.onset[0, ~v.candidate[0]] == -1).all()
 
 
+def test_a_departure_first_seen_after_months_without_a_clear_look_began_before_it_was_seen():
+    # the same three departed looks (dates 7-9, 90 days from the first to the last) at the end of the series;
+    # "winter" had no clear look for the 225 days before them, "seen" was looked at 45 days before.  A departure
+    # began halfway between its last look without and its first look with (a winter clearing is seen in spring):
+    # "winter" lasted about 200 days, "seen" about 110, under min_days (120; made when the 40 km search
+    # benchmark on its 8 clearest dates lost the demo's hidden compound, cleared in a 9-month gap)
+    F, S = FOREST, SOIL
+    series = {"winter": [F, F, F, None, None, None, None, S, S, S], "seen": [F, F, F, F, F, F, F, S, S, S]}
+    names = list(series)
+    v = _screen([[series[k][t] for k in names] for t in range(10)])
+    assert dict(zip(names, v.candidate[0].tolist(), strict=True)) == {"winter": True, "seen": False}
+    assert (v.onset[0, 0], v.prev_clear[0, 0], v.hits[0, 0]) == (7, 2, 3)
+
+
 def test_screen_pair_mode_flags_a_single_after_look():
     v = _screen([[FOREST, FOREST], [SOIL, FOREST]], ScreenParams(min_base=1, min_hits=1, min_days=0))
     assert v.candidate[0].tolist() == [True, False]

@@ -21,6 +21,10 @@ A pixel is a *candidate* when
   the departure lasts to the end of the series.  A green look, or too many looks back at the baseline, end a
   departure (a field that greens again, a flood that recedes, a cloud or haze the mask missed are not
   candidates);
+* the departure lasted ``min_days`` (a third of the series if that is shorter): from when it began, halfway
+  between the last clear look without it and the first with it, to its last departed look.  A season's turn
+  (a meadow brown for a few weeks) does not last; a compound cleared in a winter without clear looks is first
+  seen departed in spring, yet it began months before;
 * it was never water (MNDWI over 0 while dark in the near infrared: rivers move their gravel bars, floods
   leave mud);
 * it is not in a farming cycle: a bare-ish look (the ``index`` detector's artificial-surface membership over
@@ -63,7 +67,7 @@ class ScreenParams:
     min_base: int = 2
     min_hits: int = 2
     persistence: float = 0.7
-    min_days: float = 120.0  # onset to last departed look (a third of the series if shorter): not a season's turn
+    min_days: float = 120.0  # from when it began (see above) to its last departed look (or a third of the series)
     green_ndvi: float = 0.45
     regrowth_ndvi: float = 0.15  # a look this much greener than its baseline does not depart
     veg_loss: float = 0.3  # a look this much less green than its baseline departs (vegetation cleared)
@@ -218,9 +222,14 @@ class Screen:
         texture = np.maximum(self.tex_base, self.tex_sum / np.maximum(self.hits, 1))
         last_day = np.full(self.onset.shape, np.nan, np.float32)
         last_day[has] = self.days[self.last_hit[has]]
+        # the departure began between the last clear look without it and the first with it: halfway, as far as
+        # the looks can tell (after a winter without clear looks, the first look with it is months late)
+        before = has & (self.prev_clear >= 0)
+        began = onset_day.copy()
+        began[before] = (self.days[self.prev_clear[before]] + onset_day[before]) / 2.0
         with np.errstate(invalid="ignore"):
             span = float(self.days.max() - self.days.min()) if self.days.size else 0.0
-            lasting = (last_day - onset_day) >= min(p.min_days, span / 3.0)
+            lasting = (last_day - began) >= min(p.min_days, span / 3.0)
         cand = has & (self.hits >= p.min_hits) & (pers >= p.persistence) & lasting & ~self.water & ~cycling
         strength = np.where(cand, self.ssum / np.maximum(self.hits, 1), 0.0).astype(np.float32)
         return PixelScreen(
