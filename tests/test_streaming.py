@@ -15,7 +15,7 @@ import pytest
 
 from sitewatch import streaming
 from sitewatch.demo import BASE_NAME
-from sitewatch.detect import DetectConfig, Mode, detect, prepare
+from sitewatch.detect import DetectConfig, Mode, detect, plan_run, prepare
 from sitewatch.errors import CloudySceneWarning, PartialCoverageWarning, TooLargeError
 from sitewatch.pipeline import ingest
 from sitewatch.settings import get_settings
@@ -233,6 +233,43 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_with_what_would(tmp_path,
     assert detect(st, "base", DetectConfig(method="cva", engine="series", stream=True)).streamed
     monkeypatch.setattr(streaming, "memory_bytes", lambda: None)  # a system that does not tell: no refusal
     assert prepare(st, "base", DetectConfig(method="cva", engine="series")).run.result.method == "cva"
+
+
+def test_a_site_whose_tracker_state_a_store_cannot_keep_is_refused_before_its_run(tmp_path, make_series,
+                                                                                monkeypatch):
+    import sitewatch.detect as detect_module
+
+    paths, _, _ = make_series(n=4, change_at=2)
+    st = Store(f"sqlite:///{tmp_path / 'sitewatch.db'}")
+    st.add_site(_site())
+    ingest(paths, st)
+    grid = plan_run(st, "base", DetectConfig(method="index")).plan.grid  # type: ignore[union-attr]
+    looks = grid.width * grid.height * 3 * 6 * 4  # 3 looks of 6 float32 bands a pixel, stored as they are
+    # a store that keeps less than the looks: refused before a pixel is read (a 20 km radius site at 10 m
+    # needs 1.4 GB, over the 1 GB SQLite and PostgreSQL keep in one value)
+    monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", looks - 1)
+    read = []
+    monkeypatch.setattr(detect_module, "load_stack", lambda *a, **k: read.append(a) or None)
+    with pytest.raises(TooLargeError, match=r"site 'base': its tracker state \(0 km² at 10 m, 3 looks of 6 bands a "
+                                            r"pixel\) would take at least .* GB, over the .* GB a store keeps in one "
+                                            r"value; split it into sites of at most about 0 km² each, .* or run it "
+                                            r"with --engine series \(it keeps no state\)"):
+        plan_run(st, "base", DetectConfig(method="index"))
+    assert read == [] and st.latest_run("base") is None
+    monkeypatch.undo()
+    # the series engine keeps no state: the same site runs
+    monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", looks - 1)
+    assert detect(st, "base", DetectConfig(method="cva", engine="series")).result.method == "cva"
+    # the looks fit but the whole packed state does not: refused after the run, before anything is saved
+    st2 = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    st2.add_site(_site())
+    ingest(paths, st2)
+    monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", looks)
+    with pytest.raises(TooLargeError, match=r"would take 0\.00 GB, over"):
+        detect(st2, "base", DetectConfig(method="index"))
+    assert st2.latest_run("base") is None
+    monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", 1_000_000_000)
+    assert len(detect(st2, "base", DetectConfig(method="index")).result.changes) == 1
 
 
 def test_the_report_of_a_site_too_large_for_memory_reads_its_stack_on_demand(tmp_path, make_series, monkeypatch):

@@ -77,6 +77,7 @@ from .errors import (
     MissingBandWarning,
     NoOverlapError,
     SitewatchError,
+    TooLargeError,
 )
 from .masks import clear_fraction
 from .series import SERIES_POLYGONS, SeriesParams, composite_history
@@ -217,6 +218,30 @@ class TrackerMeta:
 
 def _params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: the largest tracker state a store keeps: one value of its ``tracker_states`` table (SQLite's limit for a string
+#: or blob, ``SQLITE_MAX_LENGTH``, is 10^9 bytes; PostgreSQL's for a ``bytea``, 1 GiB)
+MAX_STATE_BYTES = 1_000_000_000
+
+
+def require_state_fits(site: str, grid: Grid, n_bands: int, ref_depth: int, size: int | None = None) -> None:
+    """:class:`TooLargeError` when the tracker state of ``site`` on ``grid`` would be over
+    :data:`MAX_STATE_BYTES`: its looks alone (``ref_depth`` looks of ``n_bands`` float32 bands a pixel, stored
+    as they are, :data:`_STORED`) when ``size`` is None (before the run), else ``size``, the packed state."""
+    px = grid.width * grid.height
+    need = size if size is not None else px * ref_depth * n_bands * 4
+    if need <= MAX_STATE_BYTES:
+        return
+    km2 = px * abs(grid.transform[0] * grid.transform[4]) / 1e6
+    fits = km2 * MAX_STATE_BYTES / need
+    raise TooLargeError(
+        f"site {site!r}: its tracker state ({km2:,.0f} km² at {abs(grid.transform[0]):g} m, {ref_depth} looks of "
+        f"{n_bands} bands a pixel) would take {'' if size is not None else 'at least '}{need / 1e9:.2f} GB, over "
+        f"the {MAX_STATE_BYTES / 1e9:g} GB a store keeps in one value; split it into sites of at most about "
+        f"{fits:,.0f} km² each, watch it on a coarser grid (SITEWATCH_RESOLUTION), or run it with --engine series "
+        "(it keeps no state); a broad area is for `sitewatch search`"
+    )
 
 
 #: the state's arrays written without compression: the looks' reflectances (``buf``, most of a state's bytes)
@@ -531,6 +556,8 @@ def plan_run(store: Store, site_name: str, config: DetectConfig = DetectConfig()
     there is no new scene, the ``unchanged`` run itself."""
     su = _setup(store, site_name, config)
     plan = _plan(store, su, config)
+    if not su.series:  # before any pixel is read: the run could not be saved
+        require_state_fits(su.site.name, plan.grid, len(su.bands), su.tp.ref_depth)
     if plan.meta is not None and plan.why is None and not plan.scenes:
         result = _result(su.site, store, config.method, su.previous, plan.meta, plan.params)
         return PendingRun(DetectionRun(result, Mode.UNCHANGED, (), (), su.previous, None))
@@ -900,6 +927,7 @@ def _finish(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, tr: _Tracke
                        used_dates, ld.why, ld.scan is not None)
     # the series engine keeps no per-pixel state: its next run re-reads the history (see the module)
     data = _pack(tr.ts, ld.ref_band, ld.ref_clear) if tr.ts is not None else b""
+    require_state_fits(su.site.name, plan.grid, len(su.bands), su.tp.ref_depth, size=len(data))
     return PendingRun(run, _Record(list(meta.scene_ids), [float(x) for x in cf_all], meta, data))
 
 
