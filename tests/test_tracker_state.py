@@ -114,3 +114,19 @@ def test_a_damaged_state_is_an_error_not_a_wrong_state():
     data[at] ^= 0xFF
     with pytest.raises(zipfile.BadZipFile, match="CRC"):
         _unpack(bytes(data))
+
+
+def test_members_of_every_npy_format_version_are_read():
+    from sitewatch.detect import _read_npy
+
+    arrays = {(1, 0): np.arange(12, dtype=np.int32).reshape(3, 4), (2, 0): np.linspace(0, 1, 5, dtype=np.float32),
+              (3, 0): np.zeros(3, dtype=[("é", "f4")])}  # 3.0: numpy's format for non-latin-1 field names
+    bio = io.BytesIO()
+    with zipfile.ZipFile(bio, "w", zipfile.ZIP_DEFLATED) as z:
+        for (major, minor), arr in arrays.items():
+            with z.open(f"v{major}.npy", "w") as f:
+                np.lib.format.write_array(f, arr, version=(major, minor))
+    with zipfile.ZipFile(io.BytesIO(bio.getvalue())) as z:
+        for (major, _), arr in arrays.items():
+            got = _read_npy(z, f"v{major}")
+            assert got.dtype == arr.dtype and np.array_equal(got, arr) and got.flags.writeable
