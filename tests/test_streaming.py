@@ -270,6 +270,9 @@ def test_a_site_whose_tracker_state_a_store_cannot_keep_is_refused_before_its_ru
     assert st2.latest_run("base") is None
     monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", 1_000_000_000)
     assert len(detect(st2, "base", DetectConfig(method="index")).result.changes) == 1
+    # a pass with no new scene saves no state: unchanged, whatever the limit
+    monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", 1)
+    assert detect(st2, "base", DetectConfig(method="index")).mode == Mode.UNCHANGED
 
 
 def test_the_report_of_a_site_too_large_for_memory_reads_its_stack_on_demand(tmp_path, make_series, monkeypatch):

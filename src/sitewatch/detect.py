@@ -559,11 +559,11 @@ def plan_run(store: Store, site_name: str, config: DetectConfig = DetectConfig()
     there is no new scene, the ``unchanged`` run itself."""
     su = _setup(store, site_name, config)
     plan = _plan(store, su, config)
-    if not su.series:  # before any pixel is read: the run could not be saved
-        require_state_fits(su.site.name, plan.grid, len(su.bands), su.tp.ref_depth)
     if plan.meta is not None and plan.why is None and not plan.scenes:
         result = _result(su.site, store, config.method, su.previous, plan.meta, plan.params)
         return PendingRun(DetectionRun(result, Mode.UNCHANGED, (), (), su.previous, None))
+    if not su.series:  # before any pixel is read: the run could not be saved
+        require_state_fits(su.site.name, plan.grid, len(su.bands), su.tp.ref_depth)
     return RunJob(su, plan, config)
 
 
