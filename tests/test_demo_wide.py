@@ -6,9 +6,9 @@ all 5 events and at most 5 false detections of any status.
 Measured on the same world, a full run: 321 false detections before the region score rule and the dry-paint
 camouflage test, 35 before the snow margin and the stale-reference rule, 3 before the envelope rule
 (docs/design/tracking.md, decision 10), 1 since. False ``new`` alerts through ``monitor`` (this replay): 11
-before the envelope rule, 7 since; a scripted replay (detection saved date by date) gave 86 before the snow
-margin and the stale-reference rule, 12 before the envelope rule, 6 since. The issue asks for at most 5 false
-alerts: not met yet, so the bound below is the measured figure, which keeps it from growing back.
+before the envelope rule, 7 before the seasonal memory (decision 11), 4 since; a scripted replay (detection
+saved date by date) gave 86 before the snow margin and the stale-reference rule, 12 before the envelope rule, 6
+after it.
 """
 
 from __future__ import annotations
@@ -72,11 +72,11 @@ def test_a_monitor_replay_of_8_km_around_the_base_raises_few_false_new_alerts(wi
     new = [a for a in list_alerts(store, limit=10_000) if a.kind == "new"]
     false = [(a.change_id, f"{a.observed_at:%F}", a.status, round(a.payload.get("score", 0), 3),
               a.payload.get("area_m2")) for a in new if a.change_id not in matched]
-    # measured 2026-12-05: 7 of 12 new alerts (scores 0.505-0.70, 800-1,700 m²: an alpine meadow bare in spring
-    # and autumn, dark rock whose index follows the sun's height, the snow's November fringe); 11 before the
-    # envelope rule.  Issue #11 asks for 5.
+    # measured 2026-12-05: 4 of 9 new alerts (scores 0.52-0.57, 800-1,100 m²: an alpine meadow bare in spring
+    # and autumn, the snow's November fringe); 7 before the seasonal memory (dark rock whose index follows the
+    # sun's height, this May's look last May's), 11 before the envelope rule.  Issue #11 asks for 5 at most.
     print(f"\n8 km replay: {len(new)} new alerts, {len(false)} false:", *false, sep="\n  ")
-    assert len(false) <= 7, false
+    assert len(false) <= 5, false
     # every known event was announced
     events = {m.event.id for m in evaluate(store.changes("valley"), wide_replay["truth"],
                                            store.get_site("valley")).matches}

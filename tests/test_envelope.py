@@ -103,5 +103,39 @@ def test_a_look_held_by_a_handful_of_pixels_is_not_asked_of_a_pairwise_detector(
     valid = np.ones((size, size), bool)
     onset_map = cva.detect(ts.buf[0], img, BANDS, valid=valid)
     assert onset_map.mask[12:15, 12:15].all()
-    held = _unlike_each_look(ts, cva, TrackParams(), BANDS, img, valid, onset_map, 3)
+    held = _unlike_each_look(ts, cva, TrackParams(), BANDS, img, valid, onset_map, 3, 303.0, np.array([213.0]))
     assert held.mask[PATCH].mean() > 0.9
+
+
+def _year(patch, meadow, **params):
+    """:func:`_track` over monthly dates from August 5: date 12 is 360 days later, the first look of its sixth of
+    the year (days of year 184-244) since the first date, which was the last of that sixth in its year."""
+    stack = _series(patch, range(0), noise=0.0005, size=100)
+    refl = stack["reflectance"].values
+    for t, look in enumerate(meadow):
+        refl[(t, slice(None), *MEADOW)] = look[:, None, None]
+    start = np.datetime64("2023-08-05T02:00")
+    stack = stack.assign_coords(time=[start + np.timedelta64(30 * t, "D") for t in range(len(patch))])
+    ts = TrackerState.empty(stack["time"].values[0], TrackParams().ref_depth, 6, 100, 100)
+    return track_pixels(stack, get_detector("index"), TrackParams(**params), resume=ts), ts
+
+
+def test_a_look_like_the_one_a_year_ago_in_its_season_opens_no_change():
+    # the meadow and the patch brown in early September, green the rest of the year, brown again the next
+    # September: the brown look has long left the reference (three green looks), but the seasonal memory kept it
+    seen = [BROWN] + [VEG] * 11 + [BROWN]
+    hist, ts = _year(seen, seen, memory=False)
+    assert hist.changed[PATCH].mean() > 0.9 and set(np.unique(hist.onset[hist.changed])) == {12}
+    hist, ts = _year(seen, seen)
+    assert not hist.changed.any()
+    # the memory keeps each sixth of the year's last look: the brown one (day 0) in August's, green ones in the
+    # others; the brown look of date 12, held back, is not learned
+    assert ts.memory.dtype == np.float16
+    assert sorted(ts.memory_day[:, 20, 20]) == [0.0, 60.0, 120.0, 180.0, 270.0, 330.0]
+    assert np.allclose(ts.memory[np.argmin(ts.memory_day[:, 20, 20]), :, 20, 20], BROWN, atol=0.003)
+
+
+def test_new_ground_unlike_the_look_a_year_ago_opens_a_change_dated_exactly():
+    hist, _ = _year([BROWN] + [VEG] * 11 + [ROOF, ROOF], [BROWN] + [VEG] * 11 + [BROWN, BROWN])
+    assert hist.changed[PATCH].mean() > 0.99
+    assert set(np.unique(hist.onset[PATCH])) == {12} and set(np.unique(hist.prev_clear[PATCH])) == {11}

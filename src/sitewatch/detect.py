@@ -83,7 +83,7 @@ from .series import SERIES_POLYGONS, SeriesParams, composite_history
 from .stack import DEFAULT_BANDS, Grid, grid_mask, load_stack, site_grid, site_passes
 from .store import Store, Transaction
 from .streaming import Scan, passes, require_memory, scan, too_large
-from .tracking import PixelHistory, TrackerState, TrackParams, history_of, track_pixels
+from .tracking import SEASON_BINS, PixelHistory, TrackerState, TrackParams, history_of, track_pixels
 from .types import Change, Scene, Site, SiteResult
 
 __all__ = [
@@ -226,17 +226,19 @@ MAX_STATE_BYTES = 1_000_000_000
 
 def require_state_fits(site: str, grid: Grid, n_bands: int, ref_depth: int, size: int | None = None) -> None:
     """:class:`TooLargeError` when the tracker state of ``site`` on ``grid`` would be over
-    :data:`MAX_STATE_BYTES`: its looks alone (``ref_depth`` looks of ``n_bands`` float32 bands a pixel, stored
-    as they are, :data:`_STORED`) when ``size`` is None (before the run), else ``size``, the packed state."""
+    :data:`MAX_STATE_BYTES`: its looks alone (``ref_depth`` looks of ``n_bands`` float32 bands a pixel and the
+    seasonal memory's :data:`~sitewatch.tracking.SEASON_BINS` float16 looks with their float32 days, stored as
+    they are, :data:`_STORED`) when ``size`` is None (before the run), else ``size``, the packed state."""
     px = grid.width * grid.height
-    need = size if size is not None else px * ref_depth * n_bands * 4
+    need = size if size is not None else px * (ref_depth * n_bands * 4 + SEASON_BINS * (n_bands * 2 + 4))
     if need <= MAX_STATE_BYTES:
         return
     km2 = px * abs(grid.transform[0] * grid.transform[4]) / 1e6
     fits = km2 * MAX_STATE_BYTES / need
     raise TooLargeError(
         f"site {site!r}: its tracker state ({km2:,.0f} km² at {abs(grid.transform[0]):g} m, {ref_depth} looks of "
-        f"{n_bands} bands a pixel) would take {'' if size is not None else 'at least '}{need / 1e9:.2f} GB, over "
+        f"{n_bands} bands a pixel and {SEASON_BINS} remembered) would take "
+        f"{'' if size is not None else 'at least '}{need / 1e9:.2f} GB, over "
         f"the {MAX_STATE_BYTES / 1e9:g} GB a store keeps in one value; split it into sites of at most about "
         f"{fits:,.0f} km² each, watch it on a coarser grid (SITEWATCH_RESOLUTION), or run it with --engine series "
         "(it keeps no state); a broad area is for `sitewatch search`"
@@ -246,9 +248,10 @@ def require_state_fits(site: str, grid: Grid, n_bands: int, ref_depth: int, size
 #: the state's arrays written without compression: the looks' reflectances (``buf``, most of a state's bytes)
 #: are measured floats that zlib barely shrinks (to 0.85 of their size in a state of the semi-real Bercy series,
 #: 0.66 on the demo world's 8 km site) at ~55 MB/s on this project's machine: 3.4 s of each monitor pass there
-#: (3.8 s for the whole state) went to compressing them; the other arrays (dates, counters, masks, mostly-NaN
-#: floats) shrink to a few percent and stay compressed
-_STORED = frozenset({"buf"})
+#: (3.8 s for the whole state) went to compressing them; so are the seasonal memory's looks and their days, which
+#: fill up within a year; the other arrays (dates, counters, masks, mostly-NaN floats) shrink to a few percent and
+#: stay compressed
+_STORED = frozenset({"buf", "memory", "memory_day"})
 
 
 def _pack(ts: TrackerState, ref_band: np.ndarray, ref_clear: np.ndarray) -> bytes:

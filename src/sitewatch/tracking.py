@@ -14,6 +14,13 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
   a meadow still brown in May does not hide a road built in June (May's look, as June would have it, is
   green).  A look flagged against the median but like one of those looks is no onset, and it stays out of
   the reference (``TrackParams.envelope``).
+* *Memory*: the envelope also holds an onset to the looks the pixel showed in this season a year or more ago.
+  Each pixel keeps its last clear unchanged look of each sixth of the year (days of year 1-61, 62-122, ...,
+  float16); an onset must be unlike each of them taken within ``season_days`` of this day of year, 300 days or
+  more ago, and not one of its buffered looks.  Rock whose brightness follows the sun's height, a meadow bare
+  every spring: this May's look is last May's, though the reference (last autumn's, before the snow) is not.
+  A sixth's look is the last learned, so a date sees last year's look of its sixth only if it is the first
+  look of that sixth this year (a later one sees this year's first, which the buffer may still hold).
 * *Persistence*: from the onset on, the pixel's reference is frozen, and each later clear observation is a
   *hit* (still unlike the pre-change reference) or a *miss*.  After ``max_misses`` misses in a row the pixel
   is *reverted*: the change was transient (a flood, a harvested field greening again), its reference
@@ -45,7 +52,7 @@ uses only its own clear observations (cloud, shadow and snow never count as hits
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -74,6 +81,12 @@ class TrackParams:
     stale_margin: float = 1.5
     envelope: bool = True
     envelope_days: float = 45.0
+    memory: bool = True
+
+
+#: the seasonal memory's slots (:attr:`TrackerState.memory`): each keeps a pixel's last clear unchanged look taken
+#: in its sixth of the year (days of year 1-61, 62-122, ...)
+SEASON_BINS = 6
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,9 @@ class TrackerState:
     pend_prev: np.ndarray  # int (y, x): the pixel's last clear look before its pending onset
     pend_score: np.ndarray  # float32 (y, x): the detector's score of the pending onset
     buf_day: np.ndarray  # float32 (ref_depth, y, x): days since origin of each buffered look (NaN = none)
+    #: float16 (SEASON_BINS, band, y, x): each pixel's last clear unchanged look of each sixth of the year
+    memory: np.ndarray
+    memory_day: np.ndarray  # float32 (SEASON_BINS, y, x): days since origin of each remembered look (NaN = none)
 
     @classmethod
     def empty(cls, origin: np.datetime64, k: int, nb: int, h: int, w: int) -> TrackerState:
@@ -137,6 +153,8 @@ class TrackerState:
             regrown=np.full((h, w), np.nan), season=np.full((h, w), np.nan),
             pend=np.full((h, w), -1, np.int32), pend_prev=np.full((h, w), -1, np.int32),
             pend_score=np.zeros((h, w), np.float32), buf_day=np.full((k, h, w), np.nan, np.float32),
+            memory=np.full((SEASON_BINS, nb, h, w), np.nan, np.float16),
+            memory_day=np.full((SEASON_BINS, h, w), np.nan, np.float32),
         )
 
 
@@ -269,7 +287,7 @@ def _track_date(
     """Track one date clear enough to use (``tg``: its time index among every date tracked): compare it with
     each pixel's reference, start, confirm or revert changes, and let the unchanged clear looks into the
     references.  ``ts`` is updated in place."""
-    look = _compare(ts, detector, params, bands, img, clear, tg)
+    look = _compare(ts, detector, params, bands, img, clear, tg, doy, doy0)
     new, held = _onsets(ts, detector, params, bands, img, clear, look.flag, ts.days[tg], doy, doy0)
     confirmed, pending = _pend(ts, look, new, tg, params.stale_days, params.stale_margin)
     fresh = new & ~pending & ~confirmed
@@ -283,7 +301,7 @@ def _track_date(
     # a look flagged but held back (a season, a cycle) or pending stays out of the reference: were it let
     # in, a lasting change on such land would become its own reference and never be seen
     # (a pixel still waiting, on a date that judged no pixel, neither)
-    _learn(ts, img, clear & ~ts.state & ~held & ~look.within & (ts.pend < 0), params.ref_depth, ts.days[tg])
+    _learn(ts, img, clear & ~ts.state & ~held & ~look.within & (ts.pend < 0), params.ref_depth, ts.days[tg], doy)
     ts.last_clear[clear] = tg
 
 
@@ -302,7 +320,7 @@ class _Look:
 
 def _compare(
     ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
-    clear: np.ndarray, tg: int,
+    clear: np.ndarray, tg: int, doy: float, doy0: np.ndarray,
 ) -> _Look:
     """Run the detector on ``img`` against each pixel's reference (the median of its buffered looks)."""
     h, w = clear.shape
@@ -329,7 +347,7 @@ def _compare(
     flag = _grow(onset_map, valid, params.hysteresis)
     within = np.zeros((h, w), bool)
     if params.envelope and ts.buf.shape[0] > 1 and flag.any():
-        onset_map = _unlike_each_look(ts, detector, params, bands, img, valid, onset_map, tg)
+        onset_map = _unlike_each_look(ts, detector, params, bands, img, valid, onset_map, tg, doy, doy0)
         against_median, flag = flag, _grow(onset_map, valid, params.hysteresis)
         within = against_median & ~flag
     still = _grow(raw, valid, params.hysteresis)  # persistence: still unlike the frozen pre-change reference
@@ -337,17 +355,35 @@ def _compare(
                  within=within)
 
 
+def _remembered(ts: TrackerState, params: TrackParams, tg: int, doy: float,
+                doy0: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The seasonal memory's looks an onset on this date is held to (see the module's docstring, *memory*):
+    ``(look, day, eligible)`` for each slot with a pixel whose remembered look was taken within
+    ``params.season_days`` of this day of year, a year or more ago, and is not one of its buffered looks."""
+    if not params.memory:
+        return
+    for look, day in zip(ts.memory, ts.memory_day, strict=True):
+        eligible = ((ts.days[tg] - day >= 300) & (_doy_distance(doy, _doy_of(day, doy0)) <= params.season_days)
+                    & ~(ts.buf_day == day).any(axis=0))  # NaN compares False
+        if eligible.any():
+            yield look.astype(np.float32), day, eligible
+
+
 def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
-                      valid: np.ndarray, onset_map: ChangeMap, tg: int) -> ChangeMap:
+                      valid: np.ndarray, onset_map: ChangeMap, tg: int, doy: float, doy0: np.ndarray) -> ChangeMap:
     """``onset_map`` held to each of the pixel's buffered looks too (see the module's docstring, *envelope*):
     a pixel stays flagged only if the detector flags it against every clear look its reference is the median
-    of, each as the season would have it on this date (:func:`seasonal_reference` fitted from that look to
-    this date) and, when the look is at most ``params.envelope_days`` old, as it was too.  Its score is the
-    least of those scores, so hysteresis grows a change only into pixels unlike each look too, and the
-    weakest comparison is the onset's evidence."""
+    of, and every look its seasonal memory kept from this season a year or more ago (*memory*), each as the
+    season would have it on this date (:func:`seasonal_reference` fitted from that look to this date) and,
+    when the look is at most ``params.envelope_days`` old, as it was too.  Its score is the least of those
+    scores, so hysteresis grows a change only into pixels unlike each look too, and the weakest comparison is
+    the onset's evidence."""
     score, mask = onset_map.score, onset_map.mask
-    for look, day in zip(ts.buf, ts.buf_day, strict=True):
-        have = valid & np.isfinite(look).all(axis=0)
+    everywhere = np.ones(valid.shape, bool)
+    looks = [(look, day, everywhere, False) for look, day in zip(ts.buf, ts.buf_day, strict=True)]
+    looks += [(look, day, eligible, True) for look, day, eligible in _remembered(ts, params, tg, doy, doy0)]
+    for look, day, eligible, season in looks:
+        have = valid & eligible & np.isfinite(look).all(axis=0)
         if not (have & mask).any() or int(have.sum()) < MIN_VALID_PIXELS:
             continue  # (a pairwise detector cannot estimate its statistics from a handful of pixels, see _compare)
         adj = seasonal_reference(look, img, have & ~ts.state, seed=tg) if params.seasonal else None
@@ -355,7 +391,8 @@ def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams,
             judge, recent = look, np.zeros_like(have)
         else:
             have &= np.isfinite(adj).all(axis=0)
-            judge, recent = adj, have & (ts.days[tg] - day <= params.envelope_days)  # NaN day: not recent
+            # a remembered look of this season is as the sun and the season had it then: as it was, too
+            judge, recent = adj, have & (season | (ts.days[tg] - day <= params.envelope_days))  # NaN: not recent
         m = detector.detect(np.where(have, judge, np.nan), img, bands, valid=have)
         s, flag = m.score, m.mask
         if (recent & mask).any():  # a look a few weeks old is the pixel's present: as it was, too
@@ -474,13 +511,17 @@ def _revert(ts: TrackerState, max_misses: int) -> None:
     ts.buf_day[:, revert] = np.nan
 
 
-def _learn(ts: TrackerState, img: np.ndarray, upd: np.ndarray, k: int, day: float) -> None:
-    """Add the look ``img``, taken ``day`` days after the origin, to the reference buffer (``k`` looks, a ring)
-    of the pixels ``upd``."""
+def _learn(ts: TrackerState, img: np.ndarray, upd: np.ndarray, k: int, day: float, doy: float) -> None:
+    """Add the look ``img``, taken ``day`` days after the origin on day of year ``doy``, to the reference buffer
+    (``k`` looks, a ring) of the pixels ``upd`` and to their seasonal memory's slot of that day of year."""
     ys, xs = np.nonzero(upd)
     p = ts.pos[ys, xs]
-    ts.buf[p, :, ys, xs] = img[:, ys, xs].T
+    looks = img[:, ys, xs].T
+    ts.buf[p, :, ys, xs] = looks
     ts.buf_day[p, ys, xs] = day
+    slot = min(int((doy - 1) * SEASON_BINS // 366), SEASON_BINS - 1)
+    ts.memory[slot][:, ys, xs] = looks.T
+    ts.memory_day[slot][ys, xs] = day
     ts.pos[ys, xs] = (p + 1) % k
     ts.nbuf[ys, xs] = np.minimum(ts.nbuf[ys, xs] + 1, k)
 
