@@ -244,16 +244,18 @@ def test_a_site_whose_tracker_state_a_store_cannot_keep_is_refused_before_its_ru
     st.add_site(_site())
     ingest(paths, st)
     grid = plan_run(st, "base", DetectConfig(method="index")).plan.grid  # type: ignore[union-attr]
-    looks = grid.width * grid.height * 3 * 6 * 4  # 3 looks of 6 float32 bands a pixel, stored as they are
-    # a store that keeps less than the looks: refused before a pixel is read (a 20 km radius site at 10 m
-    # needs 1.4 GB, over the 1 GB SQLite and PostgreSQL keep in one value)
+    # 3 looks of 6 float32 bands a pixel and the seasonal memory's 6 looks of 6 float16 bands with their float32
+    # days, stored as they are
+    looks = grid.width * grid.height * (3 * 6 * 4 + 6 * (6 * 2 + 4))
+    # a store that keeps less than the looks: refused before a pixel is read (a 15 km radius site at 10 m
+    # needs 1.5 GB, over the 1 GB SQLite and PostgreSQL keep in one value)
     monkeypatch.setattr(detect_module, "MAX_STATE_BYTES", looks - 1)
     read = []
     monkeypatch.setattr(detect_module, "load_stack", lambda *a, **k: read.append(a) or None)
     with pytest.raises(TooLargeError, match=r"site 'base': its tracker state \(0 km² at 10 m, 3 looks of 6 bands a "
-                                            r"pixel\) would take at least .* GB, over the .* GB a store keeps in one "
-                                            r"value; split it into sites of at most about 0 km² each, .* or run it "
-                                            r"with --engine series \(it keeps no state\)"):
+                                            r"pixel and 6 remembered\) would take at least .* GB, over the .* GB a "
+                                            r"store keeps in one value; split it into sites of at most about 0 km² "
+                                            r"each, .* or run it with --engine series \(it keeps no state\)"):
         plan_run(st, "base", DetectConfig(method="index"))
     assert read == [] and st.latest_run("base") is None
     monkeypatch.undo()

@@ -25,6 +25,9 @@ def _state(seed: int = 3) -> tuple[TrackerState, np.ndarray, np.ndarray]:
     ts.buf[:] = rng.random(ts.buf.shape, dtype=np.float32)
     ts.buf[:, :, :5] = np.nan
     ts.buf_day[:] = rng.choice([0.0, 61.0, np.nan], ts.buf_day.shape).astype(np.float32)
+    ts.memory[:] = rng.random(ts.memory.shape, dtype=np.float32)  # (float16: the seasonal memory)
+    ts.memory[:, :, 2:6] = np.nan
+    ts.memory_day[:] = rng.choice([0.0, 61.0, np.nan], ts.memory_day.shape).astype(np.float32)
     for name in ("onset", "prev_clear", "last_clear", "last_hit", "hits", "misses", "consec", "pend", "pend_prev"):
         getattr(ts, name)[:] = rng.integers(-1, 3, (h, w), dtype=np.int32)
     ts.nbuf[:], ts.pos[:] = rng.integers(0, 4, (h, w)), rng.integers(0, 3, (h, w))
@@ -64,7 +67,8 @@ def test_the_looks_are_stored_as_they_are_and_the_rest_compressed():
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         kinds = {i.filename: i.compress_type for i in z.infolist()}
         sizes = {i.filename: (i.compress_size, i.file_size) for i in z.infolist()}
-    assert kinds.pop("buf.npy") == zipfile.ZIP_STORED
+    for looks in ("buf.npy", "memory.npy", "memory_day.npy"):  # the looks and the seasonal memory's
+        assert kinds.pop(looks) == zipfile.ZIP_STORED, looks
     assert set(kinds.values()) == {zipfile.ZIP_DEFLATED}
     # the counters and masks shrink (the point of compressing them)
     assert sizes["onset.npy"][0] < sizes["onset.npy"][1] / 2 and sizes["buf.npy"][0] == sizes["buf.npy"][1]

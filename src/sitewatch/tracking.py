@@ -17,10 +17,11 @@ median of its last ``ref_depth`` clear observations while it is unchanged.
 * *Memory*: the envelope also holds an onset to the looks the pixel showed in this season a year or more ago.
   Each pixel keeps its last clear unchanged look of each sixth of the year (days of year 1-61, 62-122, ...,
   float16); an onset must be unlike each of them taken within ``season_days`` of this day of year, 300 days or
-  more ago, and not one of its buffered looks.  Rock whose brightness follows the sun's height, a meadow bare
-  every spring: this May's look is last May's, though the reference (last autumn's, before the snow) is not.
-  A sixth's look is the last learned, so a date sees last year's look of its sixth only if it is the first
-  look of that sixth this year (a later one sees this year's first, which the buffer may still hold).
+  more ago, and not one of its buffered looks, as the season would have it now and as it was (the same season:
+  the sun stood as high).  Rock whose brightness follows the sun's height, a meadow bare every spring: this
+  May's look is last May's, though the reference (last autumn's, before the snow) is not.  A sixth's look is
+  the last learned, so a date sees last year's look of its sixth only while it is the first look of that sixth
+  this year (a later one finds this year's there, too young to count; the buffer usually still holds it).
 * *Persistence*: from the onset on, the pixel's reference is frozen, and each later clear observation is a
   *hit* (still unlike the pre-change reference) or a *miss*.  After ``max_misses`` misses in a row the pixel
   is *reverted*: the change was transient (a flood, a harvested field greening again), its reference
@@ -358,7 +359,7 @@ def _compare(
 def _remembered(ts: TrackerState, params: TrackParams, tg: int, doy: float,
                 doy0: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The seasonal memory's looks an onset on this date is held to (see the module's docstring, *memory*):
-    ``(look, day, eligible)`` for each slot with a pixel whose remembered look was taken within
+    ``(look, day, eligible)`` (the look float16) for each slot with a pixel whose remembered look was taken within
     ``params.season_days`` of this day of year, a year or more ago, and is not one of its buffered looks."""
     if not params.memory:
         return
@@ -366,7 +367,7 @@ def _remembered(ts: TrackerState, params: TrackParams, tg: int, doy: float,
         eligible = ((ts.days[tg] - day >= 300) & (_doy_distance(doy, _doy_of(day, doy0)) <= params.season_days)
                     & ~(ts.buf_day == day).any(axis=0))  # NaN compares False
         if eligible.any():
-            yield look.astype(np.float32), day, eligible
+            yield look, day, eligible
 
 
 def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams, bands: list[str], img: np.ndarray,
@@ -386,6 +387,7 @@ def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams,
         have = valid & eligible & np.isfinite(look).all(axis=0)
         if not (have & mask).any() or int(have.sum()) < MIN_VALID_PIXELS:
             continue  # (a pairwise detector cannot estimate its statistics from a handful of pixels, see _compare)
+        look = look.astype(np.float32, copy=False)  # a remembered look is float16
         adj = seasonal_reference(look, img, have & ~ts.state, seed=tg) if params.seasonal else None
         if adj is None:
             judge, recent = look, np.zeros_like(have)
