@@ -300,7 +300,7 @@ def _registered_pass(group: list[Scene], sub: Grid, bands: tuple[str, ...], shif
 
 
 #: the side of a chunk of a tracker run (:func:`run_tracker_chunks`): its state is a few images of every band
-#: (``ref_depth`` looks), and it reads one date at a time
+#: (``ref_depth`` looks and the seasonal memory's six), and it reads one date at a time
 TRACKER_SIDE = 1024
 
 

@@ -11,7 +11,8 @@ stack would be larger than :data:`STREAM_BYTES` reads the dates one pass at a ti
 2. :func:`passes`: the passes are read again in time order, each handed over as a one-date stack while the
    next one is read on another thread; the caller registers and tracks it, and lets it go.
 
-Peak memory is then the tracker's state (about ``ref_depth + 1`` float32 images of every band) plus two or three
+Peak memory is then the tracker's state (about ``ref_depth + 1`` float32 images of every band, and its seasonal
+memory's six float16 ones) plus two or three
 dates, whatever the number of dates; the history, the changes and their dates are the ones the run in
 memory gives (the same dates tracked in the same order, onto the same reference).  The price is reading
 the imagery twice.
