@@ -14,7 +14,7 @@ from sitewatch.alerts import get_rule, list_alerts, list_deliveries, list_endpoi
 from sitewatch.areas import get_area, list_areas, remove_area
 from sitewatch.incremental import _unpack, load_state
 from sitewatch.sites import make_site
-from sitewatch.store import RunRecord, Store
+from sitewatch.store import SQLITE_PAGE_SIZE, RunRecord, Store, upgrade_database
 from sitewatch.store._migrate import HEAD, config, current_revision
 
 from .servers import have_postgres, postgres_cluster, require
@@ -100,6 +100,21 @@ def test_a_new_store_has_the_schema_of_0_1_0_and_is_stamped(tmp_path, old_db):
         assert columns[:len(old_columns)] == old_columns and fks == old_fks, table
         assert [c[0] for c in columns[len(old_columns):]] == list(BOUNDS), table
         assert sorted(indexes) == sorted([*old_indexes, (f"ix_{table}_bbox", 0, BOUNDS)]), table
+
+
+def test_a_new_sqlite_store_has_large_pages_and_an_old_one_keeps_its_own(tmp_path, old_db):
+    # a tracker state is a value of hundreds of MB, rewritten at every monitor pass: a chain of overflow pages,
+    # shorter in 64 KB pages (SQLite's largest) than in its default 4 KB ones
+    new, made = tmp_path / "new.db", tmp_path / "made.db"
+    Store(f"sqlite:///{new}")
+    upgrade_database(f"sqlite:///{made}")
+    page_size = lambda db: sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]  # noqa: E731
+    assert page_size(new) == page_size(made) == SQLITE_PAGE_SIZE == 65536
+    # an existing database keeps its page size (changing it would rewrite the whole file): 0.1.0's 4 KB
+    assert page_size(old_db) == 4096
+    store = Store(f"sqlite:///{old_db}")
+    store.add_site(make_site("pages", box(10.0, 45.0, 10.01, 45.01).__geo_interface__))
+    assert page_size(old_db) == 4096 and [s.name for s in store.list_sites()][-1:] == ["pages"]
 
 
 def test_the_migrations_make_the_schema_a_new_store_is_given(tmp_path):
