@@ -121,8 +121,8 @@ def _year(patch, meadow, **params):
 
 
 def test_a_look_like_the_one_a_year_ago_in_its_season_opens_no_change():
-    # the meadow and the patch brown in early September, green the rest of the year, brown again the next
-    # September: the brown look has long left the reference (three green looks), but the seasonal memory kept it
+    # the meadow and the patch brown on August 5, green the rest of the year, brown again on July 30 the next
+    # year: the brown look has long left the reference (three green looks), but the seasonal memory kept it
     seen = [BROWN] + [VEG] * 11 + [BROWN]
     hist, ts = _year(seen, seen, memory=False)
     assert hist.changed[PATCH].mean() > 0.9 and set(np.unique(hist.onset[hist.changed])) == {12}
