@@ -164,6 +164,17 @@ def _doy_distance(a: np.ndarray | float, b: np.ndarray) -> np.ndarray:
     return np.minimum(d, 365.25 - d)
 
 
+#: "a year or more before": days between a look (or a transient change) and a date of the same season
+YEAR_DAYS = 300
+
+
+def _season_a_year_before(days: float, then: np.ndarray, doy: float, doy0: np.ndarray,
+                          season_days: float) -> np.ndarray:
+    """Whether each of ``then`` (days since the origin; NaN: none, False) lies :data:`YEAR_DAYS` or more
+    before ``days`` and within ``season_days`` of its day of year ``doy`` (the same season a year or more ago)."""
+    return (days - then >= YEAR_DAYS) & (_doy_distance(doy, _doy_of(then, doy0)) <= season_days)
+
+
 def _grow(cmap: ChangeMap, valid: np.ndarray, low: float) -> np.ndarray:
     """The detector's mask grown by hysteresis: pixels scoring over ``low`` x threshold that touch a pixel
     over the threshold join it (the mixed edge pixels of a road or a roof)."""
@@ -364,7 +375,7 @@ def _remembered(ts: TrackerState, params: TrackParams, tg: int, doy: float,
     if not params.memory:
         return
     for look, day in zip(ts.memory, ts.memory_day, strict=True):
-        eligible = ((ts.days[tg] - day >= 300) & (_doy_distance(doy, _doy_of(day, doy0)) <= params.season_days)
+        eligible = (_season_a_year_before(ts.days[tg], day, doy, doy0, params.season_days)
                     & ~(ts.buf_day == day).any(axis=0))  # NaN compares False
         if eligible.any():
             yield look, day, eligible
@@ -416,12 +427,7 @@ def _onsets(
     new = flag & ~ts.state
     candidates = new.copy()
     # an onset in the season of an earlier transient change, a year or more later, is that land's cycle
-    seasonal = (
-        np.isfinite(ts.season)
-        & (days - ts.season >= 300)
-        & (_doy_distance(doy, _doy_of(ts.season, doy0)) <= params.season_days)
-    )
-    new &= ~seasonal
+    new &= ~_season_a_year_before(days, ts.season, doy, doy0, params.season_days)
     member = getattr(detector, "membership", None)
     if member is not None and params.cycle_days > 0:
         # land that looked like this within the cycle and grew green again since (a ploughed or
