@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from shapely.geometry import box
+from sqlalchemy import event
 
 from sitewatch.alerts import (
     AlertError,
@@ -181,6 +182,39 @@ def test_incremental_detection_equals_a_full_run(tmp_path, make_series):
     assert again.mode == "full" and "parameters" in again.reason
     meta, _ = load_state(store, "base", "index")
     assert len(meta["scene_ids"]) == 8 and meta["times"][-1].startswith(dates[-1].strftime("%Y-%m-%d"))
+
+
+def test_a_pass_without_a_new_scene_reads_no_tracker_arrays(tmp_path, make_series):
+    """A tracker state's arrays (hundreds of MB for a large site) are read only by a run that goes on from them:
+    a monitor pass that finds no new scene reads the state's meta, not its arrays."""
+    paths, _, _ = make_series(n=5, change_at=3)
+    store = Store(f"sqlite:///{tmp_path / 'quiet.db'}")
+    store.add_site(_site())
+    for p in paths[:4]:
+        _arrive(store, p)
+    assert detect_incremental(store, "base").mode == "full"
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    def reads_the_arrays() -> bool:
+        return any(s.lstrip().upper().startswith("SELECT") and "tracker_states.data" in s for s in statements)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert detect_incremental(store, "base").mode == "unchanged"
+        assert any("FROM tracker_states" in s for s in statements)  # its meta was read
+        assert not reads_the_arrays()
+        statements.clear()
+        _arrive(store, paths[4])
+        run = detect_incremental(store, "base")
+        assert run.mode == "incremental" and reads_the_arrays()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    meta, data = load_state(store, "base", "index")
+    assert len(meta["scene_ids"]) == 5 and data
+    assert load_state(store, "base", "index", data=False) == (meta, b"")
 
 
 def test_another_resolution_is_a_full_run_on_its_own_grid(tmp_path, make_series):

@@ -292,11 +292,11 @@ def _unpack(data: bytes) -> tuple[TrackerState, np.ndarray, np.ndarray]:
         return TrackerState(origin=origin, **arrays), _read_npy(z, "ref_band"), _read_npy(z, "ref_clear")
 
 
-def load_state(store: Store, site_name: str, method: str) -> tuple[dict[str, Any], bytes] | None:
+def load_state(store: Store, site_name: str, method: str, *, data: bool = True) -> tuple[dict[str, Any], bytes] | None:
     """(meta as stored: :meth:`TrackerMeta.from_json` reads it, packed arrays: ``_unpack``) of the stored tracker
-    state of a site and method, or None."""
+    state of a site and method, or None; ``data=False``: the meta only (the arrays ``b""``)."""
     with store.transaction() as tx:
-        return tx.runs.state(site_name, method)
+        return tx.runs.state(site_name, method, data=data)
 
 
 def carry_ids(
@@ -709,8 +709,22 @@ class _Plan:
 
 
 def _plan(store: Store, su: _Setup, cfg: DetectConfig) -> _Plan:
-    """Go on from the stored state with the new scenes, or track every scene again (and why)."""
-    stored = None if cfg.full else load_state(store, su.site.name, cfg.method)
+    """Go on from the stored state with the new scenes, or track every scene again (and why).
+
+    The state's arrays (hundreds of MB for a large site) are read only for a run that goes on from them: the
+    plan is made from the state's meta first, so a pass without a new scene, or a full run, never reads them.
+    They are read with their meta again, in one statement, and the plan made again from that meta (a run of
+    another process may have saved a new state in between)."""
+    if cfg.full:
+        return _plan_from(None, su, cfg)
+    plan = _plan_from(load_state(store, su.site.name, cfg.method, data=False), su, cfg)
+    if plan.meta is None or plan.why is not None or not plan.scenes:
+        return plan
+    return _plan_from(load_state(store, su.site.name, cfg.method), su, cfg)
+
+
+def _plan_from(stored: tuple[dict[str, Any], bytes] | None, su: _Setup, cfg: DetectConfig) -> _Plan:
+    """:func:`_plan` from ``stored`` (:func:`load_state`'s answer, its arrays read or not)."""
     meta = TrackerMeta.from_json(stored[0]) if stored else None
     # the grid these scenes and this resolution give: part of the parameters, so a run on another grid than the
     # stored state's (another resolution, a redrawn site) is a full run on the new one

@@ -363,10 +363,13 @@ class RunRepo(_Repo):
         q = select(TrackerStateRow).where(TrackerStateRow.site_id == site_id, TrackerStateRow.method == method)
         return site_id, self.s.scalar(q if data else q.options(defer(TrackerStateRow.data)))
 
-    def state(self, site: str, method: str) -> tuple[dict[str, Any], bytes] | None:
-        """(meta as stored, packed arrays) of the site's tracker state for ``method``, or None."""
-        row = self._state_row(site, method)[1]
-        return (dict(row.meta), bytes(row.data)) if row is not None else None
+    def state(self, site: str, method: str, *, data: bool = True) -> tuple[dict[str, Any], bytes] | None:
+        """(meta as stored, packed arrays) of the site's tracker state for ``method``, or None; ``data=False``
+        reads the meta only (the arrays come back empty): a run decides from it whether it needs them."""
+        row = self._state_row(site, method, data=data)[1]
+        if row is None:
+            return None
+        return dict(row.meta), bytes(row.data) if data else b""
 
     def put_state(self, site: str, method: str, meta: dict[str, Any], data: bytes) -> None:
         site_id, row = self._state_row(site, method, data=False)  # replaced, not read
