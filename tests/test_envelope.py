@@ -139,3 +139,41 @@ def test_new_ground_unlike_the_look_a_year_ago_opens_a_change_dated_exactly():
     hist, _ = _year([BROWN] + [VEG] * 11 + [ROOF, ROOF], [BROWN] + [VEG] * 11 + [BROWN, BROWN])
     assert hist.changed[PATCH].mean() > 0.99
     assert set(np.unique(hist.onset[PATCH])) == {12} and set(np.unique(hist.prev_clear[PATCH])) == {11}
+
+
+class _Everywhere:
+    """``index`` without its ``pixelwise`` mark: the tracker then shows it every pixel of the site."""
+
+    def __init__(self) -> None:
+        self._index = get_detector("index")
+        self.name, self.description = self._index.name, self._index.description
+        self.required_bands = self._index.required_bands
+        self.membership = self._index.membership
+
+    def detect(self, before, after, bands, valid=None):
+        return self._index.detect(before, after, bands, valid=valid)
+
+
+def test_a_pixelwise_detector_judges_only_the_pixels_that_can_still_change_and_the_result_is_the_same():
+    # index rates each pixel alone with a fixed threshold: the tracker's seasonal and envelope comparisons ask it
+    # only about the pixels flagged or within reach of the hysteresis, which must change nothing
+    from sitewatch.detectors.base import is_pixelwise
+
+    assert is_pixelwise(get_detector("index")) and not is_pixelwise(_Everywhere())
+    assert not any(is_pixelwise(get_detector(m)) for m in ("cva", "irmad", "urban"))
+    looks = [BROWN, VEG, VEG, BROWN, VEG, ROOF, ROOF, VEG]
+    stack = _series(looks, range(0), noise=0.01, size=100)
+    refl = stack["reflectance"].values
+    for t, look in enumerate([BROWN, VEG, VEG, VEG, VEG, VEG, BROWN, VEG]):
+        refl[(t, slice(None), *MEADOW)] = look[:, None, None]
+    results = []
+    for detector in (get_detector("index"), _Everywhere()):
+        ts = TrackerState.empty(stack["time"].values[0], TrackParams().ref_depth, 6, 100, 100)
+        hist = track_pixels(stack, detector, TrackParams(), resume=ts)
+        results.append((hist, ts))
+    (a, sa), (b, sb) = results
+    assert a.changed.any()  # something to compare: the roof
+    for name in ("changed", "onset", "prev_clear", "last_hit", "hits", "misses", "onset_score"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("buf", "buf_day", "memory", "memory_day", "pend", "pend_score", "season"):
+        np.testing.assert_array_equal(getattr(sa, name), getattr(sb, name), err_msg=name)

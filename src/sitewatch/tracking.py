@@ -62,7 +62,7 @@ from scipy import ndimage
 
 from ._stats import nanmedian0, one_blas_thread
 from .constants import MIN_CLEAR_FRACTION
-from .detectors.base import MIN_VALID_PIXELS, Detector
+from .detectors.base import MIN_VALID_PIXELS, Detector, is_pixelwise
 from .masks import clear_fraction
 from .types import ChangeMap
 
@@ -198,7 +198,8 @@ def _quadratic_features(x: np.ndarray) -> np.ndarray:
 
 
 def seasonal_reference(
-    ref: np.ndarray, img: np.ndarray, fit_mask: np.ndarray, max_samples: int = 20000, seed: int = 0
+    ref: np.ndarray, img: np.ndarray, fit_mask: np.ndarray, max_samples: int = 20000, seed: int = 0,
+    where: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Predict each pixel's spectrum on ``img``'s date from its reference spectrum.
 
@@ -206,7 +207,8 @@ def seasonal_reference(
     without its 5 % worst residuals) on a sample of the ``fit_mask`` pixels: unchanged, clear pixels, so
     the fit learns what the season, the sun and the atmosphere did to each kind of surface (forest, grass,
     field, rock) between the two dates, not what construction did to a few of them.  Returns ``None`` when
-    too few pixels are available to fit (then only the plain reference is used).
+    too few pixels are available to fit (then only the plain reference is used).  ``where`` (bool ``(y, x)``):
+    predict those pixels only (the others NaN); the fit is the same.
     """
     nb = ref.shape[0]
     ys, xs = np.nonzero(fit_mask)
@@ -221,7 +223,11 @@ def seasonal_reference(
     y = img[:, ys, xs].T.astype(np.float64)
     feats = _quadratic_features(x)
     flat = ref.reshape(nb, -1).T
-    ok = np.flatnonzero(np.isfinite(flat).all(axis=1))
+    if where is None:
+        ok = np.flatnonzero(np.isfinite(flat).all(axis=1))
+    else:
+        ok = np.flatnonzero(where.ravel())
+        ok = ok[np.isfinite(flat[ok]).all(axis=1)]
     out = np.full(flat.shape, np.nan, dtype=np.float32)
     with one_blas_thread():  # thin problems: threads would only wait (see the helper)
         coef, *_ = np.linalg.lstsq(feats, y, rcond=None)
@@ -350,12 +356,11 @@ def _compare(
     if params.seasonal:
         # the reference as it would look on this date had nothing changed (see seasonal_reference):
         # a new change must be one against both, so phenology that the whole site shares is not one
-        adj = seasonal_reference(ref, img, valid & ~ts.state, seed=tg)
+        need = _candidates(detector, raw, params.hysteresis)
+        adj = seasonal_reference(ref, img, valid & ~ts.state, seed=tg, where=need)
         if adj is not None:
-            seasonal_map = detector.detect(adj, img, bands, valid=valid)
-            onset_map = replace(
-                raw, score=np.minimum(raw.score, seasonal_map.score), mask=raw.mask & seasonal_map.mask
-            )
+            s, m = _verdict(detector, adj, img, bands, valid, need)
+            onset_map = replace(raw, score=np.minimum(raw.score, s), mask=raw.mask & m)
     flag = _grow(onset_map, valid, params.hysteresis)
     within = np.zeros((h, w), bool)
     if params.envelope and ts.buf.shape[0] > 1 and flag.any():
@@ -391,6 +396,7 @@ def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams,
     scores, so hysteresis grows a change only into pixels unlike each look too, and the weakest comparison is
     the onset's evidence."""
     score, mask = onset_map.score, onset_map.mask
+    need = _candidates(detector, onset_map, params.hysteresis)
     everywhere = np.ones(valid.shape, bool)
     looks = [(look, day, everywhere, False) for look, day in zip(ts.buf, ts.buf_day, strict=True)]
     looks += [(look, day, eligible, True) for look, day, eligible in _remembered(ts, params, tg, doy, doy0)]
@@ -399,22 +405,53 @@ def _unlike_each_look(ts: TrackerState, detector: Detector, params: TrackParams,
         if not (have & mask).any() or int(have.sum()) < MIN_VALID_PIXELS:
             continue  # (a pairwise detector cannot estimate its statistics from a handful of pixels, see _compare)
         look = look.astype(np.float32, copy=False)  # a remembered look is float16
-        adj = seasonal_reference(look, img, have & ~ts.state, seed=tg) if params.seasonal else None
+        adj = seasonal_reference(look, img, have & ~ts.state, seed=tg, where=need) if params.seasonal else None
         if adj is None:
             judge, recent = look, np.zeros_like(have)
         else:
             have &= np.isfinite(adj).all(axis=0)
             # a remembered look of this season is as the sun and the season had it then: as it was, too
             judge, recent = adj, have & (season | (ts.days[tg] - day <= params.envelope_days))  # NaN: not recent
-        m = detector.detect(np.where(have, judge, np.nan), img, bands, valid=have)
-        s, flag = m.score, m.mask
+        s, flag = _verdict(detector, judge, img, bands, have, need, blank=True)
         if (recent & mask).any():  # a look a few weeks old is the pixel's present: as it was, too
-            r = detector.detect(np.where(have, look, np.nan), img, bands, valid=have)
-            s = np.where(recent, np.minimum(s, r.score), s)
-            flag = np.where(recent, flag & r.mask, flag)
+            rs, rm = _verdict(detector, look, img, bands, have, need, blank=True)
+            s = np.where(recent, np.minimum(s, rs), s)
+            flag = np.where(recent, flag & rm, flag)
         score = np.where(have, np.minimum(score, s), score)
         mask = mask & (flag | ~have)
     return replace(onset_map, score=score, mask=mask)
+
+
+def _candidates(detector: Detector, cmap: ChangeMap, low: float) -> np.ndarray | None:
+    """The pixels whose verdict a further comparison can still change, for a pixelwise detector
+    (:func:`~sitewatch.detectors.base.is_pixelwise`): those flagged by ``cmap`` and those its hysteresis
+    (``low``) could grow into (see :func:`_grow`).  A further comparison only lowers a score and clears a flag,
+    so no other pixel can become an onset; the scores of the others are never read.  None (every pixel) for
+    a detector with scene statistics, whose verdicts depend on every pixel it is shown."""
+    if not is_pixelwise(detector):
+        return None
+    return cmap.mask | (cmap.score > min(low, 1.0) * cmap.threshold)
+
+
+def _verdict(detector: Detector, before: np.ndarray, img: np.ndarray, bands: list[str], valid: np.ndarray,
+             where: np.ndarray | None, blank: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(score, mask) of ``detector`` from ``before`` to ``img`` over ``valid``; with ``where`` (see
+    :func:`_candidates`), of those pixels only (score 0, mask False elsewhere), the detector shown them alone.
+    ``blank``: the detector is shown ``before`` as no data outside ``valid`` (its scene statistics, if any,
+    then come from ``valid`` alone)."""
+    if where is None:
+        m = detector.detect(np.where(valid, before, np.nan) if blank else before, img, bands, valid=valid)
+        return m.score, m.mask
+    sel = np.flatnonzero(where & valid)
+    score = np.zeros(valid.shape, np.float32)
+    mask = np.zeros(valid.shape, bool)
+    if sel.size:
+        nb = before.shape[0]
+        m = detector.detect(before.reshape(nb, -1)[:, sel, None], img.reshape(nb, -1)[:, sel, None], bands,
+                            valid=np.ones((sel.size, 1), bool))
+        score.flat[sel] = m.score[:, 0]
+        mask.flat[sel] = m.mask[:, 0]
+    return score, mask
 
 
 def _onsets(

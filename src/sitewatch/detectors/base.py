@@ -101,6 +101,14 @@ def engine_of(detector: Detector) -> str:
     return str(getattr(detector, "engine", "series"))
 
 
+def is_pixelwise(detector: Detector) -> bool:
+    """Whether ``detector`` scores each pixel from that pixel's two spectra alone, with a fixed threshold (its
+    ``pixelwise`` attribute; ``index``): no scene statistic, no window.  Such a detector gives a pixel the same
+    score and mask whatever other pixels it is shown with, so a caller that needs a few pixels' verdicts may
+    ask for those alone (the tracker's envelope does, :func:`sitewatch.tracking.track_pixels`)."""
+    return bool(getattr(detector, "pixelwise", False))
+
+
 def for_registered_stack(detector: Detector) -> Detector:
     """``detector`` without its own co-registration step, for images already registered onto one reference
     (a tracked stack is, see :func:`sitewatch.pipeline.coregister_stack`): measuring the shift again on every

@@ -51,6 +51,7 @@ class IndexDetector:
     )
     required_bands: ClassVar[tuple[str, ...]] = ("B03", "B04", "B08", "B11", "B12")
     engine: ClassVar[str] = "tracker"  # see sitewatch.detectors.base.engine_of
+    pixelwise: ClassVar[bool] = True  # see sitewatch.detectors.base.is_pixelwise
     threshold: float = 0.5
     bare_ndvi: float = 0.22
     camo_ndvi: float = 0.6
