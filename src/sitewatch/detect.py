@@ -839,10 +839,13 @@ def _track(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, progress: Pr
     if su.series:
         return _Tracked(stack, composite_history(stack, su.detector, su.sp, inside=inside, progress=step), shifts,
                         None)
+    cf = np.array([clear_fraction(c, inside) for c in stack["clear"].values])
+    if ld.ts is None:  # a full run with no date clear enough fails now, before its state is allocated
+        require_clear(su.site.name, cf, su.tp.min_clear_fraction)
     ts = ld.ts or TrackerState.empty(stack["time"].values[0], su.tp.ref_depth, len(stack["band"]), grid.height,
                                      grid.width)
-    return _Tracked(stack, track_pixels(stack, su.detector, su.tp, inside=inside, resume=ts, progress=step), shifts,
-                    ts)
+    history = track_pixels(stack, su.detector, su.tp, inside=inside, resume=ts, progress=step, clear_fractions=cf)
+    return _Tracked(stack, history, shifts, ts)
 
 
 def _track_streamed(su: _Setup, cfg: DetectConfig, plan: _Plan, ld: _Loaded, sc: Scan,
