@@ -81,17 +81,11 @@ def _activations(x: np.ndarray, session: Any) -> dict[str, np.ndarray]:
     tiles blended with :mod:`sitewatch.cloudmask`'s weights, each tile's map repeated up to the tile's size."""
     tile, overlap = cloudmask.TILE, cloudmask.OVERLAP
     _, h, w = x.shape
-    step = tile - overlap
-
-    def padded(n: int) -> int:
-        return max(tile, -(-(n + 2 * overlap - tile) // step) * step + tile)
-
-    hp, wp = padded(h), padded(w)
-    xp = np.pad(x, ((0, 0), (overlap, hp - h - overlap), (overlap, wp - w - overlap)), mode="symmetric")
+    xp, corners = cloudmask._tile_layout(x)
+    hp, wp = xp.shape[1:]
     ramp = cloudmask._ramp()
     weight = np.zeros((hp, wp), np.float32)
     out: dict[str, np.ndarray] = {}
-    corners = [(r, c) for r in range(0, hp - tile + 1, step) for c in range(0, wp - tile + 1, step)]
     for k in range(0, len(corners), 4):
         group = corners[k:k + 4]
         tiles = np.stack([xp[:, r:r + tile, c:c + tile] for r, c in group]).astype(np.float32)

@@ -350,11 +350,11 @@ def _ramp() -> np.ndarray:
     return np.outer(w, w)
 
 
-def _tiled_probabilities(x: np.ndarray, session: Any, batch: int = 4) -> np.ndarray:
-    """Class probabilities ``(3, h, w)`` of a normalised image ``(band, h, w)``: overlapping tiles, blended.
-
-    The image is mirrored by ``OVERLAP`` pixels on every side (more at the bottom and right to fill whole
-    tiles), so that every image pixel lies where some tile's weight is 1 or in a cross-fade of two."""
+def _tile_layout(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The overlapping ``TILE`` x ``TILE`` tiles of an image ``(band, h, w)``: the image mirrored by ``OVERLAP``
+    pixels on every side (more at the bottom and right to fill whole tiles), so that every image pixel lies
+    where some tile's weight (:func:`_ramp`) is 1 or in a cross-fade of two, and each tile's top-left corner
+    in it.  The image's pixels start at ``OVERLAP`` in both axes of the padded one."""
     _, h, w = x.shape
     step = TILE - OVERLAP
 
@@ -363,10 +363,18 @@ def _tiled_probabilities(x: np.ndarray, session: Any, batch: int = 4) -> np.ndar
 
     hp, wp = padded(h), padded(w)
     xp = np.pad(x, ((0, 0), (OVERLAP, hp - h - OVERLAP), (OVERLAP, wp - w - OVERLAP)), mode="symmetric")
+    return xp, [(r, c) for r in range(0, hp - TILE + 1, step) for c in range(0, wp - TILE + 1, step)]
+
+
+def _tiled_probabilities(x: np.ndarray, session: Any, batch: int = 4) -> np.ndarray:
+    """Class probabilities ``(3, h, w)`` of a normalised image ``(band, h, w)``: overlapping tiles
+    (:func:`_tile_layout`), blended."""
+    _, h, w = x.shape
+    xp, corners = _tile_layout(x)
+    hp, wp = xp.shape[1:]
     out = np.zeros((3, hp, wp), np.float32)
     weight = np.zeros((hp, wp), np.float32)
     ramp = _ramp()
-    corners = [(r, c) for r in range(0, hp - TILE + 1, step) for c in range(0, wp - TILE + 1, step)]
     name = session.get_inputs()[0].name
     for k in range(0, len(corners), batch):
         group = corners[k:k + batch]
