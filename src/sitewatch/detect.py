@@ -715,17 +715,6 @@ def _plan(store: Store, su: _Setup, cfg: DetectConfig) -> _Plan:
     plan is made from the state's meta first, so a pass without a new scene, or a full run, never reads them.
     They are read with their meta again, in one statement, and the plan made again from that meta (a run of
     another process may have saved a new state in between)."""
-    if cfg.full:
-        return _plan_from(None, su, cfg)
-    plan = _plan_from(load_state(store, su.site.name, cfg.method, data=False), su, cfg)
-    if plan.meta is None or plan.why is not None or not plan.scenes:
-        return plan
-    return _plan_from(load_state(store, su.site.name, cfg.method), su, cfg)
-
-
-def _plan_from(stored: tuple[dict[str, Any], bytes] | None, su: _Setup, cfg: DetectConfig) -> _Plan:
-    """:func:`_plan` from ``stored`` (:func:`load_state`'s answer, its arrays read or not)."""
-    meta = TrackerMeta.from_json(stored[0]) if stored else None
     # the grid these scenes and this resolution give: part of the parameters, so a run on another grid than the
     # stored state's (another resolution, a redrawn site) is a full run on the new one
     grid = grid_for_scenes(su.site, su.scenes, cfg.resolution)
@@ -733,6 +722,19 @@ def _plan_from(stored: tuple[dict[str, Any], bytes] | None, su: _Setup, cfg: Det
                               cfg.coregister, grid, su.bands)
     params["engine"] = su.engine
     key = _params_key(params)
+    if cfg.full:
+        return _plan_from(None, su, grid, params, key)
+    plan = _plan_from(load_state(store, su.site.name, cfg.method, data=False), su, grid, params, key)
+    if plan.meta is None or plan.why is not None or not plan.scenes:
+        return plan
+    return _plan_from(load_state(store, su.site.name, cfg.method), su, grid, params, key)
+
+
+def _plan_from(stored: tuple[dict[str, Any], bytes] | None, su: _Setup, grid: Grid, params: dict[str, Any],
+               key: str) -> _Plan:
+    """:func:`_plan` from ``stored`` (:func:`load_state`'s answer, its arrays read or not), for the run's
+    ``grid`` and ``params`` (``key``: their hash)."""
+    meta = TrackerMeta.from_json(stored[0]) if stored else None
     if meta is None or stored is None:
         return _Plan(None, b"", grid, params, key, su.scenes, Why.NO_STATE, Why.NO_STATE.value)
     done = set(meta.all_scene_ids)
